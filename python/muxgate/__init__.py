@@ -1,0 +1,3 @@
+from muxgate._native import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,10 @@
+//! The PyO3 layer: everything that crosses into Python is listed here, in `_native`.
+//! Each submodule wraps one core module; the core itself never sees Python.
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+mod _native {
+    #[pymodule_export]
+    const VERSION: &str = env!("CARGO_PKG_VERSION");
+}
