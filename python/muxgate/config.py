@@ -1,0 +1,239 @@
+"""The TOML configuration file and its compilation into a routing snapshot.
+
+Prices are written the way providers publish them (USD per million tokens, as strings or
+numbers) and become integer nano-USD here, through Decimal, so no float ever touches money.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import msgspec
+
+from muxgate import wire
+
+NANO_PER_USD = Decimal(1_000_000_000)
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used, with the offending field path."""
+
+
+class GatewaySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    max_body_bytes: int = 10 * 1024 * 1024
+    keepalive_seconds: float = 10.0
+    max_attempts: int = 3
+
+
+class ProviderSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    base_url: str
+    protocol: str = "openai"
+    credential_env: str | None = None
+    headers: dict[str, str] = {}
+    connect_timeout_seconds: float = 5.0
+
+
+class PriceSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """USD per million tokens."""
+
+    prompt: str | float | int = 0
+    completion: str | float | int = 0
+    cached: str | float | int | None = None
+
+
+class TimeoutSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    first_byte_seconds: float = 60.0
+    idle_seconds: float = 120.0
+    total_seconds: float = 600.0
+
+
+class ChannelSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    provider: str
+    upstream_model: str
+    weight: int = 1
+    price: PriceSection = PriceSection()
+    timeouts: TimeoutSection = TimeoutSection()
+    enabled: bool = True
+
+
+class ModelSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    slug: str
+    aliases: list[str] = []
+    context_length: int | None = None
+    channels: list[ChannelSection] = []
+
+
+class AccountSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    blocked: bool = False
+
+
+class KeySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An API key, given as its secret, an environment variable holding it, or its digest."""
+
+    id: str
+    account: str
+    secret: str | None = None
+    secret_env: str | None = None
+    digest: str | None = None
+    models: list[str] = []
+    enabled: bool = True
+
+
+class ConfigFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    gateway: GatewaySection = GatewaySection()
+    providers: list[ProviderSection] = []
+    models: list[ModelSection] = []
+    accounts: list[AccountSection] = []
+    keys: list[KeySection] = []
+
+
+def load(path: str | Path) -> ConfigFile:
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        config = msgspec.convert(raw, ConfigFile)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    validate(config)
+    return config
+
+
+def key_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def usd_per_million_to_nano(value: str | float | int, where: str) -> int:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ConfigError(f"{where}: {value!r} is not a price") from exc
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"{where}: a price must be a non-negative number")
+    nano = amount * NANO_PER_USD
+    if nano != nano.to_integral_value():
+        raise ConfigError(f"{where}: {value!r} has more precision than 1e-9 USD per million tokens")
+    return int(nano)
+
+
+def _unique(ids: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise ConfigError(f"{what}: duplicate id {i!r}")
+        seen.add(i)
+
+
+def validate(config: ConfigFile) -> None:
+    """Cross-references msgspec cannot check: ids unique and every reference resolvable."""
+    _unique([p.id for p in config.providers], "providers")
+    _unique([a.id for a in config.accounts], "accounts")
+    _unique([k.id for k in config.keys], "keys")
+    names: list[str] = []
+    for m in config.models:
+        names.append(m.slug)
+        names.extend(m.aliases)
+    _unique(names, "models (slugs and aliases)")
+    providers = {p.id for p in config.providers}
+    for p in config.providers:
+        if not p.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"providers.{p.id}.base_url: must start with http:// or https://")
+        if p.protocol != "openai":
+            raise ConfigError(f"providers.{p.id}.protocol: only 'openai' is supported")
+    for m in config.models:
+        _unique([c.id for c in m.channels], f"models.{m.slug}.channels")
+        for c in m.channels:
+            where = f"models.{m.slug}.channels.{c.id}"
+            if c.provider not in providers:
+                raise ConfigError(f"{where}.provider: unknown provider {c.provider!r}")
+            if c.weight < 0:
+                raise ConfigError(f"{where}.weight: must be >= 0")
+    accounts = {a.id for a in config.accounts}
+    for k in config.keys:
+        if k.account not in accounts:
+            raise ConfigError(f"keys.{k.id}.account: unknown account {k.account!r}")
+        given = [x for x in (k.secret, k.secret_env, k.digest) if x is not None]
+        if len(given) != 1:
+            raise ConfigError(f"keys.{k.id}: give exactly one of secret, secret_env, digest")
+
+
+def _key_to_wire(k: KeySection) -> wire.ApiKey:
+    if k.digest is not None:
+        digest = k.digest.lower()
+        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+            raise ConfigError(f"keys.{k.id}.digest: must be 64 hex digits (SHA-256)")
+    elif k.secret_env is not None:
+        secret = os.environ.get(k.secret_env)
+        if not secret:
+            raise ConfigError(f"keys.{k.id}.secret_env: environment variable {k.secret_env} is not set")
+        digest = key_digest(secret)
+    else:
+        assert k.secret is not None
+        digest = key_digest(k.secret)
+    return wire.ApiKey(id=k.id, account=k.account, digest=digest, models=k.models, enabled=k.enabled)
+
+
+def _channel_to_wire(model: str, c: ChannelSection) -> wire.Channel:
+    where = f"models.{model}.channels.{c.id}.price"
+    prompt = usd_per_million_to_nano(c.price.prompt, f"{where}.prompt")
+    cached = prompt if c.price.cached is None else usd_per_million_to_nano(c.price.cached, f"{where}.cached")
+    return wire.Channel(
+        id=c.id,
+        provider=c.provider,
+        upstream_model=c.upstream_model,
+        weight=c.weight,
+        price=wire.Price(
+            prompt=prompt,
+            completion=usd_per_million_to_nano(c.price.completion, f"{where}.completion"),
+            cached=cached,
+        ),
+        timeouts=wire.Timeouts(
+            first_byte_ms=round(c.timeouts.first_byte_seconds * 1000),
+            idle_ms=round(c.timeouts.idle_seconds * 1000),
+            total_ms=round(c.timeouts.total_seconds * 1000),
+        ),
+        enabled=c.enabled,
+    )
+
+
+def compile_snapshot(config: ConfigFile, version: int) -> wire.RoutingSnapshot:
+    return wire.RoutingSnapshot(
+        version=version,
+        providers=[
+            wire.Provider(
+                id=p.id,
+                base_url=p.base_url,
+                protocol=p.protocol,
+                credential_env=p.credential_env,
+                headers=sorted(p.headers.items()),
+                connect_timeout_ms=round(p.connect_timeout_seconds * 1000),
+            )
+            for p in config.providers
+        ],
+        models=[
+            wire.Model(
+                slug=m.slug,
+                aliases=m.aliases,
+                context_length=m.context_length,
+                channels=[_channel_to_wire(m.slug, c) for c in m.channels],
+            )
+            for m in config.models
+        ],
+        accounts=[wire.Account(id=a.id, blocked=a.blocked) for a in config.accounts],
+        keys=[_key_to_wire(k) for k in config.keys],
+        settings=wire.Settings(
+            keepalive_ms=max(1, round(config.gateway.keepalive_seconds * 1000)),
+            max_attempts=max(1, config.gateway.max_attempts),
+        ),
+    )

@@ -1,0 +1,131 @@
+"""The RSGI application one gateway worker serves: path dispatch, body limits, and the bridge
+between granian's event loop and the native engine's completion queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from granian.rsgi import HTTPProtocol, Scope
+
+from muxgate._native import Engine
+from muxgate.gateway.metering import JsonlSink, MemorySink, Meter, UsageSink
+from muxgate.gateway.protocols import openai
+from muxgate.wire.errors import error_json
+
+log = logging.getLogger("muxgate.gateway")
+
+Handler = Callable[["Gateway", Scope, HTTPProtocol], Awaitable[None]]
+
+JSON = [("content-type", "application/json")]
+
+# path -> (method, handler)
+ROUTES: dict[str, tuple[str, Handler]] = {
+    "/api/v1/chat/completions": ("POST", openai.chat_completions),
+    "/v1/chat/completions": ("POST", openai.chat_completions),
+    "/api/v1/models": ("GET", openai.models),
+    "/v1/models": ("GET", openai.models),
+}
+
+
+class Gateway:
+    """One per worker process. Built from the environment so granian can import it by name."""
+
+    def __init__(
+        self,
+        snapshot_path: str | None,
+        sink: UsageSink,
+        max_body_bytes: int = 10 * 1024 * 1024,
+    ) -> None:
+        self.snapshot_path = snapshot_path
+        self.sink = sink
+        self.max_body_bytes = max_body_bytes
+        self.engine = Engine()
+        self.loop: asyncio.AbstractEventLoop
+        self.meter: Meter
+
+    @classmethod
+    def from_env(cls) -> Gateway:
+        usage_log = os.environ.get("MUXGATE_USAGE_LOG")
+        return cls(
+            snapshot_path=os.environ.get("MUXGATE_SNAPSHOT"),
+            sink=JsonlSink(usage_log) if usage_log else MemorySink(),
+            max_body_bytes=int(os.environ.get("MUXGATE_MAX_BODY_BYTES", 10 * 1024 * 1024)),
+        )
+
+    def load_snapshot(self, data: bytes) -> None:
+        for warning in self.engine.load_snapshot(data):
+            log.warning("routing snapshot: %s", warning)
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.meter = Meter(self.sink, loop)
+        loop.add_reader(self.engine.wakeup_fd, self._on_wakeup)
+        if self.snapshot_path:
+            self.load_snapshot(Path(self.snapshot_path).read_bytes())
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_reader(self.engine.wakeup_fd)
+        self._on_wakeup()
+        self.meter.close()
+
+    def _on_wakeup(self) -> None:
+        self.engine.drain()
+        batch = self.engine.take_usage()
+        if batch is not None:
+            self.meter.publish(batch)
+
+    async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
+        if scope.proto != "http":
+            return
+        route = ROUTES.get(scope.path)
+        if route is None:
+            if scope.path == "/healthz":
+                self._health(proto)
+                return
+            message = f"No route for {scope.method} {scope.path}"
+            proto.response_bytes(404, JSON, error_json(404, "not_found", message))
+            return
+        method, handler = route
+        if scope.method != method:
+            message = f"{scope.path} accepts {method} only"
+            proto.response_bytes(
+                405, [*JSON, ("allow", method)], error_json(405, "method_not_allowed", message)
+            )
+            return
+        await handler(self, scope, proto)
+
+    def _health(self, proto: HTTPProtocol) -> None:
+        version = self.engine.routing_version
+        status = 200 if version else 503
+        proto.response_bytes(status, JSON, b'{"routing_version":%d}' % version)
+
+    async def read_body(self, scope: Scope, proto: HTTPProtocol) -> bytes | None:
+        """The request body, or None after answering 413 when it exceeds the cap."""
+        declared = scope.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                message = "Content-Length is not a number"
+                proto.response_bytes(400, JSON, error_json(400, "invalid_params", message))
+                return None
+            if int(declared) <= self.max_body_bytes:
+                return await proto()
+        else:
+            parts: list[bytes] = []
+            size = 0
+            async for part in proto:
+                size += len(part)
+                if size > self.max_body_bytes:
+                    break
+                parts.append(part)
+            else:
+                return b"".join(parts)
+        message = f"Request body is larger than {self.max_body_bytes} bytes"
+        proto.response_bytes(413, JSON, error_json(413, "invalid_params", message))
+        return None
+
+
+app = Gateway.from_env()

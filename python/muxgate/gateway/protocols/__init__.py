@@ -1,0 +1,1 @@
+"""Inbound API surfaces, one module per protocol, shaped alike."""

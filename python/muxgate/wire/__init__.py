@@ -1,0 +1,31 @@
+"""Wire models shared by the data plane and the control plane (msgspec, one per message)."""
+
+from muxgate.wire.errors import ErrorBody, ErrorDetail, error_json
+from muxgate.wire.snapshot import (
+    Account,
+    ApiKey,
+    Channel,
+    Model,
+    Price,
+    Provider,
+    RoutingSnapshot,
+    Settings,
+    Timeouts,
+)
+from muxgate.wire.usage import UsageEvent
+
+__all__ = [
+    "Account",
+    "ApiKey",
+    "Channel",
+    "ErrorBody",
+    "ErrorDetail",
+    "Model",
+    "Price",
+    "Provider",
+    "RoutingSnapshot",
+    "Settings",
+    "Timeouts",
+    "UsageEvent",
+    "error_json",
+]

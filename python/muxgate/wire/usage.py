@@ -1,0 +1,49 @@
+"""The usage event: one per finished request, emitted by the engine as msgpack."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
+    request_id: str
+    created_ms: int
+    account_id: str
+    key_id: str
+    model: str
+    channel_id: str | None
+    provider_id: str | None
+    upstream_model: str | None
+    # Provider-reported counts, with the local counts beside them; `usage_source` says which
+    # were billed ("provider", "local" for a stream cut before its usage, "none").
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    local_prompt_tokens: int
+    local_completion_tokens: int
+    usage_source: Literal["provider", "local", "none"]
+    cost_nano_usd: int
+    ttft_ms: float | None
+    total_ms: float
+    output_tokens_per_second: float | None
+    max_chunk_gap_ms: float | None
+    gateway_overhead_us: int
+    finish_reason: str | None
+    status: Literal["ok", "failed", "cancelled"]
+    http_status: int
+    error_type: str | None
+    error_message: str | None
+    stream: bool
+    cancelled: bool
+    attempts: int
+    malformed_chunks: int
+
+
+_decoder = msgspec.msgpack.Decoder(list[UsageEvent])
+
+
+def decode_usage_batch(data: bytes) -> list[UsageEvent]:
+    return _decoder.decode(data)

@@ -1,0 +1,592 @@
+//! One chat-completions request, start to finish: authenticate, validate, route, try channels
+//! in plan order (failing over before the first byte reaches the client), relay, meter.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::error::{ErrorKind, GatewayError};
+use super::request::ChatRequest;
+use super::routing::{ChannelRoute, ModelRoute, Routing};
+use super::stream::StreamBuffer;
+use super::upstream::{self, AttemptError};
+use super::usage::UsageEvent;
+use super::{
+    ATTEMPTS_HEADER, CHANNEL_HEADER, Deliver, Engine, Headers, OVERHEAD_HEADER, REQUEST_ID_HEADER,
+    Reply, Response, authenticate, error_response, new_request_id, unix_ms,
+};
+use crate::health::Outcome;
+use crate::relay::{Observed, StreamRelay, relay_json};
+use crate::tokens;
+
+/// Largest JSON response we buffer from a provider.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// After `[DONE]`, how long we keep reading so the connection can go back to the pool.
+const DRAIN_AFTER_DONE: Duration = Duration::from_secs(1);
+const KEEPALIVE_COMMENT: &[u8] = b": processing\n\n";
+
+struct Context<'a> {
+    request_id: String,
+    received: Instant,
+    created_ms: u64,
+    key_id: String,
+    account_id: String,
+    model: Arc<ModelRoute>,
+    req: ChatRequest<'a>,
+    local_prompt: u64,
+    keepalive: Duration,
+    max_attempts: usize,
+}
+
+/// Where the reply goes: not sent yet, or an event stream already open to the client.
+enum Sink {
+    Pending(Deliver),
+    Open(Arc<StreamBuffer>),
+    Spent,
+}
+
+impl Sink {
+    fn open(&mut self, headers: impl FnOnce() -> Headers) -> Arc<StreamBuffer> {
+        match std::mem::replace(self, Sink::Spent) {
+            Sink::Pending(deliver) => {
+                let buffer = Arc::new(StreamBuffer::default());
+                deliver(Reply::Stream {
+                    headers: headers(),
+                    buffer: buffer.clone(),
+                });
+                *self = Sink::Open(buffer.clone());
+                buffer
+            }
+            Sink::Open(buffer) => {
+                *self = Sink::Open(buffer.clone());
+                buffer
+            }
+            Sink::Spent => unreachable!("a reply is delivered once"),
+        }
+    }
+
+    fn buffer(&self) -> Option<Arc<StreamBuffer>> {
+        match self {
+            Sink::Open(b) => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    /// End the request with an error, as a response or as a final stream event.
+    fn fail(&mut self, error: &GatewayError, request_id: &str) {
+        match std::mem::replace(self, Sink::Spent) {
+            Sink::Pending(deliver) => deliver(Reply::Complete(error_response(error, request_id))),
+            Sink::Open(buffer) => {
+                buffer.push(&error.to_sse());
+                buffer.end();
+            }
+            Sink::Spent => {}
+        }
+    }
+}
+
+/// What a successful attempt brought back.
+enum Answer {
+    Json { body: Vec<u8>, observed: Observed },
+    Stream { body: Incoming, first: Bytes },
+}
+
+struct Success {
+    index: usize,
+    answer: Answer,
+}
+
+struct Failure {
+    error: GatewayError,
+    /// The channel whose answer decided the failure (a non-failover 4xx), if any.
+    index: Option<usize>,
+    cancelled: bool,
+}
+
+/// Counters shared by the attempt loop and the code that meters the request.
+#[derive(Default)]
+struct Progress {
+    attempts: u32,
+    /// Time spent waiting on providers, so the rest is our own overhead.
+    upstream: Duration,
+}
+
+impl Engine {
+    pub(super) async fn run_chat(
+        self: Arc<Self>,
+        secret: Option<String>,
+        body: Vec<u8>,
+        received: Instant,
+        deliver: Deliver,
+    ) {
+        let request_id = new_request_id();
+        let routing = self.routing.load_full();
+        let ctx = match prepare(&routing, secret.as_deref(), &body, request_id, received) {
+            Ok(ctx) => ctx,
+            Err((error, request_id)) => {
+                return deliver(Reply::Complete(error_response(&error, &request_id)));
+            }
+        };
+        let mut sink = Sink::Pending(deliver);
+        let mut progress = Progress::default();
+        let result = self.attempt_with_keepalive(&ctx, &mut sink, &mut progress).await;
+        match result {
+            Err(failure) => {
+                if !failure.cancelled {
+                    sink.fail(&failure.error, &ctx.request_id);
+                }
+                let channel = failure.index.map(|i| &ctx.model.channels[i]);
+                let mut event = meter(&ctx, channel, None, &progress);
+                event.status = if failure.cancelled { "cancelled" } else { "failed" };
+                event.cancelled = failure.cancelled;
+                event.http_status = failure.error.status();
+                event.error_type = Some(failure.error.type_name());
+                event.error_message = Some(failure.error.message);
+                self.emit_usage(event);
+            }
+            Ok(Success {
+                index,
+                answer: Answer::Json { body, observed },
+            }) => {
+                let channel = &ctx.model.channels[index];
+                let mut event = meter(&ctx, Some(channel), Some(&observed), &progress);
+                let headers = headers(&ctx, Some(channel), &progress, "application/json");
+                event.gateway_overhead_us = overhead_us(&ctx, &progress);
+                if let Sink::Pending(deliver) = std::mem::replace(&mut sink, Sink::Spent) {
+                    deliver(Reply::Complete(Response {
+                        status: 200,
+                        headers,
+                        body,
+                    }));
+                }
+                self.emit_usage(event);
+            }
+            Ok(Success {
+                index,
+                answer: Answer::Stream { body, first },
+            }) => {
+                self.pump(&ctx, index, body, &first, sink, progress).await;
+            }
+        }
+    }
+
+    /// Try the plan; for streams, keep the client's connection alive while we wait and stop at
+    /// once if the client leaves.
+    async fn attempt_with_keepalive(
+        &self,
+        ctx: &Context<'_>,
+        sink: &mut Sink,
+        progress: &mut Progress,
+    ) -> Result<Success, Failure> {
+        if !ctx.req.stream {
+            return attempt_all(ctx, progress).await;
+        }
+        let start = tokio::time::Instant::from_std(ctx.received) + ctx.keepalive;
+        let mut ticker = tokio::time::interval_at(start, ctx.keepalive);
+        // The attempts borrow `progress`; a local copy is merged back when they finish.
+        let mut local = Progress::default();
+        let outcome = {
+            let attempts = attempt_all(ctx, &mut local);
+            tokio::pin!(attempts);
+            loop {
+                let open = sink.buffer();
+                tokio::select! {
+                    result = &mut attempts => break result,
+                    _ = ticker.tick() => {
+                        sink.open(|| headers(ctx, None, progress, "text/event-stream")).push(KEEPALIVE_COMMENT);
+                    }
+                    () = cancelled(open) => {
+                        break Err(Failure {
+                            error: GatewayError::new(ErrorKind::Internal, "client disconnected"),
+                            index: None,
+                            cancelled: true,
+                        });
+                    }
+                }
+            }
+        };
+        progress.attempts += local.attempts;
+        progress.upstream += local.upstream;
+        outcome
+    }
+
+    /// Relay an upstream stream to the client until it completes, fails or the client leaves.
+    async fn pump(
+        &self,
+        ctx: &Context<'_>,
+        index: usize,
+        mut body: Incoming,
+        first: &[u8],
+        mut sink: Sink,
+        progress: Progress,
+    ) {
+        let channel = &ctx.model.channels[index];
+        let mut relay = StreamRelay::new(&ctx.request_id, &ctx.model.slug, ctx.req.include_usage);
+        let mut out = Vec::with_capacity(4096);
+        let mut failure = relay
+            .feed(first, Instant::now(), &mut out)
+            .err()
+            .map(|e| format!("the provider sent an invalid event stream ({e})"));
+        let overhead = overhead_us(ctx, &progress);
+        let buffer = sink.open(|| headers(ctx, Some(channel), &progress, "text/event-stream"));
+        buffer.push(&out);
+        let idle = Duration::from_millis(channel.timeouts.idle_ms);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + ctx.keepalive, ctx.keepalive);
+        let mut cancelled_by_client = false;
+        while failure.is_none() && !relay.completed() {
+            out.clear();
+            tokio::select! {
+                biased;
+                () = buffer.cancelled() => {
+                    cancelled_by_client = true;
+                    break;
+                }
+                frame = tokio::time::timeout(idle, body.frame()) => match frame {
+                    Err(_) => failure = Some(format!("the provider sent nothing for {} s", idle.as_secs())),
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => failure = Some(format!("the provider connection failed: {e}")),
+                    Ok(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            if let Err(e) = relay.feed(data, Instant::now(), &mut out) {
+                                failure = Some(format!("the provider sent an invalid event stream ({e})"));
+                            }
+                            buffer.push(&out);
+                            ticker.reset();
+                        }
+                    }
+                },
+                _ = ticker.tick() => buffer.push(KEEPALIVE_COMMENT),
+            }
+        }
+        let observed = relay.finish().clone();
+        let completed = observed.completed && failure.is_none() && !cancelled_by_client;
+        let mut event = meter(ctx, Some(channel), Some(&observed), &progress);
+        event.gateway_overhead_us = overhead;
+        if completed {
+            buffer.end();
+        } else if cancelled_by_client {
+            event.status = "cancelled";
+            event.cancelled = true;
+            buffer.end();
+        } else {
+            let reason = failure.unwrap_or_else(|| {
+                observed.upstream_error.clone().map_or_else(
+                    || "the provider closed the stream before it completed".to_owned(),
+                    |e| format!("the provider reported an error mid-stream: {e}"),
+                )
+            });
+            let error = GatewayError::new(ErrorKind::ProviderError, reason);
+            if observed.upstream_error.is_none() {
+                buffer.push(&error.to_sse());
+            }
+            buffer.end();
+            event.status = "failed";
+            event.http_status = error.status();
+            event.error_type = Some(error.type_name());
+            event.error_message = Some(error.message);
+            ctx.model.selector.end(index, Outcome::ServerError(502), None, Instant::now());
+        }
+        self.emit_usage(event);
+        if completed {
+            // Read to the end so the connection returns to the pool; the client is done already.
+            let _ = tokio::time::timeout(DRAIN_AFTER_DONE, async {
+                while let Some(Ok(_)) = body.frame().await {}
+            })
+            .await;
+        }
+    }
+}
+
+fn prepare<'a>(
+    routing: &Routing,
+    secret: Option<&str>,
+    body: &'a [u8],
+    request_id: String,
+    received: Instant,
+) -> Result<Context<'a>, (GatewayError, String)> {
+    let key = match authenticate(routing, secret) {
+        Ok(k) => k,
+        Err(e) => return Err((e, request_id)),
+    };
+    let req = match ChatRequest::parse(body) {
+        Ok(r) => r,
+        Err(e) => return Err((e, request_id)),
+    };
+    let Some(model) = routing.model(&req.model) else {
+        let message = format!("Model {} is not valid", req.model);
+        return Err((GatewayError::new(ErrorKind::InvalidModel, message), request_id));
+    };
+    if !key.allows(&model.slug) {
+        let message = format!(
+            "You have no permission to access this resource: this API key may not use model {}",
+            model.slug
+        );
+        return Err((GatewayError::new(ErrorKind::AccessDenied, message), request_id));
+    }
+    let local_prompt = tokens::count_chat_messages(model.encoding, &req.message_values()) as u64;
+    Ok(Context {
+        request_id,
+        received,
+        created_ms: unix_ms(),
+        key_id: key.id.clone(),
+        account_id: key.account.clone(),
+        model: model.clone(),
+        req,
+        local_prompt,
+        keepalive: Duration::from_millis(routing.settings.keepalive_ms.max(1)),
+        max_attempts: routing.settings.max_attempts.max(1) as usize,
+    })
+}
+
+async fn cancelled(buffer: Option<Arc<StreamBuffer>>) {
+    match buffer {
+        Some(b) => b.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Walk the attempt plan. Connect errors, timeouts, 5xx, 429 and the channel's own 401/403/404
+/// move on to the next channel; errors that are the request's fault end the walk.
+async fn attempt_all(ctx: &Context<'_>, progress: &mut Progress) -> Result<Success, Failure> {
+    let model = &ctx.model;
+    let mut plan = Vec::with_capacity(model.channels.len());
+    model.selector.plan(Instant::now(), &mut plan);
+    let mut failures: Vec<(usize, AttemptError)> = Vec::new();
+    let mut body = Vec::with_capacity(ctx.req_len_hint());
+    for &index in plan.iter().take(ctx.max_attempts) {
+        let channel = &model.channels[index];
+        body.clear();
+        ctx.req.upstream_body(&channel.upstream_model, &mut body);
+        progress.attempts += 1;
+        model.selector.begin(index);
+        let started = Instant::now();
+        let result = attempt_one(ctx, channel, body.clone()).await;
+        let now = Instant::now();
+        progress.upstream += now - started;
+        match result {
+            Ok(answer) => {
+                let ttft = now - started;
+                model.selector.end(index, Outcome::Success, Some(ttft), now);
+                return Ok(Success { index, answer });
+            }
+            Err(e) => {
+                model.selector.end(index, e.outcome(), None, now);
+                if !e.fails_over() {
+                    return Err(Failure {
+                        error: request_error(&e),
+                        index: Some(index),
+                        cancelled: false,
+                    });
+                }
+                failures.push((index, e));
+            }
+        }
+    }
+    Err(Failure {
+        error: all_failed(model, &failures),
+        index: None,
+        cancelled: false,
+    })
+}
+
+async fn attempt_one(
+    ctx: &Context<'_>,
+    channel: &ChannelRoute,
+    body: Vec<u8>,
+) -> Result<Answer, AttemptError> {
+    let started = Instant::now();
+    let first_byte = Duration::from_millis(channel.timeouts.first_byte_ms);
+    let response = upstream::send(&channel.provider, body, first_byte).await?;
+    let mut body = response.into_body();
+    if ctx.req.stream {
+        // Nothing has reached the client yet: a provider that answers 200 and then stays silent
+        // or closes is still a failure we can route around.
+        let remaining = first_byte.saturating_sub(started.elapsed());
+        loop {
+            match tokio::time::timeout(remaining, body.frame()).await {
+                Err(_) => return Err(AttemptError::Timeout),
+                Ok(None) => {
+                    return Err(AttemptError::Connect(
+                        "the provider closed the stream before sending anything".to_owned(),
+                    ));
+                }
+                Ok(Some(Err(e))) => return Err(AttemptError::Connect(format!("the provider connection failed: {e}"))),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(first) = frame.into_data()
+                        && !first.is_empty()
+                    {
+                        return Ok(Answer::Stream { body, first });
+                    }
+                }
+            }
+        }
+    }
+    let total = Duration::from_millis(channel.timeouts.total_ms).saturating_sub(started.elapsed());
+    let raw = match tokio::time::timeout(total, upstream::read_limited(body, MAX_RESPONSE_BYTES)).await {
+        Err(_) => return Err(AttemptError::Timeout),
+        Ok(Err(e)) => return Err(AttemptError::Connect(format!("the provider connection failed: {e}"))),
+        Ok(Ok(raw)) => raw,
+    };
+    let mut out = Vec::with_capacity(raw.len() + 64);
+    match relay_json(&raw, &ctx.request_id, &ctx.model.slug, Instant::now(), &mut out) {
+        Ok(observed) if observed.upstream_error.is_none() => Ok(Answer::Json { body: out, observed }),
+        Ok(observed) => Err(AttemptError::Status {
+            status: 502,
+            retry_after: None,
+            message: channel.provider.scrub(observed.upstream_error.as_deref().unwrap_or_default()),
+        }),
+        Err(_) => Err(AttemptError::Status {
+            status: 502,
+            retry_after: None,
+            message: "the provider returned a response that is not valid JSON".to_owned(),
+        }),
+    }
+}
+
+/// A provider error that is the request's own fault, in our format.
+fn request_error(e: &AttemptError) -> GatewayError {
+    let (status, message) = match e {
+        AttemptError::Status { status, message, .. } => (*status, message.as_str()),
+        _ => (400, ""),
+    };
+    let kind = match status {
+        413 => ErrorKind::BodyTooLarge,
+        422 => ErrorKind::ProviderUnprocessable,
+        _ => ErrorKind::InvalidParams,
+    };
+    let message = if message.is_empty() {
+        format!("The provider rejected the request (HTTP {status})")
+    } else {
+        format!("The provider rejected the request: {message}")
+    };
+    GatewayError::new(kind, message)
+}
+
+fn all_failed(model: &ModelRoute, failures: &[(usize, AttemptError)]) -> GatewayError {
+    if failures.is_empty() {
+        return GatewayError::new(
+            ErrorKind::NoProviderAvailable,
+            format!("No provider is available for model {}", model.slug),
+        );
+    }
+    let detail = failures
+        .iter()
+        .map(|(i, e)| format!("{}: {}", model.channels[*i].id, e.describe()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failures
+        .iter()
+        .all(|(_, e)| matches!(e, AttemptError::Status { status: 429, .. }))
+    {
+        let retry_after = failures
+            .iter()
+            .filter_map(|(_, e)| match e {
+                AttemptError::Status { retry_after, .. } => *retry_after,
+                _ => None,
+            })
+            .min();
+        return GatewayError::new(
+            ErrorKind::RateLimited { retry_after },
+            format!("Rate limit exceeded: every provider of {} is rate limited ({detail})", model.slug),
+        );
+    }
+    if failures.iter().all(|(_, e)| matches!(e, AttemptError::Timeout)) {
+        return GatewayError::new(
+            ErrorKind::ProviderTimeout,
+            format!("Every provider of {} timed out ({detail})", model.slug),
+        );
+    }
+    GatewayError::new(
+        ErrorKind::NoProviderAvailable,
+        format!("All providers failed for model {} ({detail})", model.slug),
+    )
+}
+
+fn overhead_us(ctx: &Context<'_>, progress: &Progress) -> u64 {
+    ctx.received.elapsed().saturating_sub(progress.upstream).as_micros() as u64
+}
+
+fn headers(ctx: &Context<'_>, channel: Option<&ChannelRoute>, progress: &Progress, content_type: &str) -> Headers {
+    let mut h = Vec::with_capacity(7);
+    h.push(("content-type".to_owned(), content_type.to_owned()));
+    if content_type == "text/event-stream" {
+        h.push(("cache-control".to_owned(), "no-cache".to_owned()));
+        h.push(("x-accel-buffering".to_owned(), "no".to_owned()));
+    }
+    h.push((REQUEST_ID_HEADER.to_owned(), ctx.request_id.clone()));
+    if let Some(c) = channel {
+        h.push((CHANNEL_HEADER.to_owned(), c.id.clone()));
+    }
+    h.push((OVERHEAD_HEADER.to_owned(), overhead_us(ctx, progress).to_string()));
+    h.push((ATTEMPTS_HEADER.to_owned(), progress.attempts.to_string()));
+    h
+}
+
+impl Context<'_> {
+    fn req_len_hint(&self) -> usize {
+        self.req.messages.get().len() + 256
+    }
+}
+
+/// The usage event for what happened so far. Provider-reported usage is billed when present;
+/// otherwise the local counts are (a stream cut before its usage chunk).
+fn meter(
+    ctx: &Context<'_>,
+    channel: Option<&ChannelRoute>,
+    observed: Option<&Observed>,
+    progress: &Progress,
+) -> UsageEvent {
+    let encoding = ctx.model.encoding;
+    let local_completion = observed.map_or(0, |o| encoding.count(&o.output_text) as u64);
+    let delivered_output = observed.is_some_and(|o| o.token_chunks > 0 || o.completed);
+    let (prompt, completion, cached, reasoning, source) = match observed.and_then(|o| o.usage) {
+        Some(u) => (u.prompt, u.completion, u.cached, u.reasoning, "provider"),
+        // Nothing reached the provider's model (failed before any answer): nothing to bill.
+        None if !delivered_output => (0, 0, 0, 0, "none"),
+        None => (ctx.local_prompt, local_completion, 0, 0, "local"),
+    };
+    let cost = channel.map_or(0, |c| c.price.cost(prompt, cached, completion));
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let ttft = observed.and_then(|o| o.first_token_at).map(|t| ms(t - ctx.received));
+    let tps = observed.and_then(|o| match (o.first_token_at, o.last_token_at) {
+        (Some(first), Some(last)) if last > first && completion > 0 => {
+            Some(completion as f64 / (last - first).as_secs_f64())
+        }
+        _ => None,
+    });
+    UsageEvent {
+        request_id: ctx.request_id.clone(),
+        created_ms: ctx.created_ms,
+        account_id: ctx.account_id.clone(),
+        key_id: ctx.key_id.clone(),
+        model: ctx.model.slug.clone(),
+        channel_id: channel.map(|c| c.id.clone()),
+        provider_id: channel.map(|c| c.provider.id.clone()),
+        upstream_model: channel.map(|c| c.upstream_model.clone()),
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cached_tokens: cached,
+        reasoning_tokens: reasoning,
+        local_prompt_tokens: ctx.local_prompt,
+        local_completion_tokens: local_completion,
+        usage_source: source,
+        cost_nano_usd: cost,
+        ttft_ms: ttft,
+        total_ms: ms(ctx.received.elapsed()),
+        output_tokens_per_second: tps,
+        max_chunk_gap_ms: observed.filter(|o| o.token_chunks > 1).map(|o| ms(o.max_gap)),
+        gateway_overhead_us: overhead_us(ctx, progress),
+        finish_reason: observed.and_then(|o| o.finish_reason.clone()),
+        status: "ok",
+        http_status: 200,
+        error_type: None,
+        error_message: None,
+        stream: ctx.req.stream,
+        cancelled: false,
+        attempts: progress.attempts,
+        malformed_chunks: observed.map_or(0, |o| o.malformed_events),
+    }
+}

@@ -1,0 +1,227 @@
+//! The data-plane engine: routing table, upstream pools and the request flow, on a Tokio
+//! runtime of its own. Python hands it a request and a way to deliver the reply; everything
+//! between (auth, validation, routing, upstream I/O, failover, relay, metering) happens here.
+
+mod chat;
+pub mod error;
+mod request;
+pub mod routing;
+pub mod stream;
+pub mod upstream;
+pub mod usage;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use self::error::{ErrorKind, GatewayError};
+use self::routing::{Routing, bearer};
+use self::stream::StreamBuffer;
+use self::usage::UsageEvent;
+use crate::snapshot::RoutingSnapshot;
+
+pub type Headers = Vec<(String, String)>;
+
+/// A complete response.
+pub struct Response {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+}
+
+pub enum Reply {
+    Complete(Response),
+    /// A 200 event stream: write the headers, then drain the buffer until it ends.
+    Stream {
+        headers: Headers,
+        buffer: Arc<StreamBuffer>,
+    },
+}
+
+pub type Deliver = Box<dyn FnOnce(Reply) + Send>;
+
+/// Called (from any thread) whenever usage events are waiting to be taken.
+pub type UsageNotify = Arc<dyn Fn() + Send + Sync>;
+
+pub struct Engine {
+    routing: ArcSwap<Routing>,
+    runtime: tokio::runtime::Runtime,
+    usage: Mutex<Vec<UsageEvent>>,
+    usage_notify: Mutex<Option<UsageNotify>>,
+}
+
+impl Engine {
+    pub fn new(worker_threads: usize) -> std::io::Result<Arc<Self>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads.max(1))
+            .thread_name("muxgate-io")
+            .enable_all()
+            .build()?;
+        Ok(Arc::new(Self {
+            routing: ArcSwap::from_pointee(Routing::empty()),
+            runtime,
+            usage: Mutex::new(Vec::new()),
+            usage_notify: Mutex::new(None),
+        }))
+    }
+
+    /// Swap in a new routing table, built from msgpack snapshot bytes. In-flight requests keep
+    /// the table they started with. Returns the warnings found while compiling.
+    pub fn load_snapshot(&self, bytes: &[u8]) -> Result<Vec<String>, String> {
+        let snapshot: RoutingSnapshot =
+            rmp_serde::from_slice(bytes).map_err(|e| format!("invalid routing snapshot: {e}"))?;
+        if snapshot.version == 0 {
+            return Err("routing snapshot version must be positive".to_owned());
+        }
+        let current = self.routing.load();
+        if current.is_ready() && snapshot.version < current.version {
+            return Err(format!(
+                "routing snapshot {} is older than the loaded {}",
+                snapshot.version, current.version
+            ));
+        }
+        let _enter = self.runtime.enter();
+        let (routing, warnings) = Routing::compile(&snapshot, &current);
+        self.routing.store(Arc::new(routing));
+        Ok(warnings)
+    }
+
+    pub fn routing_version(&self) -> u64 {
+        self.routing.load().version
+    }
+
+    pub fn set_usage_notify(&self, notify: UsageNotify) {
+        *self.usage_notify.lock() = Some(notify);
+    }
+
+    pub fn take_usage(&self) -> Vec<UsageEvent> {
+        std::mem::take(&mut *self.usage.lock())
+    }
+
+    fn emit_usage(&self, event: UsageEvent) {
+        let first = {
+            let mut queue = self.usage.lock();
+            queue.push(event);
+            queue.len() == 1
+        };
+        if first && let Some(notify) = self.usage_notify.lock().clone() {
+            notify();
+        }
+    }
+
+    /// Start a chat-completions request; `deliver` is called exactly once, from the runtime.
+    pub fn chat(
+        self: &Arc<Self>,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+        body: Vec<u8>,
+        deliver: Deliver,
+    ) {
+        let secret = bearer(authorization, api_key);
+        let engine = self.clone();
+        let received = Instant::now();
+        self.runtime.spawn(async move {
+            engine.run_chat(secret, body, received, deliver).await;
+        });
+    }
+
+    /// `GET /models`: the models this key may use, OpenAI list shape.
+    pub fn models(&self, authorization: Option<&str>, api_key: Option<&str>) -> Response {
+        let routing = self.routing.load();
+        let request_id = new_request_id();
+        let key = match authenticate(&routing, bearer(authorization, api_key).as_deref()) {
+            Ok(k) => k,
+            Err(e) => return error_response(&e, &request_id),
+        };
+        let data: Vec<serde_json::Value> = routing
+            .catalog
+            .iter()
+            .filter(|m| key.allows(&m.slug))
+            .map(|m| {
+                serde_json::json!({
+                    "id": m.slug,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": m.slug.split_once('/').map_or("muxgate", |(a, _)| a),
+                    "context_length": m.context_length,
+                })
+            })
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
+            .expect("a JSON value always serializes");
+        Response {
+            status: 200,
+            headers: vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                (REQUEST_ID_HEADER.to_owned(), request_id),
+            ],
+            body,
+        }
+    }
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-muxgate-request-id";
+pub const CHANNEL_HEADER: &str = "x-muxgate-channel";
+pub const OVERHEAD_HEADER: &str = "x-muxgate-overhead-us";
+pub const ATTEMPTS_HEADER: &str = "x-muxgate-attempts";
+
+fn authenticate<'r>(
+    routing: &'r Routing,
+    secret: Option<&str>,
+) -> Result<&'r routing::KeyEntry, GatewayError> {
+    if !routing.is_ready() {
+        return Err(GatewayError::new(
+            ErrorKind::Unavailable,
+            "The gateway has no routing table yet; try again shortly",
+        ));
+    }
+    let Some(secret) = secret else {
+        return Err(GatewayError::new(
+            ErrorKind::InvalidApiKey,
+            "Missing API key: send it as 'Authorization: Bearer <key>'",
+        ));
+    };
+    match routing.key(secret) {
+        Some(k) if k.enabled => {
+            if k.account_blocked {
+                Err(GatewayError::new(
+                    ErrorKind::InsufficientCredit,
+                    "Account overdue. To prevent abuse, a non-negative balance is required for all models (including free tiers).",
+                ))
+            } else {
+                Ok(k)
+            }
+        }
+        Some(_) => Err(GatewayError::new(ErrorKind::InvalidApiKey, "This API key is disabled")),
+        None => Err(GatewayError::new(ErrorKind::InvalidApiKey, "Invalid API key")),
+    }
+}
+
+fn error_response(error: &GatewayError, request_id: &str) -> Response {
+    let mut headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        (REQUEST_ID_HEADER.to_owned(), request_id.to_owned()),
+    ];
+    error.headers(&mut headers);
+    Response {
+        status: error.status(),
+        headers,
+        body: error.to_json(),
+    }
+}
+
+/// 32 hex digits: time-ordered high half (so ids sort by arrival), random low half.
+pub fn new_request_id() -> String {
+    let millis = unix_ms();
+    let random: u64 = rand::random();
+    format!("{millis:016x}{random:016x}")
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}

@@ -1,0 +1,251 @@
+//! An inbound OpenAI chat-completions request: validated once, then re-rendered per channel
+//! with the upstream model name and usage reporting forced on.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use super::error::GatewayError;
+use crate::json::{Fields, quote};
+
+pub struct ChatRequest<'a> {
+    fields: Fields<'a>,
+    pub model: Cow<'a, str>,
+    pub stream: bool,
+    /// The client asked for the usage chunk (`stream_options.include_usage` or `usage.include`).
+    pub include_usage: bool,
+    pub messages: &'a RawValue,
+}
+
+fn invalid(param: &str) -> GatewayError {
+    GatewayError::invalid(format!("Parameter {param} is not valid"))
+}
+
+fn parse_as<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue, param: &str) -> Result<T, GatewayError> {
+    serde_json::from_str(raw.get()).map_err(|_| invalid(param))
+}
+
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+#[derive(serde::Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(serde::Deserialize)]
+struct UsageOption {
+    #[serde(default)]
+    include: Option<bool>,
+}
+
+impl<'a> ChatRequest<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, GatewayError> {
+        let fields: Fields<'a> = serde_json::from_slice(body).map_err(|e| {
+            GatewayError::invalid(format!("Request body is not a valid JSON object: {e}"))
+        })?;
+        let model = match fields.get("model") {
+            None => return Err(GatewayError::invalid("Parameter model is required")),
+            Some(raw) if is_null(raw) => {
+                return Err(GatewayError::invalid("Parameter model is required"));
+            }
+            Some(raw) => parse_as::<Cow<'a, str>>(raw, "model")?,
+        };
+        if model.is_empty() {
+            return Err(GatewayError::invalid("Parameter model is required"));
+        }
+        let messages = match fields.get("messages") {
+            Some(raw) if !is_null(raw) => raw,
+            _ => return Err(GatewayError::invalid("Parameter messages is required")),
+        };
+        validate_messages(messages)?;
+        let stream = match fields.get("stream") {
+            Some(raw) if !is_null(raw) => parse_as::<bool>(raw, "stream")?,
+            _ => false,
+        };
+        let stream_usage = match fields.get("stream_options") {
+            Some(raw) if !is_null(raw) => {
+                if !stream {
+                    return Err(GatewayError::invalid(
+                        "Parameter stream_options is not supported while stream is false",
+                    ));
+                }
+                parse_as::<StreamOptions>(raw, "stream_options")?.include_usage
+            }
+            _ => None,
+        };
+        let usage_include = match fields.get("usage") {
+            Some(raw) if !is_null(raw) => parse_as::<UsageOption>(raw, "usage")?.include,
+            _ => None,
+        };
+        if stream_usage.is_some() && usage_include.is_some() {
+            return Err(GatewayError::invalid(
+                "Parameter stream_options.include_usage conflict with usage.include",
+            ));
+        }
+        if let Some(raw) = fields.get("n").filter(|r| !is_null(r)) {
+            let n: i64 = parse_as(raw, "n")?;
+            if n > 1 {
+                return Err(GatewayError::invalid("Parameter n greater than 1 is not supported"));
+            }
+            if n < 1 {
+                return Err(invalid("n"));
+            }
+        }
+        for param in ["temperature", "top_p", "frequency_penalty", "presence_penalty"] {
+            if let Some(raw) = fields.get(param).filter(|r| !is_null(r)) {
+                let value: f64 = parse_as(raw, param)?;
+                if param == "temperature" && value < 0.0 {
+                    return Err(invalid(param));
+                }
+            }
+        }
+        for param in ["max_tokens", "max_completion_tokens"] {
+            if let Some(raw) = fields.get(param).filter(|r| !is_null(r)) {
+                let value: i64 = parse_as(raw, param)?;
+                if value < 1 {
+                    return Err(invalid(param));
+                }
+            }
+        }
+        Ok(Self {
+            fields,
+            model,
+            stream,
+            include_usage: stream_usage.or(usage_include).unwrap_or(false),
+            messages,
+        })
+    }
+
+    /// The body sent to one channel: `model` renamed, and for streams usage forced on so we can
+    /// meter; our own routing extensions (`provider`, `usage`) stay with us.
+    pub fn upstream_body(&self, upstream_model: &str, out: &mut Vec<u8>) {
+        let model = quote(upstream_model);
+        let forced: &[(&str, &str)] = if self.stream {
+            &[("stream_options", r#"{"include_usage":true}"#)]
+        } else {
+            &[]
+        };
+        self.fields.write_with(
+            out,
+            |key| match key {
+                "model" => Some(Some(model.as_str())),
+                "stream_options" | "usage" | "provider" | "model_routing_config" => Some(None),
+                _ => None,
+            },
+            forced,
+        );
+    }
+
+    /// The messages as JSON values, for the local prompt count.
+    pub fn message_values(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(self.messages.get()).unwrap_or_default()
+    }
+}
+
+fn validate_messages(raw: &RawValue) -> Result<(), GatewayError> {
+    let items: Vec<&RawValue> = parse_as(raw, "messages")?;
+    if items.is_empty() {
+        return Err(GatewayError::invalid("Parameter messages can not be empty"));
+    }
+    for item in items {
+        if is_null(item) {
+            return Err(GatewayError::invalid("Parameter messages can not contain null elements"));
+        }
+        let message: Fields = parse_as(item, "messages")?;
+        match message.get("role") {
+            Some(role) if role.get().starts_with('"') => {}
+            _ => return Err(GatewayError::invalid("Parameter messages.role is required")),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        match ChatRequest::parse(body.as_bytes()) {
+            Ok(_) => panic!("accepted {body}"),
+            Err(e) => {
+                assert_eq!(e.status(), 400);
+                e.message
+            }
+        }
+    }
+
+    const MSG: &str = r#"[{"role":"user","content":"hi"}]"#;
+
+    #[test]
+    fn validation_messages() {
+        assert!(err("not json").starts_with("Request body is not a valid JSON object"));
+        assert!(err("[]").starts_with("Request body is not a valid JSON object"));
+        assert_eq!(err(&format!(r#"{{"messages":{MSG}}}"#)), "Parameter model is required");
+        assert_eq!(err(&format!(r#"{{"model":5,"messages":{MSG}}}"#)), "Parameter model is not valid");
+        assert_eq!(err(r#"{"model":"m"}"#), "Parameter messages is required");
+        assert_eq!(err(r#"{"model":"m","messages":[]}"#), "Parameter messages can not be empty");
+        assert_eq!(err(r#"{"model":"m","messages":"x"}"#), "Parameter messages is not valid");
+        assert_eq!(
+            err(r#"{"model":"m","messages":[null]}"#),
+            "Parameter messages can not contain null elements"
+        );
+        assert_eq!(err(r#"{"model":"m","messages":[{"content":"x"}]}"#), "Parameter messages.role is required");
+        assert_eq!(
+            err(&format!(r#"{{"model":"m","messages":{MSG},"stream_options":{{"include_usage":true}}}}"#)),
+            "Parameter stream_options is not supported while stream is false"
+        );
+        assert_eq!(
+            err(&format!(r#"{{"model":"m","messages":{MSG},"n":2}}"#)),
+            "Parameter n greater than 1 is not supported"
+        );
+        assert_eq!(err(&format!(r#"{{"model":"m","messages":{MSG},"stream":"yes"}}"#)), "Parameter stream is not valid");
+        assert_eq!(err(&format!(r#"{{"model":"m","messages":{MSG},"temperature":-1}}"#)), "Parameter temperature is not valid");
+        assert_eq!(err(&format!(r#"{{"model":"m","messages":{MSG},"max_tokens":"a"}}"#)), "Parameter max_tokens is not valid");
+        assert_eq!(
+            err(&format!(
+                r#"{{"model":"m","messages":{MSG},"stream":true,"stream_options":{{"include_usage":true}},"usage":{{"include":true}}}}"#
+            )),
+            "Parameter stream_options.include_usage conflict with usage.include"
+        );
+    }
+
+    #[test]
+    fn upstream_body_renames_model_and_forces_usage_on_streams() {
+        let body = format!(
+            r#"{{"model":"openai/gpt-4o-mini","messages":{MSG},"stream":true,"provider":{{"x":1}},"temperature":0.5}}"#
+        );
+        let req = ChatRequest::parse(body.as_bytes()).unwrap();
+        assert!(req.stream && !req.include_usage);
+        let mut out = Vec::new();
+        req.upstream_body("gpt-4o-mini", &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["model"], "gpt-4o-mini");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert!(v.get("provider").is_none());
+        assert_eq!(v["temperature"], 0.5);
+        assert_eq!(v["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn usage_include_is_an_alias_for_include_usage() {
+        let body = format!(r#"{{"model":"m","messages":{MSG},"stream":true,"usage":{{"include":true}}}}"#);
+        assert!(ChatRequest::parse(body.as_bytes()).unwrap().include_usage);
+        let body = format!(r#"{{"model":"m","messages":{MSG},"stream":true,"stream_options":{{"include_usage":true}}}}"#);
+        assert!(ChatRequest::parse(body.as_bytes()).unwrap().include_usage);
+    }
+
+    #[test]
+    fn non_stream_body_passes_through_untouched_but_model() {
+        let body = format!(r#"{{"model":"m","messages":{MSG},"max_completion_tokens":5}}"#);
+        let req = ChatRequest::parse(body.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        req.upstream_body("up", &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(r#"{{"model":"up","messages":{MSG},"max_completion_tokens":5}}"#)
+        );
+    }
+}

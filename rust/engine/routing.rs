@@ -1,0 +1,297 @@
+//! The routing table a worker serves from: a snapshot compiled into lookup structures (key
+//! digests, model slugs and aliases, channels with their provider pools and live selectors).
+//! Immutable once built; a reload builds a new one that inherits pools and selector state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::upstream::{HttpClient, ProviderRoute, new_client};
+use crate::health::HealthPolicy;
+use crate::select::{ChannelSpec, ModelSelector};
+use crate::snapshot::{Price, RoutingSnapshot, Settings, Timeouts, model_allowed};
+use crate::tokens::Encoding;
+
+pub struct KeyEntry {
+    pub id: String,
+    pub account: String,
+    pub models: Vec<String>,
+    pub enabled: bool,
+    pub account_blocked: bool,
+}
+
+impl KeyEntry {
+    pub fn allows(&self, slug: &str) -> bool {
+        model_allowed(&self.models, slug)
+    }
+}
+
+pub struct ChannelRoute {
+    pub id: String,
+    pub provider: Arc<ProviderRoute>,
+    pub upstream_model: String,
+    pub weight: u32,
+    pub price: Price,
+    pub timeouts: Timeouts,
+}
+
+pub struct ModelRoute {
+    pub slug: String,
+    pub context_length: Option<u32>,
+    pub channels: Vec<ChannelRoute>,
+    pub selector: ModelSelector,
+    pub encoding: Encoding,
+}
+
+pub struct Routing {
+    pub version: u64,
+    keys: HashMap<[u8; 32], KeyEntry>,
+    /// Slugs and aliases, all pointing at the same route.
+    models: HashMap<String, Arc<ModelRoute>>,
+    /// Models in catalog order, for listings.
+    pub catalog: Vec<Arc<ModelRoute>>,
+    pub settings: Settings,
+    /// Pools by (provider id, base URL, connect timeout), inherited by the next routing table.
+    clients: HashMap<(String, String, u64), HttpClient>,
+}
+
+impl Routing {
+    /// No snapshot yet: the worker refuses traffic rather than serving an empty table.
+    pub fn empty() -> Self {
+        Self {
+            version: 0,
+            keys: HashMap::new(),
+            models: HashMap::new(),
+            catalog: Vec::new(),
+            settings: Settings::default(),
+            clients: HashMap::new(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.version > 0
+    }
+
+    /// Compile a snapshot. Problems that concern one provider (a missing credential variable,
+    /// a bad URL) disable that provider's channels and come back as warnings instead of
+    /// refusing the whole table.
+    #[allow(clippy::too_many_lines)] // one pass over the snapshot reads best in one place
+    pub fn compile(snapshot: &RoutingSnapshot, previous: &Routing) -> (Routing, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut clients = HashMap::new();
+        let mut providers: HashMap<&str, Arc<ProviderRoute>> = HashMap::new();
+        for p in &snapshot.providers {
+            if p.protocol != "openai" {
+                warnings.push(format!(
+                    "provider {}: protocol {:?} is not supported by this worker; its channels are disabled",
+                    p.id, p.protocol
+                ));
+                continue;
+            }
+            let secret = match &p.credential_env {
+                Some(var) => match std::env::var(var) {
+                    Ok(v) if !v.is_empty() => Some(v),
+                    _ => {
+                        warnings.push(format!(
+                            "provider {}: environment variable {var} is not set; its channels are disabled",
+                            p.id
+                        ));
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let pool_key = (p.id.clone(), p.base_url.clone(), p.connect_timeout_ms);
+            let client = previous
+                .clients
+                .get(&pool_key)
+                .cloned()
+                .unwrap_or_else(|| new_client(Duration::from_millis(p.connect_timeout_ms)));
+            match ProviderRoute::new(p.id.clone(), &p.base_url, secret, &p.headers, client.clone()) {
+                Ok(route) => {
+                    clients.insert(pool_key, client);
+                    providers.insert(p.id.as_str(), Arc::new(route));
+                }
+                Err(e) => warnings.push(e),
+            }
+        }
+
+        let mut models = HashMap::new();
+        let mut catalog = Vec::new();
+        let policy = HealthPolicy::default();
+        for m in &snapshot.models {
+            let mut channels = Vec::new();
+            for c in m.channels.iter().filter(|c| c.enabled && c.weight > 0) {
+                match providers.get(c.provider.as_str()) {
+                    Some(provider) => channels.push(ChannelRoute {
+                        id: c.id.clone(),
+                        provider: provider.clone(),
+                        upstream_model: c.upstream_model.clone(),
+                        weight: c.weight,
+                        price: c.price,
+                        timeouts: c.timeouts,
+                    }),
+                    None if snapshot.providers.iter().any(|p| p.id == c.provider) => {}
+                    None => warnings.push(format!(
+                        "model {}: channel {} names unknown provider {}",
+                        m.slug, c.id, c.provider
+                    )),
+                }
+            }
+            let specs: Vec<ChannelSpec> = channels
+                .iter()
+                .map(|c| ChannelSpec {
+                    id: c.id.clone(),
+                    weight: c.weight,
+                })
+                .collect();
+            let selector = match previous.models.get(&m.slug) {
+                Some(old) => old.selector.rebuild(&specs, policy),
+                None => ModelSelector::new(&specs, policy),
+            };
+            let route = Arc::new(ModelRoute {
+                slug: m.slug.clone(),
+                context_length: m.context_length,
+                encoding: Encoding::for_model(&m.slug),
+                channels,
+                selector,
+            });
+            for alias in &m.aliases {
+                models.insert(alias.clone(), route.clone());
+            }
+            models.insert(m.slug.clone(), route.clone());
+            catalog.push(route);
+        }
+
+        let blocked: HashMap<&str, bool> = snapshot
+            .accounts
+            .iter()
+            .map(|a| (a.id.as_str(), a.blocked))
+            .collect();
+        let mut keys = HashMap::new();
+        for k in &snapshot.keys {
+            let Some(digest) = decode_digest(&k.digest) else {
+                warnings.push(format!("key {}: digest is not 64 hex digits", k.id));
+                continue;
+            };
+            keys.insert(
+                digest,
+                KeyEntry {
+                    id: k.id.clone(),
+                    account: k.account.clone(),
+                    models: k.models.clone(),
+                    enabled: k.enabled,
+                    account_blocked: blocked.get(k.account.as_str()).copied().unwrap_or(false),
+                },
+            );
+        }
+        let routing = Routing {
+            version: snapshot.version,
+            keys,
+            models,
+            catalog,
+            settings: snapshot.settings,
+            clients,
+        };
+        (routing, warnings)
+    }
+
+    pub fn key(&self, secret: &str) -> Option<&KeyEntry> {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        self.keys.get(&digest)
+    }
+
+    pub fn model(&self, name: &str) -> Option<&Arc<ModelRoute>> {
+        self.models.get(name)
+    }
+}
+
+fn decode_digest(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// The secret from `Authorization: Bearer <key>` or a bare `x-api-key`.
+pub fn bearer(authorization: Option<&str>, api_key: Option<&str>) -> Option<String> {
+    if let Some(h) = authorization {
+        let h = h.trim();
+        let (scheme, rest) = h.split_once(' ')?;
+        if scheme.eq_ignore_ascii_case("bearer") && !rest.trim().is_empty() {
+            return Some(rest.trim().to_owned());
+        }
+        return None;
+    }
+    api_key.map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(env_var: &str) -> RoutingSnapshot {
+        let digest = format!("{:x}", Sha256::digest(b"sk-test"));
+        let json = serde_json::json!({
+            "version": 3,
+            "providers": [
+                {"id": "mock", "base_url": "http://127.0.0.1:1/v1"},
+                {"id": "real", "base_url": "https://api.example.com/v1", "credential_env": env_var},
+            ],
+            "models": [{"slug": "openai/gpt-4o-mini", "aliases": ["gpt-4o-mini"], "channels": [
+                {"id": "a", "provider": "mock", "upstream_model": "gpt-4o-mini", "weight": 2},
+                {"id": "b", "provider": "real", "upstream_model": "gpt-4o-mini"},
+                {"id": "c", "provider": "mock", "upstream_model": "x", "enabled": false},
+            ]}],
+            "accounts": [{"id": "acc", "blocked": true}],
+            "keys": [{"id": "k1", "account": "acc", "digest": digest, "models": ["openai/*"]}],
+        });
+        rmp_serde::from_slice(&rmp_serde::to_vec_named(&json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn compiles_keys_models_aliases() {
+        let (r, warnings) = Routing::compile(&snapshot("MUXGATE_TEST_UNSET_VAR_1"), &Routing::empty());
+        assert!(r.is_ready());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("MUXGATE_TEST_UNSET_VAR_1"));
+        let key = r.key("sk-test").expect("key by digest");
+        assert_eq!(key.id, "k1");
+        assert!(key.account_blocked);
+        assert!(key.allows("openai/gpt-4o-mini"));
+        assert!(r.key("sk-other").is_none());
+        let m = r.model("gpt-4o-mini").expect("alias");
+        assert_eq!(m.slug, "openai/gpt-4o-mini");
+        // channel b is disabled by the missing credential, c by config
+        assert_eq!(m.channels.len(), 1);
+        assert_eq!(m.selector.len(), 1);
+    }
+
+    #[test]
+    fn credential_from_environment_enables_the_provider() {
+        // SAFETY: tests in this module use a variable name no other test touches.
+        unsafe { std::env::set_var("MUXGATE_TEST_SET_VAR_2", "sk-upstream") };
+        let (r, warnings) = Routing::compile(&snapshot("MUXGATE_TEST_SET_VAR_2"), &Routing::empty());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(r.model("openai/gpt-4o-mini").unwrap().channels.len(), 2);
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer(Some("Bearer sk-1"), None).as_deref(), Some("sk-1"));
+        assert_eq!(bearer(Some("bearer   sk-1 "), None).as_deref(), Some("sk-1"));
+        assert_eq!(bearer(Some("Basic abc"), None), None);
+        assert_eq!(bearer(Some("Bearer "), None), None);
+        assert_eq!(bearer(None, Some("sk-2")).as_deref(), Some("sk-2"));
+        assert_eq!(bearer(None, None), None);
+    }
+}

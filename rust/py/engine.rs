@@ -1,0 +1,219 @@
+//! Python face of the engine. The runtime threads never take the GIL: finished work is queued
+//! and a byte is written to a socketpair the event loop watches (`loop.add_reader`); the loop
+//! then calls `drain()` once and resolves every ready future in a batch. Under load one wake-up
+//! covers many requests.
+
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::engine::stream::{Read, StreamBuffer};
+use crate::engine::{self as core, Headers, Reply};
+
+enum Completion {
+    Reply(Py<PyAny>, Reply),
+    Wake(Py<PyAny>),
+}
+
+struct Notifier {
+    ready: Mutex<Vec<Completion>>,
+    signalled: AtomicBool,
+    reader: UnixStream,
+    writer: UnixStream,
+}
+
+impl Notifier {
+    fn new() -> std::io::Result<Self> {
+        let (reader, writer) = UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok(Self {
+            ready: Mutex::new(Vec::new()),
+            signalled: AtomicBool::new(false),
+            reader,
+            writer,
+        })
+    }
+
+    fn push(&self, completion: Completion) {
+        self.ready.lock().push(completion);
+        self.signal();
+    }
+
+    /// Wake the loop unless a wake-up is already pending; a full socket buffer also means one is.
+    fn signal(&self) {
+        if !self.signalled.swap(true, Ordering::AcqRel) {
+            let _ = (&self.writer).write(&[1]);
+        }
+    }
+
+    fn take(&self) -> Vec<Completion> {
+        let mut sink = [0u8; 256];
+        loop {
+            match (&self.reader).read(&mut sink) {
+                Ok(n) if n > 0 => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                _ => break,
+            }
+        }
+        // Reset before taking: a completion queued after this point signals again.
+        self.signalled.store(false, Ordering::Release);
+        std::mem::take(&mut *self.ready.lock())
+    }
+}
+
+fn resolve(py: Python<'_>, future: &Py<PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
+    let future = future.bind(py);
+    // A cancelled future (the request task went away) is simply left alone.
+    if !future.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+        future.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
+    }
+    Ok(())
+}
+
+fn response_tuple(py: Python<'_>, r: core::Response) -> PyResult<Bound<'_, PyAny>> {
+    Ok((r.status, r.headers, PyBytes::new(py, &r.body)).into_pyobject(py)?.into_any())
+}
+
+/// The data-plane engine: routing table, upstream pools, request flow.
+#[pyclass(frozen, module = "muxgate._native")]
+pub struct Engine {
+    inner: Arc<core::Engine>,
+    notifier: Arc<Notifier>,
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    #[pyo3(signature = (worker_threads = 1))]
+    fn new(worker_threads: usize) -> PyResult<Self> {
+        let inner = core::Engine::new(worker_threads).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let notifier = Arc::new(Notifier::new().map_err(|e| PyRuntimeError::new_err(e.to_string()))?);
+        let n = notifier.clone();
+        inner.set_usage_notify(Arc::new(move || n.signal()));
+        Ok(Self { inner, notifier })
+    }
+
+    /// File descriptor to watch for readability; call `drain()` when it fires.
+    #[getter]
+    fn wakeup_fd(&self) -> i32 {
+        self.notifier.reader.as_raw_fd()
+    }
+
+    #[getter]
+    fn routing_version(&self) -> u64 {
+        self.inner.routing_version()
+    }
+
+    /// Swap in a routing snapshot (msgpack). Returns warnings; raises ValueError if unusable.
+    fn load_snapshot(&self, py: Python<'_>, data: &[u8]) -> PyResult<Vec<String>> {
+        py.detach(|| self.inner.load_snapshot(data)).map_err(PyValueError::new_err)
+    }
+
+    /// Start a chat-completions request. `future` receives `(status, headers, body)` or a
+    /// `Stream`.
+    #[pyo3(signature = (authorization, api_key, body, future))]
+    fn chat(&self, authorization: Option<&str>, api_key: Option<&str>, body: &[u8], future: Py<PyAny>) {
+        let notifier = self.notifier.clone();
+        self.inner.chat(
+            authorization,
+            api_key,
+            body.to_vec(),
+            Box::new(move |reply| notifier.push(Completion::Reply(future, reply))),
+        );
+    }
+
+    /// `GET /models` for a key: `(status, headers, body)`.
+    #[pyo3(signature = (authorization, api_key))]
+    fn models<'py>(&self, py: Python<'py>, authorization: Option<&str>, api_key: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        response_tuple(py, self.inner.models(authorization, api_key))
+    }
+
+    /// Resolve every future whose work finished since the last call.
+    fn drain(&self, py: Python<'_>) -> PyResult<()> {
+        for completion in self.notifier.take() {
+            match completion {
+                Completion::Reply(future, Reply::Complete(response)) => {
+                    resolve(py, &future, response_tuple(py, response)?)?;
+                }
+                Completion::Reply(future, Reply::Stream { headers, buffer }) => {
+                    let stream = Stream {
+                        headers,
+                        buffer,
+                        notifier: self.notifier.clone(),
+                    };
+                    resolve(py, &future, Bound::new(py, stream)?.into_any())?;
+                }
+                Completion::Wake(future) => resolve(py, &future, py.None().into_bound(py))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Usage events finished since the last call, as one msgpack array (None if there are none).
+    fn take_usage<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let events = self.inner.take_usage();
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let bytes = rmp_serde::to_vec_named(&events).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        Ok(Some(PyBytes::new(py, &bytes)))
+    }
+}
+
+/// An event stream being relayed: read what is buffered, or wait for more.
+#[pyclass(frozen, module = "muxgate._native")]
+pub struct Stream {
+    headers: Headers,
+    buffer: Arc<StreamBuffer>,
+    notifier: Arc<Notifier>,
+}
+
+#[pymethods]
+impl Stream {
+    #[getter]
+    fn headers(&self) -> Headers {
+        self.headers.clone()
+    }
+
+    /// Buffered bytes; `b""` once the stream has ended; None if nothing is there yet.
+    fn read<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        match self.buffer.read() {
+            Read::Data(d) => Some(PyBytes::new(py, &d)),
+            Read::Ended => Some(PyBytes::new(py, b"")),
+            Read::Pending => None,
+        }
+    }
+
+    /// Resolve `future` (with None) when there is something to read.
+    fn wait(&self, py: Python<'_>, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        let parked = future.clone().unbind();
+        let notifier = self.notifier.clone();
+        let waker = Box::new(move || notifier.push(Completion::Wake(parked)));
+        if self.buffer.wait(waker).is_some() {
+            resolve(py, &future.clone().unbind(), py.None().into_bound(py))?;
+        }
+        Ok(())
+    }
+
+    /// The client went away: stop the upstream request now.
+    fn cancel(&self) {
+        self.buffer.cancel();
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // Abandoned without reaching the end: nobody will read the rest.
+        if !matches!(self.buffer.read(), Read::Ended) {
+            self.buffer.cancel();
+        }
+    }
+}

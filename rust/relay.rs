@@ -1,0 +1,488 @@
+//! Relay of OpenAI chat-completions responses, one synchronous call per upstream read.
+//!
+//! Each call parses the read's SSE events, rewrites `id` to our generation id and `model` back
+//! to the slug the client asked for, pulls out usage, finish reason and output text (for the
+//! local count when usage never arrives), stamps token timings, and hands back the bytes to
+//! write. Usage is always forced on upstream for metering; the relay strips it again when the
+//! client did not ask for it, so the client sees exactly what OpenAI would have sent.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::json::Fields;
+use crate::sse;
+
+/// Token usage as the provider reported it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+    pub cached: u64,
+    pub reasoning: u64,
+}
+
+/// What the relay learned about a response, for the usage event.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+    /// Output text seen (content, reasoning, tool-call names and arguments), for the local count.
+    pub output_text: String,
+    pub first_token_at: Option<Instant>,
+    pub last_token_at: Option<Instant>,
+    /// Chunks that carried output.
+    pub token_chunks: u32,
+    /// Longest pause between two output chunks.
+    pub max_gap: Duration,
+    /// Events that were not valid JSON and had to be dropped.
+    pub malformed_events: u32,
+    /// The upstream sent `[DONE]` (streams) or a complete body (JSON).
+    pub completed: bool,
+    /// An error the upstream reported inside a 200 response.
+    pub upstream_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(borrow, default)]
+    delta: Option<MessageView<'a>>,
+    #[serde(borrow, default)]
+    message: Option<MessageView<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct MessageView<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCallView<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallView<'a> {
+    #[serde(borrow, default)]
+    function: Option<FunctionView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionView<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct UsageView {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorView<'a> {
+    #[serde(borrow, default)]
+    message: Option<Cow<'a, str>>,
+}
+
+/// Rewrites one response object (a chunk or a whole JSON response) into `out` and records what
+/// it carries. Returns false when the object had to be dropped (usage-only chunk the client did
+/// not ask for).
+struct Rewriter {
+    /// `id` and `model` as JSON literals, quoted once per response rather than per chunk.
+    id_json: String,
+    model_json: String,
+    keep_usage: bool,
+}
+
+impl Rewriter {
+    fn new(generation_id: &str, client_model: &str, keep_usage: bool) -> Self {
+        Self {
+            id_json: crate::json::quote(generation_id),
+            model_json: crate::json::quote(client_model),
+            keep_usage,
+        }
+    }
+
+    fn rewrite(
+        &self,
+        json: &str,
+        now: Instant,
+        seen: &mut Observed,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, serde_json::Error> {
+        let top: Fields = serde_json::from_str(json)?;
+        let mut choices_empty = false;
+        let mut has_usage = false;
+        for (key, value) in &top.0 {
+            match key.as_ref() {
+                "choices" => {
+                    let choices: Vec<ChoiceView> = serde_json::from_str(value.get())?;
+                    choices_empty = choices.is_empty();
+                    for choice in &choices {
+                        record_choice(choice, now, seen);
+                    }
+                }
+                "usage" if value.get() != "null" => {
+                    let usage: UsageView = serde_json::from_str(value.get())?;
+                    has_usage = true;
+                    seen.usage = Some(Usage {
+                        prompt: usage.prompt_tokens,
+                        completion: usage.completion_tokens,
+                        cached: usage
+                            .prompt_tokens_details
+                            .and_then(|d| d.cached_tokens)
+                            .unwrap_or(0),
+                        reasoning: usage
+                            .completion_tokens_details
+                            .and_then(|d| d.reasoning_tokens)
+                            .unwrap_or(0),
+                    });
+                }
+                "error" if value.get() != "null" => {
+                    let error: ErrorView = serde_json::from_str(value.get()).unwrap_or(ErrorView { message: None });
+                    seen.upstream_error = Some(
+                        error
+                            .message
+                            .map_or_else(|| "upstream reported an error".to_owned(), Cow::into_owned),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if !self.keep_usage && has_usage && choices_empty {
+            return Ok(false);
+        }
+        top.write_with(
+            out,
+            |key| match key {
+                "id" => Some(Some(self.id_json.as_str())),
+                "model" => Some(Some(self.model_json.as_str())),
+                "usage" if !self.keep_usage => Some(None),
+                _ => None,
+            },
+            &[],
+        );
+        Ok(true)
+    }
+}
+
+fn record_choice(choice: &ChoiceView, now: Instant, seen: &mut Observed) {
+    if let Some(reason) = &choice.finish_reason {
+        seen.finish_reason = Some(reason.clone().into_owned());
+    }
+    let Some(msg) = choice.delta.as_ref().or(choice.message.as_ref()) else {
+        return;
+    };
+    let before = seen.output_text.len();
+    for text in [&msg.content, &msg.reasoning_content, &msg.reasoning, &msg.refusal]
+        .into_iter()
+        .flatten()
+    {
+        seen.output_text.push_str(text);
+    }
+    for call in msg.tool_calls.iter().flatten() {
+        if let Some(f) = &call.function {
+            for text in [&f.name, &f.arguments].into_iter().flatten() {
+                seen.output_text.push_str(text);
+            }
+        }
+    }
+    if seen.output_text.len() > before {
+        if seen.first_token_at.is_none() {
+            seen.first_token_at = Some(now);
+        }
+        if let Some(last) = seen.last_token_at {
+            seen.max_gap = seen.max_gap.max(now.saturating_duration_since(last));
+        }
+        seen.last_token_at = Some(now);
+        seen.token_chunks += 1;
+    }
+}
+
+/// Streaming relay: one per streamed response.
+pub struct StreamRelay {
+    parser: sse::Parser,
+    events: Vec<sse::Event>,
+    rewriter: Rewriter,
+    observed: Observed,
+}
+
+impl StreamRelay {
+    pub fn new(generation_id: &str, client_model: &str, include_usage: bool) -> Self {
+        Self {
+            parser: sse::Parser::new(),
+            events: Vec::new(),
+            rewriter: Rewriter::new(generation_id, client_model, include_usage),
+            observed: Observed::default(),
+        }
+    }
+
+    /// One upstream read in, the bytes for the client out (appended to `out`).
+    pub fn feed(&mut self, chunk: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<(), sse::SseError> {
+        self.events.clear();
+        self.parser.feed(chunk, &mut self.events)?;
+        for event in &self.events {
+            if self.observed.completed {
+                break;
+            }
+            let data = event.data.as_str();
+            if data == "[DONE]" {
+                self.observed.completed = true;
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                continue;
+            }
+            let mark = out.len();
+            out.extend_from_slice(b"data: ");
+            match self.rewriter.rewrite(data, now, &mut self.observed, out) {
+                Ok(true) => out.extend_from_slice(b"\n\n"),
+                Ok(false) => out.truncate(mark),
+                Err(_) => {
+                    out.truncate(mark);
+                    self.observed.malformed_events += 1;
+                }
+            }
+            if self.observed.upstream_error.is_some() {
+                // The error chunk was relayed as the provider sent it (OpenAI clients raise on
+                // it); nothing after it is meaningful.
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// End of the upstream body. A stream that never sent `[DONE]` was cut.
+    pub fn finish(&mut self) -> &Observed {
+        self.parser.finish();
+        &self.observed
+    }
+
+    pub fn observed(&self) -> &Observed {
+        &self.observed
+    }
+
+    pub fn completed(&self) -> bool {
+        self.observed.completed
+    }
+}
+
+/// Relay of a whole JSON response: same rewrite, usage always kept (OpenAI always returns it).
+pub fn relay_json(
+    body: &[u8],
+    generation_id: &str,
+    client_model: &str,
+    now: Instant,
+    out: &mut Vec<u8>,
+) -> Result<Observed, serde_json::Error> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        <serde_json::Error as serde::de::Error>::custom(format!("response is not UTF-8: {e}"))
+    })?;
+    let mut observed = Observed::default();
+    Rewriter::new(generation_id, client_model, true).rewrite(text, now, &mut observed, out)?;
+    observed.completed = observed.upstream_error.is_none();
+    Ok(observed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(content: &str, finish: Option<&str>, usage_null: bool) -> String {
+        let finish = finish.map_or("null".to_owned(), |f| format!("\"{f}\""));
+        let usage = if usage_null { ",\"usage\":null" } else { "" };
+        format!(
+            "data: {{\"id\":\"chatcmpl-up\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}},\"finish_reason\":{finish}}}]{usage}}}\n\n",
+            serde_json::to_string(content).unwrap()
+        )
+    }
+
+    const USAGE: &str = "data: {\"id\":\"chatcmpl-up\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-2024-07-18\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":3,\"total_tokens\":15,\"prompt_tokens_details\":{\"cached_tokens\":4},\"completion_tokens_details\":{\"reasoning_tokens\":1}}}\n\n";
+
+    fn upstream() -> String {
+        [
+            chunk("Hel", None, true),
+            chunk("lo", None, true),
+            chunk("", Some("stop"), true),
+            USAGE.to_owned(),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat()
+    }
+
+    fn data_events(out: &[u8]) -> Vec<String> {
+        let mut p = sse::Parser::new();
+        let mut ev = Vec::new();
+        p.feed(out, &mut ev).unwrap();
+        ev.into_iter().map(|e| e.data).collect()
+    }
+
+    #[test]
+    fn strips_usage_when_client_did_not_ask_but_still_meters_it() {
+        let mut relay = StreamRelay::new("gen-1", "openai/gpt-4o-mini", false);
+        let mut out = Vec::new();
+        relay.feed(upstream().as_bytes(), Instant::now(), &mut out).unwrap();
+        let events = data_events(&out);
+        assert_eq!(events.len(), 4, "3 chunks + [DONE], no usage chunk: {events:?}");
+        for e in &events[..3] {
+            let v: serde_json::Value = serde_json::from_str(e).unwrap();
+            assert_eq!(v["id"], "gen-1");
+            assert_eq!(v["model"], "openai/gpt-4o-mini");
+            assert!(v.get("usage").is_none(), "usage key must be absent: {e}");
+        }
+        assert_eq!(events[3], "[DONE]");
+        let seen = relay.finish();
+        assert!(seen.completed);
+        assert_eq!(
+            seen.usage,
+            Some(Usage { prompt: 12, completion: 3, cached: 4, reasoning: 1 })
+        );
+        assert_eq!(seen.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(seen.output_text, "Hello");
+        assert_eq!(seen.token_chunks, 2);
+    }
+
+    #[test]
+    fn keeps_usage_chunk_and_nulls_when_client_asked() {
+        let mut relay = StreamRelay::new("gen-2", "openai/gpt-4o-mini", true);
+        let mut out = Vec::new();
+        relay.feed(upstream().as_bytes(), Instant::now(), &mut out).unwrap();
+        let events = data_events(&out);
+        assert_eq!(events.len(), 5);
+        let first: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
+        assert!(first["usage"].is_null() && first.get("usage").is_some());
+        let usage: serde_json::Value = serde_json::from_str(&events[3]).unwrap();
+        assert_eq!(usage["usage"]["prompt_tokens"], 12);
+        assert_eq!(usage["choices"], serde_json::json!([]));
+        assert_eq!(usage["id"], "gen-2");
+    }
+
+    #[test]
+    fn every_split_gives_the_same_output() {
+        let whole = upstream();
+        let mut reference = Vec::new();
+        StreamRelay::new("g", "m", true)
+            .feed(whole.as_bytes(), Instant::now(), &mut reference)
+            .unwrap();
+        for cut in 0..whole.len() {
+            let mut relay = StreamRelay::new("g", "m", true);
+            let mut out = Vec::new();
+            let now = Instant::now();
+            relay.feed(&whole.as_bytes()[..cut], now, &mut out).unwrap();
+            relay.feed(&whole.as_bytes()[cut..], now, &mut out).unwrap();
+            assert_eq!(out, reference, "split at {cut}");
+        }
+    }
+
+    #[test]
+    fn cut_stream_is_not_completed_and_keeps_partial_text() {
+        let mut relay = StreamRelay::new("g", "m", false);
+        let mut out = Vec::new();
+        relay.feed(chunk("partial", None, true).as_bytes(), Instant::now(), &mut out).unwrap();
+        let seen = relay.finish();
+        assert!(!seen.completed);
+        assert!(seen.usage.is_none());
+        assert_eq!(seen.output_text, "partial");
+    }
+
+    #[test]
+    fn malformed_events_are_dropped_and_counted() {
+        let mut relay = StreamRelay::new("g", "m", false);
+        let mut out = Vec::new();
+        let stream = format!("{}data: {{not json\n\n{}data: [DONE]\n\n", chunk("a", None, true), chunk("b", Some("stop"), true));
+        relay.feed(stream.as_bytes(), Instant::now(), &mut out).unwrap();
+        assert_eq!(data_events(&out).len(), 3);
+        let seen = relay.finish();
+        assert_eq!(seen.malformed_events, 1);
+        assert!(seen.completed);
+    }
+
+    #[test]
+    fn upstream_error_inside_stream_is_recorded_and_ends_relay() {
+        let mut relay = StreamRelay::new("g", "m", false);
+        let mut out = Vec::new();
+        let stream = format!(
+            "{}data: {{\"error\":{{\"message\":\"overloaded\",\"type\":\"server_error\"}}}}\n\n{}",
+            chunk("a", None, true),
+            chunk("b", None, true)
+        );
+        relay.feed(stream.as_bytes(), Instant::now(), &mut out).unwrap();
+        let seen = relay.finish();
+        assert_eq!(seen.upstream_error.as_deref(), Some("overloaded"));
+        assert!(!seen.completed);
+        assert_eq!(seen.output_text, "a");
+    }
+
+    #[test]
+    fn token_timing_tracks_first_token_and_gaps() {
+        let mut relay = StreamRelay::new("g", "m", false);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        relay.feed(chunk("", None, true).as_bytes(), t0, &mut out).unwrap();
+        relay.feed(chunk("a", None, true).as_bytes(), t0 + Duration::from_millis(10), &mut out).unwrap();
+        relay.feed(chunk("b", None, true).as_bytes(), t0 + Duration::from_millis(50), &mut out).unwrap();
+        let seen = relay.observed();
+        assert_eq!(seen.first_token_at, Some(t0 + Duration::from_millis(10)));
+        assert_eq!(seen.max_gap, Duration::from_millis(40));
+        assert_eq!(seen.token_chunks, 2);
+    }
+
+    #[test]
+    fn tool_call_arguments_and_reasoning_count_as_output() {
+        let mut relay = StreamRelay::new("g", "m", false);
+        let mut out = Vec::new();
+        let c = "data: {\"id\":\"x\",\"model\":\"u\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"think\",\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]},\"finish_reason\":null}]}\n\n";
+        relay.feed(c.as_bytes(), Instant::now(), &mut out).unwrap();
+        assert_eq!(relay.observed().output_text, "thinkf{\"a\":1}");
+    }
+
+    #[test]
+    fn json_response_is_rewritten_with_usage_kept() {
+        let body = br#"{"id":"chatcmpl-9","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hi \"there\""},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
+        let mut out = Vec::new();
+        let seen = relay_json(body, "gen-9", "openai/gpt-4o-mini", Instant::now(), &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["id"], "gen-9");
+        assert_eq!(v["model"], "openai/gpt-4o-mini");
+        assert_eq!(v["choices"][0]["message"]["content"], "Hi \"there\"");
+        assert_eq!(v["usage"]["total_tokens"], 7);
+        assert_eq!(seen.usage.unwrap().completion, 2);
+        assert_eq!(seen.output_text, "Hi \"there\"");
+        assert!(seen.completed);
+    }
+
+    #[test]
+    fn escaped_keys_survive_the_rewrite() {
+        let body = br#"{"id":"x","model":"m","choices":[],"we\"ird":1}"#;
+        let mut out = Vec::new();
+        relay_json(body, "g", "s", Instant::now(), &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["we\"ird"], 1);
+    }
+}
