@@ -1,8 +1,13 @@
 //! muxgate's hot path. Plain Rust: every module compiles and tests without Python;
 //! `py` (behind the `python` feature) is the only place that knows about PyO3.
 
+pub mod engine;
 pub mod health;
+pub mod json;
+pub mod mock;
+pub mod relay;
 pub mod select;
+pub mod snapshot;
 pub mod sse;
 pub mod tokens;
 

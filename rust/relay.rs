@@ -167,12 +167,13 @@ impl Rewriter {
                     });
                 }
                 "error" if value.get() != "null" => {
-                    let error: ErrorView = serde_json::from_str(value.get()).unwrap_or(ErrorView { message: None });
-                    seen.upstream_error = Some(
-                        error
-                            .message
-                            .map_or_else(|| "upstream reported an error".to_owned(), Cow::into_owned),
-                    );
+                    let error: ErrorView =
+                        serde_json::from_str(value.get()).unwrap_or(ErrorView { message: None });
+                    seen.upstream_error =
+                        Some(error.message.map_or_else(
+                            || "upstream reported an error".to_owned(),
+                            Cow::into_owned,
+                        ));
                 }
                 _ => {}
             }
@@ -202,9 +203,14 @@ fn record_choice(choice: &ChoiceView, now: Instant, seen: &mut Observed) {
         return;
     };
     let before = seen.output_text.len();
-    for text in [&msg.content, &msg.reasoning_content, &msg.reasoning, &msg.refusal]
-        .into_iter()
-        .flatten()
+    for text in [
+        &msg.content,
+        &msg.reasoning_content,
+        &msg.reasoning,
+        &msg.refusal,
+    ]
+    .into_iter()
+    .flatten()
     {
         seen.output_text.push_str(text);
     }
@@ -246,7 +252,12 @@ impl StreamRelay {
     }
 
     /// One upstream read in, the bytes for the client out (appended to `out`).
-    pub fn feed(&mut self, chunk: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<(), sse::SseError> {
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), sse::SseError> {
         self.events.clear();
         self.parser.feed(chunk, &mut self.events)?;
         for event in &self.events {
@@ -347,9 +358,15 @@ mod tests {
     fn strips_usage_when_client_did_not_ask_but_still_meters_it() {
         let mut relay = StreamRelay::new("gen-1", "openai/gpt-4o-mini", false);
         let mut out = Vec::new();
-        relay.feed(upstream().as_bytes(), Instant::now(), &mut out).unwrap();
+        relay
+            .feed(upstream().as_bytes(), Instant::now(), &mut out)
+            .unwrap();
         let events = data_events(&out);
-        assert_eq!(events.len(), 4, "3 chunks + [DONE], no usage chunk: {events:?}");
+        assert_eq!(
+            events.len(),
+            4,
+            "3 chunks + [DONE], no usage chunk: {events:?}"
+        );
         for e in &events[..3] {
             let v: serde_json::Value = serde_json::from_str(e).unwrap();
             assert_eq!(v["id"], "gen-1");
@@ -361,7 +378,12 @@ mod tests {
         assert!(seen.completed);
         assert_eq!(
             seen.usage,
-            Some(Usage { prompt: 12, completion: 3, cached: 4, reasoning: 1 })
+            Some(Usage {
+                prompt: 12,
+                completion: 3,
+                cached: 4,
+                reasoning: 1
+            })
         );
         assert_eq!(seen.finish_reason.as_deref(), Some("stop"));
         assert_eq!(seen.output_text, "Hello");
@@ -372,7 +394,9 @@ mod tests {
     fn keeps_usage_chunk_and_nulls_when_client_asked() {
         let mut relay = StreamRelay::new("gen-2", "openai/gpt-4o-mini", true);
         let mut out = Vec::new();
-        relay.feed(upstream().as_bytes(), Instant::now(), &mut out).unwrap();
+        relay
+            .feed(upstream().as_bytes(), Instant::now(), &mut out)
+            .unwrap();
         let events = data_events(&out);
         assert_eq!(events.len(), 5);
         let first: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
@@ -404,7 +428,13 @@ mod tests {
     fn cut_stream_is_not_completed_and_keeps_partial_text() {
         let mut relay = StreamRelay::new("g", "m", false);
         let mut out = Vec::new();
-        relay.feed(chunk("partial", None, true).as_bytes(), Instant::now(), &mut out).unwrap();
+        relay
+            .feed(
+                chunk("partial", None, true).as_bytes(),
+                Instant::now(),
+                &mut out,
+            )
+            .unwrap();
         let seen = relay.finish();
         assert!(!seen.completed);
         assert!(seen.usage.is_none());
@@ -415,8 +445,14 @@ mod tests {
     fn malformed_events_are_dropped_and_counted() {
         let mut relay = StreamRelay::new("g", "m", false);
         let mut out = Vec::new();
-        let stream = format!("{}data: {{not json\n\n{}data: [DONE]\n\n", chunk("a", None, true), chunk("b", Some("stop"), true));
-        relay.feed(stream.as_bytes(), Instant::now(), &mut out).unwrap();
+        let stream = format!(
+            "{}data: {{not json\n\n{}data: [DONE]\n\n",
+            chunk("a", None, true),
+            chunk("b", Some("stop"), true)
+        );
+        relay
+            .feed(stream.as_bytes(), Instant::now(), &mut out)
+            .unwrap();
         assert_eq!(data_events(&out).len(), 3);
         let seen = relay.finish();
         assert_eq!(seen.malformed_events, 1);
@@ -432,7 +468,9 @@ mod tests {
             chunk("a", None, true),
             chunk("b", None, true)
         );
-        relay.feed(stream.as_bytes(), Instant::now(), &mut out).unwrap();
+        relay
+            .feed(stream.as_bytes(), Instant::now(), &mut out)
+            .unwrap();
         let seen = relay.finish();
         assert_eq!(seen.upstream_error.as_deref(), Some("overloaded"));
         assert!(!seen.completed);
@@ -444,9 +482,23 @@ mod tests {
         let mut relay = StreamRelay::new("g", "m", false);
         let mut out = Vec::new();
         let t0 = Instant::now();
-        relay.feed(chunk("", None, true).as_bytes(), t0, &mut out).unwrap();
-        relay.feed(chunk("a", None, true).as_bytes(), t0 + Duration::from_millis(10), &mut out).unwrap();
-        relay.feed(chunk("b", None, true).as_bytes(), t0 + Duration::from_millis(50), &mut out).unwrap();
+        relay
+            .feed(chunk("", None, true).as_bytes(), t0, &mut out)
+            .unwrap();
+        relay
+            .feed(
+                chunk("a", None, true).as_bytes(),
+                t0 + Duration::from_millis(10),
+                &mut out,
+            )
+            .unwrap();
+        relay
+            .feed(
+                chunk("b", None, true).as_bytes(),
+                t0 + Duration::from_millis(50),
+                &mut out,
+            )
+            .unwrap();
         let seen = relay.observed();
         assert_eq!(seen.first_token_at, Some(t0 + Duration::from_millis(10)));
         assert_eq!(seen.max_gap, Duration::from_millis(40));
@@ -466,7 +518,14 @@ mod tests {
     fn json_response_is_rewritten_with_usage_kept() {
         let body = br#"{"id":"chatcmpl-9","object":"chat.completion","created":1,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"message":{"role":"assistant","content":"Hi \"there\""},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#;
         let mut out = Vec::new();
-        let seen = relay_json(body, "gen-9", "openai/gpt-4o-mini", Instant::now(), &mut out).unwrap();
+        let seen = relay_json(
+            body,
+            "gen-9",
+            "openai/gpt-4o-mini",
+            Instant::now(),
+            &mut out,
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["id"], "gen-9");
         assert_eq!(v["model"], "openai/gpt-4o-mini");

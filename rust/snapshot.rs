@@ -199,7 +199,10 @@ mod tests {
 
     #[test]
     fn wildcard_patterns() {
-        let p = vec!["openai/*".to_owned(), "anthropic/claude-sonnet-4.5".to_owned()];
+        let p = vec![
+            "openai/*".to_owned(),
+            "anthropic/claude-sonnet-4.5".to_owned(),
+        ];
         assert!(model_allowed(&p, "openai/gpt-4o-mini"));
         assert!(model_allowed(&p, "anthropic/claude-sonnet-4.5"));
         assert!(!model_allowed(&p, "anthropic/claude-opus-4.1"));

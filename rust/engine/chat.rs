@@ -132,7 +132,9 @@ impl Engine {
         };
         let mut sink = Sink::Pending(deliver);
         let mut progress = Progress::default();
-        let result = self.attempt_with_keepalive(&ctx, &mut sink, &mut progress).await;
+        let result = self
+            .attempt_with_keepalive(&ctx, &mut sink, &mut progress)
+            .await;
         match result {
             Err(failure) => {
                 if !failure.cancelled {
@@ -140,7 +142,11 @@ impl Engine {
                 }
                 let channel = failure.index.map(|i| &ctx.model.channels[i]);
                 let mut event = meter(&ctx, channel, None, &progress);
-                event.status = if failure.cancelled { "cancelled" } else { "failed" };
+                event.status = if failure.cancelled {
+                    "cancelled"
+                } else {
+                    "failed"
+                };
                 event.cancelled = failure.cancelled;
                 event.http_status = failure.error.status();
                 event.error_type = Some(failure.error.type_name());
@@ -234,7 +240,8 @@ impl Engine {
         let buffer = sink.open(|| headers(ctx, Some(channel), &progress, "text/event-stream"));
         buffer.push(&out);
         let idle = Duration::from_millis(channel.timeouts.idle_ms);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + ctx.keepalive, ctx.keepalive);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + ctx.keepalive, ctx.keepalive);
         let mut cancelled_by_client = false;
         while failure.is_none() && !relay.completed() {
             out.clear();
@@ -287,7 +294,9 @@ impl Engine {
             event.http_status = error.status();
             event.error_type = Some(error.type_name());
             event.error_message = Some(error.message);
-            ctx.model.selector.end(index, Outcome::ServerError(502), None, Instant::now());
+            ctx.model
+                .selector
+                .end(index, Outcome::ServerError(502), None, Instant::now());
         }
         self.emit_usage(event);
         if completed {
@@ -317,14 +326,20 @@ fn prepare<'a>(
     };
     let Some(model) = routing.model(&req.model) else {
         let message = format!("Model {} is not valid", req.model);
-        return Err((GatewayError::new(ErrorKind::InvalidModel, message), request_id));
+        return Err((
+            GatewayError::new(ErrorKind::InvalidModel, message),
+            request_id,
+        ));
     };
     if !key.allows(&model.slug) {
         let message = format!(
             "You have no permission to access this resource: this API key may not use model {}",
             model.slug
         );
-        return Err((GatewayError::new(ErrorKind::AccessDenied, message), request_id));
+        return Err((
+            GatewayError::new(ErrorKind::AccessDenied, message),
+            request_id,
+        ));
     }
     let local_prompt = tokens::count_chat_messages(model.encoding, &req.message_values()) as u64;
     Ok(Context {
@@ -413,7 +428,11 @@ async fn attempt_one(
                         "the provider closed the stream before sending anything".to_owned(),
                     ));
                 }
-                Ok(Some(Err(e))) => return Err(AttemptError::Connect(format!("the provider connection failed: {e}"))),
+                Ok(Some(Err(e))) => {
+                    return Err(AttemptError::Connect(format!(
+                        "the provider connection failed: {e}"
+                    )));
+                }
                 Ok(Some(Ok(frame))) => {
                     if let Ok(first) = frame.into_data()
                         && !first.is_empty()
@@ -425,18 +444,34 @@ async fn attempt_one(
         }
     }
     let total = Duration::from_millis(channel.timeouts.total_ms).saturating_sub(started.elapsed());
-    let raw = match tokio::time::timeout(total, upstream::read_limited(body, MAX_RESPONSE_BYTES)).await {
-        Err(_) => return Err(AttemptError::Timeout),
-        Ok(Err(e)) => return Err(AttemptError::Connect(format!("the provider connection failed: {e}"))),
-        Ok(Ok(raw)) => raw,
-    };
+    let raw =
+        match tokio::time::timeout(total, upstream::read_limited(body, MAX_RESPONSE_BYTES)).await {
+            Err(_) => return Err(AttemptError::Timeout),
+            Ok(Err(e)) => {
+                return Err(AttemptError::Connect(format!(
+                    "the provider connection failed: {e}"
+                )));
+            }
+            Ok(Ok(raw)) => raw,
+        };
     let mut out = Vec::with_capacity(raw.len() + 64);
-    match relay_json(&raw, &ctx.request_id, &ctx.model.slug, Instant::now(), &mut out) {
-        Ok(observed) if observed.upstream_error.is_none() => Ok(Answer::Json { body: out, observed }),
+    match relay_json(
+        &raw,
+        &ctx.request_id,
+        &ctx.model.slug,
+        Instant::now(),
+        &mut out,
+    ) {
+        Ok(observed) if observed.upstream_error.is_none() => Ok(Answer::Json {
+            body: out,
+            observed,
+        }),
         Ok(observed) => Err(AttemptError::Status {
             status: 502,
             retry_after: None,
-            message: channel.provider.scrub(observed.upstream_error.as_deref().unwrap_or_default()),
+            message: channel
+                .provider
+                .scrub(observed.upstream_error.as_deref().unwrap_or_default()),
         }),
         Err(_) => Err(AttemptError::Status {
             status: 502,
@@ -449,7 +484,9 @@ async fn attempt_one(
 /// A provider error that is the request's own fault, in our format.
 fn request_error(e: &AttemptError) -> GatewayError {
     let (status, message) = match e {
-        AttemptError::Status { status, message, .. } => (*status, message.as_str()),
+        AttemptError::Status {
+            status, message, ..
+        } => (*status, message.as_str()),
         _ => (400, ""),
     };
     let kind = match status {
@@ -490,10 +527,16 @@ fn all_failed(model: &ModelRoute, failures: &[(usize, AttemptError)]) -> Gateway
             .min();
         return GatewayError::new(
             ErrorKind::RateLimited { retry_after },
-            format!("Rate limit exceeded: every provider of {} is rate limited ({detail})", model.slug),
+            format!(
+                "Rate limit exceeded: every provider of {} is rate limited ({detail})",
+                model.slug
+            ),
         );
     }
-    if failures.iter().all(|(_, e)| matches!(e, AttemptError::Timeout)) {
+    if failures
+        .iter()
+        .all(|(_, e)| matches!(e, AttemptError::Timeout))
+    {
         return GatewayError::new(
             ErrorKind::ProviderTimeout,
             format!("Every provider of {} timed out ({detail})", model.slug),
@@ -506,10 +549,18 @@ fn all_failed(model: &ModelRoute, failures: &[(usize, AttemptError)]) -> Gateway
 }
 
 fn overhead_us(ctx: &Context<'_>, progress: &Progress) -> u64 {
-    ctx.received.elapsed().saturating_sub(progress.upstream).as_micros() as u64
+    ctx.received
+        .elapsed()
+        .saturating_sub(progress.upstream)
+        .as_micros() as u64
 }
 
-fn headers(ctx: &Context<'_>, channel: Option<&ChannelRoute>, progress: &Progress, content_type: &str) -> Headers {
+fn headers(
+    ctx: &Context<'_>,
+    channel: Option<&ChannelRoute>,
+    progress: &Progress,
+    content_type: &str,
+) -> Headers {
     let mut h = Vec::with_capacity(7);
     h.push(("content-type".to_owned(), content_type.to_owned()));
     if content_type == "text/event-stream" {
@@ -520,7 +571,10 @@ fn headers(ctx: &Context<'_>, channel: Option<&ChannelRoute>, progress: &Progres
     if let Some(c) = channel {
         h.push((CHANNEL_HEADER.to_owned(), c.id.clone()));
     }
-    h.push((OVERHEAD_HEADER.to_owned(), overhead_us(ctx, progress).to_string()));
+    h.push((
+        OVERHEAD_HEADER.to_owned(),
+        overhead_us(ctx, progress).to_string(),
+    ));
     h.push((ATTEMPTS_HEADER.to_owned(), progress.attempts.to_string()));
     h
 }
@@ -550,7 +604,9 @@ fn meter(
     };
     let cost = channel.map_or(0, |c| c.price.cost(prompt, cached, completion));
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let ttft = observed.and_then(|o| o.first_token_at).map(|t| ms(t - ctx.received));
+    let ttft = observed
+        .and_then(|o| o.first_token_at)
+        .map(|t| ms(t - ctx.received));
     let tps = observed.and_then(|o| match (o.first_token_at, o.last_token_at) {
         (Some(first), Some(last)) if last > first && completion > 0 => {
             Some(completion as f64 / (last - first).as_secs_f64())
@@ -577,7 +633,9 @@ fn meter(
         ttft_ms: ttft,
         total_ms: ms(ctx.received.elapsed()),
         output_tokens_per_second: tps,
-        max_chunk_gap_ms: observed.filter(|o| o.token_chunks > 1).map(|o| ms(o.max_gap)),
+        max_chunk_gap_ms: observed
+            .filter(|o| o.token_chunks > 1)
+            .map(|o| ms(o.max_gap)),
         gateway_overhead_us: overhead_us(ctx, progress),
         finish_reason: observed.and_then(|o| o.finish_reason.clone()),
         status: "ok",

@@ -12,7 +12,9 @@ pub enum ErrorKind {
     AccessDenied,
     InsufficientCredit,
     InvalidModel,
-    RateLimited { retry_after: Option<Duration> },
+    RateLimited {
+        retry_after: Option<Duration>,
+    },
     ProviderUnprocessable,
     NoProviderAvailable,
     /// The provider failed after the stream started.
@@ -119,7 +121,13 @@ impl GatewayError {
 
 impl std::fmt::Display for GatewayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.type_name(), self.status(), self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.type_name(),
+            self.status(),
+            self.message
+        )
     }
 }
 

@@ -21,7 +21,10 @@ fn invalid(param: &str) -> GatewayError {
     GatewayError::invalid(format!("Parameter {param} is not valid"))
 }
 
-fn parse_as<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue, param: &str) -> Result<T, GatewayError> {
+fn parse_as<'a, T: serde::Deserialize<'a>>(
+    raw: &'a RawValue,
+    param: &str,
+) -> Result<T, GatewayError> {
     serde_json::from_str(raw.get()).map_err(|_| invalid(param))
 }
 
@@ -88,13 +91,20 @@ impl<'a> ChatRequest<'a> {
         if let Some(raw) = fields.get("n").filter(|r| !is_null(r)) {
             let n: i64 = parse_as(raw, "n")?;
             if n > 1 {
-                return Err(GatewayError::invalid("Parameter n greater than 1 is not supported"));
+                return Err(GatewayError::invalid(
+                    "Parameter n greater than 1 is not supported",
+                ));
             }
             if n < 1 {
                 return Err(invalid("n"));
             }
         }
-        for param in ["temperature", "top_p", "frequency_penalty", "presence_penalty"] {
+        for param in [
+            "temperature",
+            "top_p",
+            "frequency_penalty",
+            "presence_penalty",
+        ] {
             if let Some(raw) = fields.get(param).filter(|r| !is_null(r)) {
                 let value: f64 = parse_as(raw, param)?;
                 if param == "temperature" && value < 0.0 {
@@ -152,7 +162,9 @@ fn validate_messages(raw: &RawValue) -> Result<(), GatewayError> {
     }
     for item in items {
         if is_null(item) {
-            return Err(GatewayError::invalid("Parameter messages can not contain null elements"));
+            return Err(GatewayError::invalid(
+                "Parameter messages can not contain null elements",
+            ));
         }
         let message: Fields = parse_as(item, "messages")?;
         match message.get("role") {
@@ -183,27 +195,59 @@ mod tests {
     fn validation_messages() {
         assert!(err("not json").starts_with("Request body is not a valid JSON object"));
         assert!(err("[]").starts_with("Request body is not a valid JSON object"));
-        assert_eq!(err(&format!(r#"{{"messages":{MSG}}}"#)), "Parameter model is required");
-        assert_eq!(err(&format!(r#"{{"model":5,"messages":{MSG}}}"#)), "Parameter model is not valid");
+        assert_eq!(
+            err(&format!(r#"{{"messages":{MSG}}}"#)),
+            "Parameter model is required"
+        );
+        assert_eq!(
+            err(&format!(r#"{{"model":5,"messages":{MSG}}}"#)),
+            "Parameter model is not valid"
+        );
         assert_eq!(err(r#"{"model":"m"}"#), "Parameter messages is required");
-        assert_eq!(err(r#"{"model":"m","messages":[]}"#), "Parameter messages can not be empty");
-        assert_eq!(err(r#"{"model":"m","messages":"x"}"#), "Parameter messages is not valid");
+        assert_eq!(
+            err(r#"{"model":"m","messages":[]}"#),
+            "Parameter messages can not be empty"
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":"x"}"#),
+            "Parameter messages is not valid"
+        );
         assert_eq!(
             err(r#"{"model":"m","messages":[null]}"#),
             "Parameter messages can not contain null elements"
         );
-        assert_eq!(err(r#"{"model":"m","messages":[{"content":"x"}]}"#), "Parameter messages.role is required");
         assert_eq!(
-            err(&format!(r#"{{"model":"m","messages":{MSG},"stream_options":{{"include_usage":true}}}}"#)),
+            err(r#"{"model":"m","messages":[{"content":"x"}]}"#),
+            "Parameter messages.role is required"
+        );
+        assert_eq!(
+            err(&format!(
+                r#"{{"model":"m","messages":{MSG},"stream_options":{{"include_usage":true}}}}"#
+            )),
             "Parameter stream_options is not supported while stream is false"
         );
         assert_eq!(
             err(&format!(r#"{{"model":"m","messages":{MSG},"n":2}}"#)),
             "Parameter n greater than 1 is not supported"
         );
-        assert_eq!(err(&format!(r#"{{"model":"m","messages":{MSG},"stream":"yes"}}"#)), "Parameter stream is not valid");
-        assert_eq!(err(&format!(r#"{{"model":"m","messages":{MSG},"temperature":-1}}"#)), "Parameter temperature is not valid");
-        assert_eq!(err(&format!(r#"{{"model":"m","messages":{MSG},"max_tokens":"a"}}"#)), "Parameter max_tokens is not valid");
+        assert_eq!(
+            err(&format!(
+                r#"{{"model":"m","messages":{MSG},"stream":"yes"}}"#
+            )),
+            "Parameter stream is not valid"
+        );
+        assert_eq!(
+            err(&format!(
+                r#"{{"model":"m","messages":{MSG},"temperature":-1}}"#
+            )),
+            "Parameter temperature is not valid"
+        );
+        assert_eq!(
+            err(&format!(
+                r#"{{"model":"m","messages":{MSG},"max_tokens":"a"}}"#
+            )),
+            "Parameter max_tokens is not valid"
+        );
         assert_eq!(
             err(&format!(
                 r#"{{"model":"m","messages":{MSG},"stream":true,"stream_options":{{"include_usage":true}},"usage":{{"include":true}}}}"#
@@ -231,9 +275,12 @@ mod tests {
 
     #[test]
     fn usage_include_is_an_alias_for_include_usage() {
-        let body = format!(r#"{{"model":"m","messages":{MSG},"stream":true,"usage":{{"include":true}}}}"#);
+        let body =
+            format!(r#"{{"model":"m","messages":{MSG},"stream":true,"usage":{{"include":true}}}}"#);
         assert!(ChatRequest::parse(body.as_bytes()).unwrap().include_usage);
-        let body = format!(r#"{{"model":"m","messages":{MSG},"stream":true,"stream_options":{{"include_usage":true}}}}"#);
+        let body = format!(
+            r#"{{"model":"m","messages":{MSG},"stream":true,"stream_options":{{"include_usage":true}}}}"#
+        );
         assert!(ChatRequest::parse(body.as_bytes()).unwrap().include_usage);
     }
 

@@ -109,7 +109,13 @@ impl Routing {
                 .get(&pool_key)
                 .cloned()
                 .unwrap_or_else(|| new_client(Duration::from_millis(p.connect_timeout_ms)));
-            match ProviderRoute::new(p.id.clone(), &p.base_url, secret, &p.headers, client.clone()) {
+            match ProviderRoute::new(
+                p.id.clone(),
+                &p.base_url,
+                secret,
+                &p.headers,
+                client.clone(),
+            ) {
                 Ok(route) => {
                     clients.insert(pool_key, client);
                     providers.insert(p.id.as_str(), Arc::new(route));
@@ -232,7 +238,10 @@ pub fn bearer(authorization: Option<&str>, api_key: Option<&str>) -> Option<Stri
         }
         return None;
     }
-    api_key.map(str::trim).filter(|k| !k.is_empty()).map(str::to_owned)
+    api_key
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -260,7 +269,8 @@ mod tests {
 
     #[test]
     fn compiles_keys_models_aliases() {
-        let (r, warnings) = Routing::compile(&snapshot("MUXGATE_TEST_UNSET_VAR_1"), &Routing::empty());
+        let (r, warnings) =
+            Routing::compile(&snapshot("MUXGATE_TEST_UNSET_VAR_1"), &Routing::empty());
         assert!(r.is_ready());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("MUXGATE_TEST_UNSET_VAR_1"));
@@ -280,7 +290,8 @@ mod tests {
     fn credential_from_environment_enables_the_provider() {
         // SAFETY: tests in this module use a variable name no other test touches.
         unsafe { std::env::set_var("MUXGATE_TEST_SET_VAR_2", "sk-upstream") };
-        let (r, warnings) = Routing::compile(&snapshot("MUXGATE_TEST_SET_VAR_2"), &Routing::empty());
+        let (r, warnings) =
+            Routing::compile(&snapshot("MUXGATE_TEST_SET_VAR_2"), &Routing::empty());
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(r.model("openai/gpt-4o-mini").unwrap().channels.len(), 2);
     }
@@ -288,7 +299,10 @@ mod tests {
     #[test]
     fn bearer_parsing() {
         assert_eq!(bearer(Some("Bearer sk-1"), None).as_deref(), Some("sk-1"));
-        assert_eq!(bearer(Some("bearer   sk-1 "), None).as_deref(), Some("sk-1"));
+        assert_eq!(
+            bearer(Some("bearer   sk-1 "), None).as_deref(),
+            Some("sk-1")
+        );
         assert_eq!(bearer(Some("Basic abc"), None), None);
         assert_eq!(bearer(Some("Bearer "), None), None);
         assert_eq!(bearer(None, Some("sk-2")).as_deref(), Some("sk-2"));

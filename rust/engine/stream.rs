@@ -109,7 +109,12 @@ mod tests {
         assert!(matches!(buf.read(), Read::Pending));
         let woken = Arc::new(AtomicUsize::new(0));
         let w = woken.clone();
-        assert!(buf.wait(Box::new(move || { w.fetch_add(1, Ordering::SeqCst); })).is_none());
+        assert!(
+            buf.wait(Box::new(move || {
+                w.fetch_add(1, Ordering::SeqCst);
+            }))
+            .is_none()
+        );
         buf.push(b"a");
         buf.push(b"b");
         assert_eq!(woken.load(Ordering::SeqCst), 1);
@@ -119,7 +124,10 @@ mod tests {
         }
         buf.end();
         assert!(matches!(buf.read(), Read::Ended));
-        assert!(buf.wait(Box::new(|| {})).is_some(), "ended: resolve at once");
+        assert!(
+            buf.wait(Box::new(|| {})).is_some(),
+            "ended: resolve at once"
+        );
     }
 
     #[tokio::test]

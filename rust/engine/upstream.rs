@@ -66,8 +66,9 @@ impl ProviderRoute {
         }
         let authorization = match &secret {
             Some(s) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {s}"))
-                    .map_err(|_| format!("provider {id}: credential is not a valid header value"))?;
+                let mut v = HeaderValue::from_str(&format!("Bearer {s}")).map_err(|_| {
+                    format!("provider {id}: credential is not a valid header value")
+                })?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -94,7 +95,9 @@ impl ProviderRoute {
     /// Remove our credential from text that came from the provider before a client sees it.
     pub fn scrub(&self, text: &str) -> String {
         match &self.secret {
-            Some(s) if !s.is_empty() && text.contains(s.as_str()) => text.replace(s.as_str(), "[redacted]"),
+            Some(s) if !s.is_empty() && text.contains(s.as_str()) => {
+                text.replace(s.as_str(), "[redacted]")
+            }
             _ => text.to_owned(),
         }
     }
@@ -116,7 +119,13 @@ pub enum AttemptError {
 impl AttemptError {
     /// 400, 413 and 422 are the request's fault: another channel would say the same.
     pub fn fails_over(&self) -> bool {
-        !matches!(self, AttemptError::Status { status: 400 | 413 | 422, .. })
+        !matches!(
+            self,
+            AttemptError::Status {
+                status: 400 | 413 | 422,
+                ..
+            }
+        )
     }
 
     pub fn outcome(&self) -> Outcome {
@@ -178,7 +187,11 @@ pub async fn send(
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| Duration::from_secs_f64(s.min(3600.0)));
-    let message = match tokio::time::timeout(first_byte, read_limited(response.into_body(), MAX_ERROR_BODY)).await
+    let message = match tokio::time::timeout(
+        first_byte,
+        read_limited(response.into_body(), MAX_ERROR_BODY),
+    )
+    .await
     {
         Ok(Ok(bytes)) => error_message(&bytes),
         _ => String::new(),
@@ -193,7 +206,12 @@ pub async fn send(
 fn connect_reason(e: &hyper_util::client::legacy::Error) -> String {
     // The error chain of a connect failure names the host and the OS error, never the headers.
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut reason = if e.is_connect() { "connection failed" } else { "request failed" }.to_owned();
+    let mut reason = if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    }
+    .to_owned();
     while let Some(s) = source {
         reason = format!("{reason}: {s}");
         source = s.source();
@@ -239,7 +257,9 @@ fn error_message(body: &[u8]) -> String {
                 error: Some(ErrorField::Object(Inner { message: Some(m) }) | ErrorField::Text(m)),
                 ..
             }
-            | Envelope { message: Some(m), .. },
+            | Envelope {
+                message: Some(m), ..
+            },
         ) => m,
         _ => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
     }
@@ -251,7 +271,10 @@ mod tests {
 
     #[test]
     fn error_messages_from_common_shapes() {
-        assert_eq!(error_message(br#"{"error":{"message":"bad model","type":"x"}}"#), "bad model");
+        assert_eq!(
+            error_message(br#"{"error":{"message":"bad model","type":"x"}}"#),
+            "bad model"
+        );
         assert_eq!(error_message(br#"{"error":"plain"}"#), "plain");
         assert_eq!(error_message(br#"{"message":"top"}"#), "top");
         assert_eq!(error_message(b"<html>oops</html>"), "<html>oops</html>");
@@ -259,7 +282,11 @@ mod tests {
 
     #[test]
     fn failover_classes() {
-        let status = |s| AttemptError::Status { status: s, retry_after: None, message: String::new() };
+        let status = |s| AttemptError::Status {
+            status: s,
+            retry_after: None,
+            message: String::new(),
+        };
         assert!(status(500).fails_over());
         assert!(status(429).fails_over());
         assert!(status(401).fails_over());
@@ -280,8 +307,23 @@ mod tests {
             new_client(Duration::from_secs(1)),
         )
         .unwrap();
-        assert_eq!(p.scrub("Incorrect API key provided: sk-secret-123."), "Incorrect API key provided: [redacted].");
-        assert_eq!(p.chat_url.to_string(), "http://127.0.0.1:9/v1/chat/completions");
-        assert!(ProviderRoute::new("q".into(), "ftp://x", None, &[], new_client(Duration::from_secs(1))).is_err());
+        assert_eq!(
+            p.scrub("Incorrect API key provided: sk-secret-123."),
+            "Incorrect API key provided: [redacted]."
+        );
+        assert_eq!(
+            p.chat_url.to_string(),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        assert!(
+            ProviderRoute::new(
+                "q".into(),
+                "ftp://x",
+                None,
+                &[],
+                new_client(Duration::from_secs(1))
+            )
+            .is_err()
+        );
     }
 }

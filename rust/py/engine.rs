@@ -72,14 +72,19 @@ impl Notifier {
 fn resolve(py: Python<'_>, future: &Py<PyAny>, value: Bound<'_, PyAny>) -> PyResult<()> {
     let future = future.bind(py);
     // A cancelled future (the request task went away) is simply left alone.
-    if !future.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+    if !future
+        .call_method0(pyo3::intern!(py, "done"))?
+        .is_truthy()?
+    {
         future.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
     }
     Ok(())
 }
 
 fn response_tuple(py: Python<'_>, r: core::Response) -> PyResult<Bound<'_, PyAny>> {
-    Ok((r.status, r.headers, PyBytes::new(py, &r.body)).into_pyobject(py)?.into_any())
+    Ok((r.status, r.headers, PyBytes::new(py, &r.body))
+        .into_pyobject(py)?
+        .into_any())
 }
 
 /// The data-plane engine: routing table, upstream pools, request flow.
@@ -94,8 +99,10 @@ impl Engine {
     #[new]
     #[pyo3(signature = (worker_threads = 1))]
     fn new(worker_threads: usize) -> PyResult<Self> {
-        let inner = core::Engine::new(worker_threads).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        let notifier = Arc::new(Notifier::new().map_err(|e| PyRuntimeError::new_err(e.to_string()))?);
+        let inner = core::Engine::new(worker_threads)
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let notifier =
+            Arc::new(Notifier::new().map_err(|e| PyRuntimeError::new_err(e.to_string()))?);
         let n = notifier.clone();
         inner.set_usage_notify(Arc::new(move || n.signal()));
         Ok(Self { inner, notifier })
@@ -114,13 +121,20 @@ impl Engine {
 
     /// Swap in a routing snapshot (msgpack). Returns warnings; raises ValueError if unusable.
     fn load_snapshot(&self, py: Python<'_>, data: &[u8]) -> PyResult<Vec<String>> {
-        py.detach(|| self.inner.load_snapshot(data)).map_err(PyValueError::new_err)
+        py.detach(|| self.inner.load_snapshot(data))
+            .map_err(PyValueError::new_err)
     }
 
     /// Start a chat-completions request. `future` receives `(status, headers, body)` or a
     /// `Stream`.
     #[pyo3(signature = (authorization, api_key, body, future))]
-    fn chat(&self, authorization: Option<&str>, api_key: Option<&str>, body: &[u8], future: Py<PyAny>) {
+    fn chat(
+        &self,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+        body: &[u8],
+        future: Py<PyAny>,
+    ) {
         let notifier = self.notifier.clone();
         self.inner.chat(
             authorization,
@@ -132,7 +146,12 @@ impl Engine {
 
     /// `GET /models` for a key: `(status, headers, body)`.
     #[pyo3(signature = (authorization, api_key))]
-    fn models<'py>(&self, py: Python<'py>, authorization: Option<&str>, api_key: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+    fn models<'py>(
+        &self,
+        py: Python<'py>,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         response_tuple(py, self.inner.models(authorization, api_key))
     }
 
@@ -163,7 +182,8 @@ impl Engine {
         if events.is_empty() {
             return Ok(None);
         }
-        let bytes = rmp_serde::to_vec_named(&events).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let bytes =
+            rmp_serde::to_vec_named(&events).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         Ok(Some(PyBytes::new(py, &bytes)))
     }
 }

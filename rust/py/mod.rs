@@ -3,8 +3,17 @@
 
 use pyo3::prelude::*;
 
+mod engine;
+mod mock;
+
 #[pymodule(gil_used = false)]
 mod _native {
     #[pymodule_export]
     const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+    #[pymodule_export]
+    use super::engine::{Engine, Stream};
+
+    #[pymodule_export]
+    use super::mock::MockProvider;
 }

@@ -1,0 +1,26 @@
+"""The mock OpenAI-compatible provider: a native HTTP server scripted per model, used by the
+tests, the embedded demo and the benchmarks instead of real provider APIs."""
+
+from muxgate._native import MockProvider
+from muxgate.mock.config import (
+    MockConfig,
+    MockScript,
+    MockStats,
+    decode_stats,
+    encode_config,
+    load_config,
+)
+from muxgate.mock.server import read_stats, run, start
+
+__all__ = [
+    "MockConfig",
+    "MockProvider",
+    "MockScript",
+    "MockStats",
+    "decode_stats",
+    "encode_config",
+    "load_config",
+    "read_stats",
+    "run",
+    "start",
+]

@@ -1,0 +1,676 @@
+//! Chat Completions wire format (`OpenAI` API): the request fields the mock reads, and byte-exact
+//! rendering of `chat.completion`, `chat.completion.chunk` events and error objects.
+//!
+//! Rendering writes straight into one buffer (no serde tree): a stream's chunk prefix
+//! (`id`, `created`, `model`) is rendered once and copied per chunk.
+
+use std::borrow::Cow;
+use std::io::Write;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::reply::Answer;
+
+/// Placeholder `system_fingerprint`, formatted like a real one.
+const SYSTEM_FINGERPRINT: &str = "fp_mock0000000";
+
+/// The subset of a chat completion request that changes the mock's answer.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ChatRequest<'a> {
+    #[serde(borrow)]
+    pub model: Cow<'a, str>,
+    pub messages: Vec<Value>,
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub max_completion_tokens: Option<u64>,
+    pub max_tokens: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StreamOptions {
+    pub include_usage: Option<bool>,
+}
+
+impl ChatRequest<'_> {
+    pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
+        let request: ChatRequest = serde_json::from_slice(body).map_err(|e| {
+            let message = if e.is_data() {
+                format!("Invalid request body: {e}")
+            } else {
+                format!("We could not parse the JSON body of your request: {e}")
+            };
+            ApiError::invalid_request(message, None)
+        })?;
+        if request.messages.is_empty() {
+            return Err(ApiError::invalid_request(
+                "[] is too short - 'messages'".to_owned(),
+                Some("messages"),
+            ));
+        }
+        Ok(request)
+    }
+
+    pub fn stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    pub fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true)
+    }
+
+    /// `max_completion_tokens` wins over the deprecated `max_tokens`, as upstream.
+    pub fn max_tokens(&self) -> Option<usize> {
+        self.max_completion_tokens
+            .or(self.max_tokens)
+            .map(|n| n as usize)
+    }
+}
+
+/// An OpenAI-style error response: status plus `{"error": {message, type, param, code}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub status: u16,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn invalid_request(message: String, param: Option<&'static str>) -> Self {
+        ApiError {
+            status: 400,
+            message,
+            kind: "invalid_request_error",
+            param,
+            code: None,
+        }
+    }
+
+    pub fn model_not_found(model: &str) -> Self {
+        ApiError {
+            status: 404,
+            message: format!("The model `{model}` does not exist or you do not have access to it."),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("model_not_found"),
+        }
+    }
+
+    pub fn invalid_api_key(provided: bool) -> Self {
+        let message = if provided {
+            "Incorrect API key provided."
+        } else {
+            "You didn't provide an API key. You need to provide your API key in an Authorization \
+             header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+        };
+        ApiError {
+            status: 401,
+            message: message.to_owned(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("invalid_api_key"),
+        }
+    }
+
+    pub fn invalid_url(method: &str, path: &str, status: u16) -> Self {
+        let message = if status == 405 {
+            format!("Invalid method for URL ({method} {path})")
+        } else {
+            format!("Invalid URL ({method} {path})")
+        };
+        ApiError {
+            status,
+            message,
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+        }
+    }
+
+    /// The failure a script injects, worded like the real API's for that status.
+    pub fn injected(status: u16) -> Self {
+        let (message, kind, code) = match status {
+            429 => (
+                "Rate limit reached for requests (mock).",
+                "requests",
+                Some("rate_limit_exceeded"),
+            ),
+            500..=599 => (
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+            ),
+            _ => ("Injected failure (mock).", "invalid_request_error", None),
+        };
+        ApiError {
+            status,
+            message: message.to_owned(),
+            kind,
+            param: None,
+            code,
+        }
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(128 + self.message.len());
+        buf.extend_from_slice(b"{\"error\":{\"message\":");
+        push_json_str(&mut buf, &self.message);
+        buf.extend_from_slice(b",\"type\":");
+        push_json_str(&mut buf, self.kind);
+        buf.extend_from_slice(b",\"param\":");
+        push_opt_str(&mut buf, self.param);
+        buf.extend_from_slice(b",\"code\":");
+        push_opt_str(&mut buf, self.code);
+        buf.extend_from_slice(b"}}");
+        buf
+    }
+}
+
+/// What identifies one response on the wire.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meta<'a> {
+    /// Per-server sequence number, scrambled into the `chatcmpl-` id.
+    pub seq: u64,
+    pub created: u64,
+    pub model: &'a str,
+}
+
+impl Meta<'_> {
+    fn push_head(&self, buf: &mut Vec<u8>, object: &str) {
+        write!(
+            buf,
+            "{{\"id\":\"chatcmpl-{:016x}\",\"object\":\"{object}\",",
+            scramble(self.seq)
+        )
+        .expect("Vec write");
+        write!(buf, "\"created\":{},\"model\":", self.created).expect("Vec write");
+        push_json_str(buf, self.model);
+        write!(
+            buf,
+            ",\"system_fingerprint\":\"{SYSTEM_FINGERPRINT}\",\"choices\":["
+        )
+        .expect("Vec write");
+    }
+}
+
+/// Token usage of one completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+impl Usage {
+    fn push(self, buf: &mut Vec<u8>) {
+        let Usage {
+            prompt_tokens: p,
+            completion_tokens: c,
+        } = self;
+        write!(
+            buf,
+            "{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{},\
+             \"prompt_tokens_details\":{{\"cached_tokens\":0,\"audio_tokens\":0}},\
+             \"completion_tokens_details\":{{\"reasoning_tokens\":0,\"audio_tokens\":0,\
+             \"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}}",
+            p + c
+        )
+        .expect("Vec write");
+    }
+}
+
+/// A `chat.completion` object.
+pub(crate) fn render_completion(
+    meta: &Meta,
+    text: &str,
+    finish_reason: &str,
+    usage: Usage,
+) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(512 + text.len() + meta.model.len());
+    meta.push_head(&mut buf, "chat.completion");
+    buf.extend_from_slice(b"{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    push_json_str(&mut buf, text);
+    buf.extend_from_slice(b",\"refusal\":null},\"logprobs\":null,\"finish_reason\":");
+    push_json_str(&mut buf, finish_reason);
+    buf.extend_from_slice(b"}],\"usage\":");
+    usage.push(&mut buf);
+    buf.push(b'}');
+    buf
+}
+
+/// What a stream sends besides the answer's chunks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamShape<'a> {
+    pub finish_reason: &'a str,
+    /// `Some` when the client asked for `stream_options.include_usage`.
+    pub usage: Option<Usage>,
+    pub malformed_after: Option<usize>,
+    pub truncate_after: Option<usize>,
+}
+
+/// One SSE event of a rendered stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    Role,
+    /// The n-th content chunk.
+    Content(usize),
+    Malformed,
+    Finish,
+    Usage,
+    Done,
+}
+
+/// A rendered stream: all events back to back, and where each one ends.
+#[derive(Debug, Default)]
+pub(crate) struct RenderedStream {
+    pub bytes: Vec<u8>,
+    pub events: Vec<(EventKind, usize)>,
+    /// Ended by `truncate_after` (no finish, usage or `[DONE]`).
+    pub truncated: bool,
+}
+
+impl RenderedStream {
+    fn end_event(&mut self, kind: EventKind) {
+        self.events.push((kind, self.bytes.len()));
+    }
+}
+
+/// The SSE body of a streamed answer, shaped like the real API's: a role chunk, content
+/// chunks, a finish chunk, the usage chunk (only with `include_usage`; then every other chunk has
+/// `"usage":null`), and `data: [DONE]`.
+pub(crate) fn render_stream(meta: &Meta, answer: &Answer, shape: &StreamShape) -> RenderedStream {
+    let mut prefix = Vec::with_capacity(192 + meta.model.len());
+    prefix.extend_from_slice(b"data: ");
+    meta.push_head(&mut prefix, "chat.completion.chunk");
+    let tail: &[u8] = if shape.usage.is_some() {
+        b",\"usage\":null}\n\n"
+    } else {
+        b"}\n\n"
+    };
+    let per_chunk = prefix.len() + tail.len() + 64;
+    let pieces = answer.pieces();
+    let mut out = RenderedStream {
+        bytes: Vec::with_capacity(per_chunk * (pieces.len() + 3) + answer.text.len() * 2),
+        events: Vec::with_capacity(pieces.len() + 5),
+        truncated: false,
+    };
+    let choice_end: &[u8] = b"},\"logprobs\":null,\"finish_reason\":null}]";
+
+    out.bytes.extend_from_slice(&prefix);
+    out.bytes.extend_from_slice(
+        b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null",
+    );
+    out.bytes.extend_from_slice(choice_end);
+    out.bytes.extend_from_slice(tail);
+    out.end_event(EventKind::Role);
+
+    let count = pieces.len();
+    for (i, piece) in pieces.enumerate() {
+        if shape.malformed_after == Some(i) {
+            push_malformed(&mut out, &prefix);
+        }
+        if shape.truncate_after == Some(i) {
+            out.truncated = true;
+            return out;
+        }
+        out.bytes.extend_from_slice(&prefix);
+        out.bytes
+            .extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":");
+        push_json_str(&mut out.bytes, piece);
+        out.bytes.extend_from_slice(choice_end);
+        out.bytes.extend_from_slice(tail);
+        out.end_event(EventKind::Content(i));
+    }
+    if shape.malformed_after.is_some_and(|n| n >= count) {
+        push_malformed(&mut out, &prefix);
+    }
+    if shape.truncate_after.is_some_and(|n| n >= count) {
+        out.truncated = true;
+        return out;
+    }
+
+    out.bytes.extend_from_slice(&prefix);
+    out.bytes
+        .extend_from_slice(b"{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":");
+    push_json_str(&mut out.bytes, shape.finish_reason);
+    out.bytes.extend_from_slice(b"}]");
+    out.bytes.extend_from_slice(tail);
+    out.end_event(EventKind::Finish);
+
+    if let Some(usage) = shape.usage {
+        out.bytes.extend_from_slice(&prefix);
+        out.bytes.extend_from_slice(b"],\"usage\":");
+        usage.push(&mut out.bytes);
+        out.bytes.extend_from_slice(b"}\n\n");
+        out.end_event(EventKind::Usage);
+    }
+    out.bytes.extend_from_slice(b"data: [DONE]\n\n");
+    out.end_event(EventKind::Done);
+    out
+}
+
+/// An event cut off inside its JSON, as a broken proxy or provider bug would send it.
+fn push_malformed(out: &mut RenderedStream, prefix: &[u8]) {
+    out.bytes.extend_from_slice(prefix);
+    out.bytes
+        .extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":\n\n");
+    out.end_event(EventKind::Malformed);
+}
+
+/// `GET /v1/models`: the scripted model names.
+pub(crate) fn render_models<'a>(models: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut buf = b"{\"object\":\"list\",\"data\":[".to_vec();
+    for (i, id) in models.enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        buf.extend_from_slice(b"{\"id\":");
+        push_json_str(&mut buf, id);
+        buf.extend_from_slice(
+            b",\"object\":\"model\",\"created\":1700000000,\"owned_by\":\"muxgate-mock\"}",
+        );
+    }
+    buf.extend_from_slice(b"]}");
+    buf
+}
+
+/// Appends `s` as a JSON string literal.
+pub(crate) fn push_json_str(buf: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => &[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ],
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        buf.extend_from_slice(escaped);
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+    buf.push(b'"');
+}
+
+fn push_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => push_json_str(buf, s),
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+/// splitmix64: unique, random-looking ids from a counter.
+fn scramble(seq: u64) -> u64 {
+    let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const META: Meta = Meta {
+        seq: 1,
+        created: 1_700_000_123,
+        model: "gpt-\"4o\"",
+    };
+    const USAGE: Usage = Usage {
+        prompt_tokens: 11,
+        completion_tokens: 4,
+    };
+
+    fn shape(usage: Option<Usage>) -> StreamShape<'static> {
+        StreamShape {
+            finish_reason: "stop",
+            usage,
+            malformed_after: None,
+            truncate_after: None,
+        }
+    }
+
+    /// The `data:` payloads of an SSE body.
+    fn events(bytes: &[u8]) -> Vec<String> {
+        let text = std::str::from_utf8(bytes).unwrap();
+        assert!(text.ends_with("\n\n"));
+        text.split_terminator("\n\n")
+            .map(|e| e.strip_prefix("data: ").expect("data event").to_owned())
+            .collect()
+    }
+
+    fn parse(s: &str) -> Value {
+        serde_json::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn json_strings_escape_like_serde() {
+        for s in [
+            "plain",
+            "q\"b\\",
+            "line\nfeed\r\ttab",
+            "\u{1}\u{1f}\u{7f}",
+            "é✓😀",
+            "",
+        ] {
+            let mut buf = Vec::new();
+            push_json_str(&mut buf, s);
+            assert_eq!(serde_json::from_slice::<String>(&buf).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn completion_object_has_openai_shape() {
+        let body = parse(
+            std::str::from_utf8(&render_completion(&META, "Hi \"there\"", "stop", USAGE)).unwrap(),
+        );
+        let id = body["id"].as_str().unwrap();
+        assert!(id.starts_with("chatcmpl-") && id.len() == 25, "{id}");
+        assert_eq!(
+            body,
+            json!({
+                "id": id, "object": "chat.completion", "created": 1_700_000_123,
+                "model": "gpt-\"4o\"", "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi \"there\"",
+                    "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15,
+                    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                        "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+            })
+        );
+    }
+
+    #[test]
+    fn stream_without_usage_has_no_usage_keys() {
+        let answer = Answer::new("Hello big world".into(), None);
+        let out = render_stream(&META, &answer, &shape(None));
+        let ev = events(&out.bytes);
+        assert_eq!(ev.len(), 6);
+        assert_eq!(ev[5], "[DONE]");
+        let chunks: Vec<Value> = ev[..5].iter().map(|e| parse(e.as_str())).collect();
+        let id = chunks[0]["id"].clone();
+        for c in &chunks {
+            assert_eq!(c["object"], "chat.completion.chunk");
+            assert_eq!(c["id"], id);
+            assert_eq!(c["model"], "gpt-\"4o\"");
+            assert!(c.get("usage").is_none());
+        }
+        assert_eq!(
+            chunks[0]["choices"][0]["delta"],
+            json!({"role": "assistant", "content": "", "refusal": null})
+        );
+        let content: Vec<&str> = chunks[1..4]
+            .iter()
+            .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(content, ["Hello", " big", " world"]);
+        assert_eq!(chunks[3]["choices"][0]["finish_reason"], Value::Null);
+        assert_eq!(
+            chunks[4]["choices"][0],
+            json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"})
+        );
+        let kinds: Vec<EventKind> = out.events.iter().map(|e| e.0).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Role,
+                EventKind::Content(0),
+                EventKind::Content(1),
+                EventKind::Content(2),
+                EventKind::Finish,
+                EventKind::Done
+            ]
+        );
+        assert_eq!(out.events.last().unwrap().1, out.bytes.len());
+        assert!(!out.truncated);
+    }
+
+    #[test]
+    fn stream_with_usage_ends_with_usage_chunk() {
+        let answer = Answer::new("Hello world".into(), None);
+        let out = render_stream(&META, &answer, &shape(Some(USAGE)));
+        let ev = events(&out.bytes);
+        assert_eq!(ev.len(), 6);
+        for e in &ev[..4] {
+            let c = parse(e);
+            assert_eq!(c["usage"], Value::Null);
+            assert!(c.as_object().unwrap().contains_key("usage"));
+        }
+        let last = parse(&ev[4]);
+        assert_eq!(last["choices"], json!([]));
+        assert_eq!(last["usage"]["total_tokens"], 15);
+        assert_eq!(
+            last["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            0
+        );
+        assert_eq!(ev[5], "[DONE]");
+    }
+
+    #[test]
+    fn truncation_and_malformed_events() {
+        let answer = Answer::new("a b c d".into(), None);
+        let out = render_stream(
+            &META,
+            &answer,
+            &StreamShape {
+                truncate_after: Some(2),
+                ..shape(Some(USAGE))
+            },
+        );
+        let ev = events(&out.bytes);
+        assert!(out.truncated);
+        assert_eq!(ev.len(), 3, "role + 2 content chunks");
+        assert!(
+            ev.iter()
+                .all(|e| parse(e)["choices"][0]["finish_reason"].is_null())
+        );
+
+        let out = render_stream(
+            &META,
+            &answer,
+            &StreamShape {
+                malformed_after: Some(1),
+                ..shape(None)
+            },
+        );
+        let ev = events(&out.bytes);
+        assert_eq!(ev.len(), 8);
+        assert!(serde_json::from_str::<Value>(&ev[2]).is_err());
+        assert_eq!(out.events[2].0, EventKind::Malformed);
+        let text: String = ev
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(text, "a b c d");
+
+        // Past the last chunk: malformed just before the finish chunk; truncation drops the end.
+        let out = render_stream(
+            &META,
+            &answer,
+            &StreamShape {
+                malformed_after: Some(9),
+                truncate_after: Some(9),
+                ..shape(None)
+            },
+        );
+        let kinds: Vec<EventKind> = out.events.iter().map(|e| e.0).collect();
+        assert_eq!(kinds.last(), Some(&EventKind::Malformed));
+        assert_eq!(kinds.len(), 6);
+    }
+
+    #[test]
+    fn request_parsing() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,
+            "stream_options":{"include_usage":true},"max_tokens":5,"max_completion_tokens":7,"temperature":0}"#;
+        let r = ChatRequest::parse(body).unwrap();
+        assert!(r.stream() && r.include_usage());
+        assert_eq!(r.max_tokens(), Some(7));
+        let r = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":null}"#,
+        )
+        .unwrap();
+        assert!(!r.stream() && !r.include_usage());
+        assert_eq!(r.max_tokens(), None);
+
+        let err = ChatRequest::parse(b"{not json").unwrap_err();
+        assert_eq!((err.status, err.kind), (400, "invalid_request_error"));
+        let err = ChatRequest::parse(br#"{"messages":[]}"#).unwrap_err();
+        assert!(err.message.contains("model"), "{}", err.message);
+        let err = ChatRequest::parse(br#"{"model":"m","messages":[]}"#).unwrap_err();
+        assert_eq!(err.param, Some("messages"));
+    }
+
+    #[test]
+    fn error_bodies_are_openai_shaped() {
+        let body = parse(std::str::from_utf8(&ApiError::model_not_found("nope").render()).unwrap());
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert_eq!(body["error"]["param"], Value::Null);
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        let e = ApiError::injected(429);
+        assert_eq!((e.status, e.code), (429, Some("rate_limit_exceeded")));
+        let e = ApiError::injected(503);
+        assert_eq!((e.kind, e.code), ("server_error", None));
+        let body = parse(
+            std::str::from_utf8(&ApiError::invalid_request("bad".into(), None).render()).unwrap(),
+        );
+        assert_eq!(
+            body,
+            json!({"error": {"message": "bad", "type": "invalid_request_error", "param": null, "code": null}})
+        );
+    }
+
+    #[test]
+    fn models_list() {
+        let body = parse(std::str::from_utf8(&render_models(["a", "b"].into_iter())).unwrap());
+        assert_eq!(body["object"], "list");
+        assert_eq!(body["data"][1]["id"], "b");
+        assert_eq!(body["data"][0]["object"], "model");
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let ids: std::collections::HashSet<u64> = (0..10_000).map(scramble).collect();
+        assert_eq!(ids.len(), 10_000);
+    }
+}

@@ -1,0 +1,471 @@
+//! End-to-end tests: a real server on its own runtime, driven over TCP by hyper's client.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::tokens::{Encoding, count_chat_messages};
+
+fn script(json: Value) -> MockScript {
+    serde_json::from_value(json).unwrap()
+}
+
+fn start(config: MockConfig) -> MockServer {
+    MockServer::start("127.0.0.1:0".parse().unwrap(), config, 1).unwrap()
+}
+
+fn with_model(name: &str, s: MockScript) -> MockConfig {
+    let mut config = MockConfig::default();
+    config.models.insert(name.to_owned(), s);
+    config
+}
+
+/// One request on a fresh connection; the connection task is returned so a test can kill it
+/// (which closes the socket, like a client going away).
+async fn open(
+    server: &MockServer,
+    method: &str,
+    path: &str,
+    body: &str,
+    auth: Option<&str>,
+) -> (
+    impl Future<Output = hyper::Result<Response<Incoming>>> + use<>,
+    JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "mock")
+        .header("content-type", "application/json");
+    if let Some(key) = auth {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    (async move { sender.send_request(request).await }, conn)
+}
+
+/// Status, headers and the whole body (`Err` when the server cut the body short).
+async fn send(
+    server: &MockServer,
+    path: &str,
+    body: &Value,
+) -> (u16, hyper::HeaderMap, Result<Bytes, String>) {
+    send_with(server, "POST", path, &body.to_string(), None).await
+}
+
+async fn send_with(
+    server: &MockServer,
+    method: &str,
+    path: &str,
+    body: &str,
+    auth: Option<&str>,
+) -> (u16, hyper::HeaderMap, Result<Bytes, String>) {
+    let (response, _conn) = open(server, method, path, body, auth).await;
+    let (parts, body) = response.await.unwrap().into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|e| e.to_string());
+    (parts.status.as_u16(), parts.headers, body)
+}
+
+fn chat(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]})
+}
+
+fn stream_chat(model: &str, text: &str, include_usage: bool) -> Value {
+    let mut body = chat(model, text);
+    body["stream"] = json!(true);
+    if include_usage {
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
+}
+
+/// The `data:` payloads of an SSE body.
+fn events(body: &[u8]) -> Vec<String> {
+    std::str::from_utf8(body)
+        .unwrap()
+        .split_terminator("\n\n")
+        .map(|e| e.strip_prefix("data: ").unwrap().to_owned())
+        .collect()
+}
+
+fn content_of(events: &[String]) -> String {
+    events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+async fn wait_for(server: &MockServer, what: impl Fn(&MockStats) -> bool) -> MockStats {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let snap = server.stats();
+        if what(&snap) || Instant::now() > deadline {
+            return snap;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn json_completion_has_exact_usage() {
+    let server = start(MockConfig::default());
+    let request = chat("gpt-4o-mini", "What is 2+2?");
+    let (status, headers, body) = send(&server, "/v1/chat/completions", &request).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    let text = "Hello! You said: What is 2+2?.";
+    assert_eq!(body["choices"][0]["message"]["content"], text);
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(body["model"], "gpt-4o-mini");
+    let prompt = count_chat_messages(Encoding::O200kBase, request["messages"].as_array().unwrap());
+    let completion = Encoding::O200kBase.count(text);
+    assert_eq!(body["usage"]["prompt_tokens"], prompt);
+    assert_eq!(body["usage"]["completion_tokens"], completion);
+    assert_eq!(body["usage"]["total_tokens"], prompt + completion);
+    let snap = server.stats();
+    assert_eq!(
+        (snap.requests, snap.models["gpt-4o-mini"], snap.in_flight),
+        (1, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn stream_with_usage_matches_openai_shape() {
+    let server = start(with_model(
+        "m",
+        script(json!({"reply": "one two three four", "chunks": 2})),
+    ));
+    let request = stream_chat("m", "hi", true);
+    let (status, headers, body) = send(&server, "/v1/chat/completions", &request).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/event-stream; charset=utf-8");
+    let ev = events(&body.unwrap());
+    // role, 2 content chunks, finish, usage, [DONE]
+    assert_eq!(ev.len(), 6, "{ev:?}");
+    assert_eq!(content_of(&ev), "one two three four");
+    let usage: Value = serde_json::from_str(&ev[4]).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert_eq!(
+        usage["usage"]["completion_tokens"],
+        Encoding::O200kBase.count("one two three four")
+    );
+    assert_eq!(
+        usage["usage"]["prompt_tokens"],
+        count_chat_messages(Encoding::O200kBase, request["messages"].as_array().unwrap())
+    );
+    assert_eq!(ev[5], "[DONE]");
+    let snap = wait_for(&server, |s| s.streams_completed == 1).await;
+    assert_eq!(
+        (
+            snap.streams_started,
+            snap.streams_completed,
+            snap.client_disconnects
+        ),
+        (1, 1, 0)
+    );
+
+    let (_, _, body) = send(
+        &server,
+        "/v1/chat/completions",
+        &stream_chat("m", "hi", false),
+    )
+    .await;
+    let ev = events(&body.unwrap());
+    assert_eq!(ev.len(), 5);
+    assert!(ev[..4].iter().all(|e| !e.contains("usage")));
+}
+
+#[tokio::test]
+async fn max_tokens_cuts_with_length() {
+    let server = start(with_model(
+        "m",
+        script(json!({"reply": "alpha beta gamma delta epsilon"})),
+    ));
+    let mut request = chat("m", "x");
+    request["max_completion_tokens"] = json!(2);
+    let (_, _, body) = send(&server, "/v1/chat/completions", &request).await;
+    let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+    assert_eq!(body["choices"][0]["message"]["content"], "alpha beta");
+}
+
+#[tokio::test]
+async fn request_errors_are_openai_shaped() {
+    let mut config = with_model("locked", script(json!({"api_key": "sk-right"})));
+    config.strict = true;
+    let server = start(config);
+    let code = |body: &Result<Bytes, String>| {
+        let body: Value = serde_json::from_slice(body.as_ref().unwrap()).unwrap();
+        body["error"]["code"].clone()
+    };
+    let (status, _, body) = send(&server, "/v1/chat/completions", &chat("unknown", "x")).await;
+    assert_eq!((status, code(&body)), (404, json!("model_not_found")));
+    let (status, _, body) = send(&server, "/v1/chat/completions", &chat("locked", "x")).await;
+    assert_eq!((status, code(&body)), (401, json!("invalid_api_key")));
+    let (status, _, _) = send_with(
+        &server,
+        "POST",
+        "/v1/chat/completions",
+        &chat("locked", "x").to_string(),
+        Some("sk-right"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, body) = send_with(&server, "POST", "/v1/chat/completions", "{oops", None).await;
+    let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(
+        (status, &body["error"]["type"]),
+        (400, &json!("invalid_request_error"))
+    );
+    let (status, _, _) = send_with(&server, "POST", "/chat/completions", "{}", None).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = send_with(&server, "GET", "/v1/chat/completions", "", None).await;
+    assert_eq!(status, 405);
+    let (status, _, body) = send_with(&server, "GET", "/v1/models", "", None).await;
+    let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!((status, &body["data"][0]["id"]), (200, &json!("locked")));
+}
+
+#[tokio::test]
+async fn injected_failures_and_reload() {
+    let server = start(with_model(
+        "m",
+        script(json!({"error_every": 2, "error_status": 429, "retry_after_s": 7})),
+    ));
+    let request = chat("m", "x");
+    let (status, _, _) = send(&server, "/v1/chat/completions", &request).await;
+    assert_eq!(status, 200);
+    let (status, headers, body) = send(&server, "/v1/chat/completions", &request).await;
+    assert_eq!(status, 429);
+    assert_eq!(headers["retry-after"], "7");
+    let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(server.stats().errors_injected, 1);
+
+    // Flip to always failing, through the Rust API and then back over HTTP.
+    server
+        .set_config(with_model("m", script(json!({"error_rate": 1.0}))))
+        .unwrap();
+    let (status, _, _) = send(&server, "/v1/chat/completions", &request).await;
+    assert_eq!(status, 500);
+    let healthy = with_model("m", MockScript::default()).to_json();
+    let (status, _, _) = send_with(&server, "PUT", "/mock/config", &healthy, None).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send(&server, "/v1/chat/completions", &request).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = send_with(&server, "PUT", "/mock/config", "{\"bogus\":1}", None).await;
+    assert_eq!(status, 400);
+    assert_eq!(server.config(), with_model("m", MockScript::default()));
+    let (status, _, body) = send_with(&server, "GET", "/mock/stats", "", None).await;
+    let snap: MockStats = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!((status, snap.requests, snap.errors_injected), (200, 4, 2));
+}
+
+#[tokio::test]
+async fn hang_counts_the_client_going_away() {
+    let server = start(with_model("slow", script(json!({"hang": true}))));
+    let (response, conn) = open(
+        &server,
+        "POST",
+        "/v1/chat/completions",
+        &chat("slow", "x").to_string(),
+        None,
+    )
+    .await;
+    let pending = tokio::spawn(response);
+    let snap = wait_for(&server, |s| s.in_flight == 1).await;
+    assert_eq!(snap.in_flight, 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!pending.is_finished(), "hang answered");
+    conn.abort();
+    let snap = wait_for(&server, |s| s.client_disconnects == 1).await;
+    assert_eq!((snap.client_disconnects, snap.in_flight), (1, 0));
+}
+
+#[tokio::test]
+async fn disconnect_while_pacing_is_seen_at_once() {
+    // One token per second: the disconnect must be noticed long before the next chunk is due.
+    let server = start(with_model(
+        "m",
+        script(json!({"reply": "a b c d e f", "tokens_per_second": 1.0})),
+    ));
+    let (response, conn) = open(
+        &server,
+        "POST",
+        "/v1/chat/completions",
+        &stream_chat("m", "x", true).to_string(),
+        None,
+    )
+    .await;
+    let mut body = response.await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(first.starts_with(b"data: {"));
+    let t0 = Instant::now();
+    conn.abort();
+    drop(body);
+    let snap = wait_for(&server, |s| s.client_disconnects == 1).await;
+    assert_eq!(
+        (
+            snap.client_disconnects,
+            snap.streams_completed,
+            snap.in_flight
+        ),
+        (1, 0, 0)
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn ttft_delays_first_chunk_not_head() {
+    let server = start(with_model(
+        "m",
+        script(json!({"ttft_ms": 150, "headers_delay_ms": 30})),
+    ));
+    let (response, _conn) = open(
+        &server,
+        "POST",
+        "/v1/chat/completions",
+        &stream_chat("m", "x", false).to_string(),
+        None,
+    )
+    .await;
+    let t0 = Instant::now();
+    let mut body = response.await.unwrap().into_body();
+    let head = t0.elapsed();
+    assert!(
+        head >= Duration::from_millis(30) && head < Duration::from_millis(120),
+        "{head:?}"
+    );
+    body.frame().await.unwrap().unwrap();
+    let first = t0.elapsed();
+    assert!(first >= Duration::from_millis(180), "{first:?}");
+
+    let start = Instant::now();
+    let (status, _, _) = send(&server, "/v1/chat/completions", &chat("m", "x")).await;
+    assert_eq!(status, 200);
+    assert!(start.elapsed() >= Duration::from_millis(180));
+}
+
+#[tokio::test]
+async fn truncation_and_malformed_chunks() {
+    let mut config = with_model(
+        "cut",
+        script(json!({"reply": "a b c d", "truncate_after": 2})),
+    );
+    config.models.insert(
+        "clean".into(),
+        script(json!({"reply": "a b c d", "truncate_after": 2, "truncate_clean": true})),
+    );
+    config.models.insert(
+        "bad".into(),
+        script(json!({"reply": "a b c d", "malformed_after": 1})),
+    );
+    let server = start(config);
+
+    let (status, _, body) = send(
+        &server,
+        "/v1/chat/completions",
+        &stream_chat("cut", "x", true),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.is_err(), "aborted stream must not look complete");
+    let (_, _, body) = send(
+        &server,
+        "/v1/chat/completions",
+        &stream_chat("clean", "x", true),
+    )
+    .await;
+    let ev = events(&body.unwrap());
+    assert_eq!(ev.len(), 3);
+    assert_eq!(content_of(&ev), "a b");
+    assert!(
+        !ev.iter()
+            .any(|e| e == "[DONE]" || e.contains("finish_reason\":\""))
+    );
+    let (_, _, body) = send(&server, "/v1/chat/completions", &chat("cut", "x")).await;
+    assert!(body.is_err(), "JSON cut mid-body");
+    let snap = wait_for(&server, |s| s.streams_truncated == 2).await;
+    assert_eq!((snap.streams_truncated, snap.client_disconnects), (2, 0));
+
+    let (_, _, body) = send(
+        &server,
+        "/v1/chat/completions",
+        &stream_chat("bad", "x", false),
+    )
+    .await;
+    let ev = events(&body.unwrap());
+    assert_eq!(
+        ev.iter()
+            .filter(|e| serde_json::from_str::<Value>(e).is_err())
+            .count(),
+        2
+    ); // + [DONE]
+    assert_eq!(content_of(&ev), "a b c d");
+    assert_eq!(ev.last().unwrap(), "[DONE]");
+}
+
+#[tokio::test]
+async fn multi_threaded_server_keeps_connections_alive() {
+    let server =
+        MockServer::start("127.0.0.1:0".parse().unwrap(), MockConfig::default(), 2).unwrap();
+    let stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for i in 0..20 {
+        let request = Request::post("/v1/chat/completions")
+            .header("host", "mock")
+            .body(Full::new(Bytes::from(
+                stream_chat("m", &format!("n{i}"), i % 2 == 0).to_string(),
+            )))
+            .unwrap();
+        let body = sender
+            .send_request(request)
+            .await
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap();
+        assert!(content_of(&events(&body.to_bytes())).ends_with(&format!("n{i}.")));
+    }
+    assert_eq!(server.stats().streams_completed, 20);
+    let mut server = server;
+    server.shutdown();
+    server.shutdown();
+    assert!(TcpStream::connect(server.local_addr()).await.is_err());
+}

@@ -1,0 +1,114 @@
+"""Fixtures: a real mock provider (the product's own, in-process) and real gateway processes
+started through the CLI, exactly as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from muxgate.gateway.metering import read_jsonl
+from muxgate.mock import MockConfig, MockProvider, start
+from muxgate.wire import UsageEvent
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def mock_config(models: dict[str, dict[str, object]]) -> MockConfig:
+    return msgspec.convert({"models": models}, MockConfig)
+
+
+@pytest.fixture(scope="session")
+def start_mock() -> Iterator[Callable[[dict[str, dict[str, object]]], MockProvider]]:
+    """Start mock providers scripted per model; all are stopped at the end of the session."""
+    started: list[MockProvider] = []
+
+    def starter(models: dict[str, dict[str, object]]) -> MockProvider:
+        provider = start(mock_config(models), host="127.0.0.1", port=0, threads=1)
+        started.append(provider)
+        return provider
+
+    yield starter
+    for provider in started:
+        provider.stop()
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def usage(self) -> list[UsageEvent]:
+        path = self.data_dir / "usage.jsonl"
+        return read_jsonl(path) if path.exists() else []
+
+    def usage_for(self, request_id: str, timeout: float = 5.0) -> UsageEvent:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.usage():
+                if event.request_id == request_id:
+                    return event
+            time.sleep(0.02)
+        raise AssertionError(f"no usage event for {request_id}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_gateway(
+    tmp: Path, config_toml: str | None, env: dict[str, str] | None = None
+) -> GatewayProcess:
+    port = free_port()
+    data_dir = tmp / "data"
+    args = [sys.executable, "-m", "muxgate.cli", "serve", "--port", str(port)]
+    args += ["--data-dir", str(data_dir)]
+    if config_toml is not None:
+        config_path = tmp / "muxgate.toml"
+        config_path.write_text(config_toml)
+        args += ["--config", str(config_path)]
+    log_path = tmp / "gateway.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=tmp
+    )
+    gateway = GatewayProcess(f"http://127.0.0.1:{port}", data_dir, proc, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gateway exited with {proc.returncode}:\n{gateway.log()}")
+        try:
+            if httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200:
+                return gateway
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    gateway.stop()
+    raise AssertionError(f"gateway did not become healthy:\n{gateway.log()}")
