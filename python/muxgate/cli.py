@@ -6,8 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from muxgate import __version__
 from muxgate import config as configuration
 from muxgate.demo import demo_config, demo_key
+from muxgate.gateway import server
+from muxgate.mock import MockConfig, run, start
 
 BANNER = """\
 muxgate {version} — embedded mode
@@ -27,9 +30,6 @@ DEMO = """\
 
 
 def serve(args: argparse.Namespace) -> int:
-    from muxgate import __version__
-    from muxgate.gateway import server
-
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     demo = ""
@@ -41,16 +41,15 @@ def serve(args: argparse.Namespace) -> int:
             print(f"muxgate: {exc}", file=sys.stderr)
             return 2
     else:
-        from muxgate.mock import MockConfig, start
-
         mock = start(MockConfig(), host="127.0.0.1", port=0, threads=1)
         mock_url = f"http://127.0.0.1:{mock.port}/v1"
         key = demo_key(data_dir)
         cfg = demo_config(mock_url, key, configuration.GatewaySection())
-        demo = DEMO.format(mock_url=mock_url, key=key, host="{host}", port="{port}")
     gateway = cfg.gateway
     host = args.host or gateway.host
     port = args.port if args.port is not None else gateway.port
+    if mock is not None:
+        demo = DEMO.format(mock_url=mock_url, key=key, host=host, port=port)
     workers = args.workers or gateway.workers
     try:
         snapshot = configuration.compile_snapshot(cfg, version=1)
@@ -66,7 +65,7 @@ def serve(args: argparse.Namespace) -> int:
             port=port,
             models=", ".join(m.slug for m in cfg.models) or "(none)",
             data_dir=data_dir,
-            demo=demo.format(host=host, port=port),
+            demo=demo,
         ),
         flush=True,
     )
@@ -86,8 +85,6 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def mock_provider(args: argparse.Namespace) -> int:
-    from muxgate.mock import run
-
     run(config_path=args.config, host=args.host, port=args.port, threads=args.threads)
     return 0
 
@@ -97,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("serve", help="run the gateway in embedded mode (no external services)")
-    p.add_argument("--config", help="TOML configuration; without it a demo with a mock provider runs")
+    p.add_argument(
+        "--config", help="TOML configuration; without it a demo with a mock provider runs"
+    )
     p.add_argument("--host", help="listen address (default from config, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default from config, else 8080)")
     p.add_argument("--workers", type=int, help="gateway worker processes")

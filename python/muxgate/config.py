@@ -176,18 +176,26 @@ def _key_to_wire(k: KeySection) -> wire.ApiKey:
     elif k.secret_env is not None:
         secret = os.environ.get(k.secret_env)
         if not secret:
-            raise ConfigError(f"keys.{k.id}.secret_env: environment variable {k.secret_env} is not set")
+            raise ConfigError(
+                f"keys.{k.id}.secret_env: environment variable {k.secret_env} is not set"
+            )
         digest = key_digest(secret)
     else:
         assert k.secret is not None
         digest = key_digest(k.secret)
-    return wire.ApiKey(id=k.id, account=k.account, digest=digest, models=k.models, enabled=k.enabled)
+    return wire.ApiKey(
+        id=k.id, account=k.account, digest=digest, models=k.models, enabled=k.enabled
+    )
 
 
 def _channel_to_wire(model: str, c: ChannelSection) -> wire.Channel:
     where = f"models.{model}.channels.{c.id}.price"
     prompt = usd_per_million_to_nano(c.price.prompt, f"{where}.prompt")
-    cached = prompt if c.price.cached is None else usd_per_million_to_nano(c.price.cached, f"{where}.cached")
+    cached = (
+        prompt
+        if c.price.cached is None
+        else usd_per_million_to_nano(c.price.cached, f"{where}.cached")
+    )
     return wire.Channel(
         id=c.id,
         provider=c.provider,

@@ -32,7 +32,9 @@ def demo_key(data_dir: Path) -> str:
 
 
 def demo_config(mock_base_url: str, key: str, gateway: GatewaySection) -> ConfigFile:
-    def channel(cid: str, provider: str, upstream: str, weight: int, prompt: str, completion: str) -> ChannelSection:
+    def channel(
+        cid: str, provider: str, upstream: str, *, weight: int = 1, prompt: str, completion: str
+    ) -> ChannelSection:
         return ChannelSection(
             id=cid,
             provider=provider,
@@ -53,8 +55,22 @@ def demo_config(mock_base_url: str, key: str, gateway: GatewaySection) -> Config
                 aliases=["gpt-4o-mini"],
                 context_length=128_000,
                 channels=[
-                    channel("gpt-4o-mini@mock-east", "mock-east", "gpt-4o-mini", 3, "0.15", "0.60"),
-                    channel("gpt-4o-mini@mock-west", "mock-west", "gpt-4o-mini", 1, "0.15", "0.60"),
+                    channel(
+                        "gpt-4o-mini@mock-east",
+                        "mock-east",
+                        "gpt-4o-mini",
+                        weight=3,
+                        prompt="0.15",
+                        completion="0.60",
+                    ),
+                    channel(
+                        "gpt-4o-mini@mock-west",
+                        "mock-west",
+                        "gpt-4o-mini",
+                        weight=1,
+                        prompt="0.15",
+                        completion="0.60",
+                    ),
                 ],
             ),
             ModelSection(
@@ -62,14 +78,28 @@ def demo_config(mock_base_url: str, key: str, gateway: GatewaySection) -> Config
                 aliases=["claude-sonnet-4-5"],
                 context_length=200_000,
                 channels=[
-                    channel("claude-sonnet-4.5@mock-east", "mock-east", "claude-sonnet-4.5", 1, "3", "15"),
+                    channel(
+                        "claude-sonnet-4.5@mock-east",
+                        "mock-east",
+                        "claude-sonnet-4.5",
+                        weight=1,
+                        prompt="3",
+                        completion="15",
+                    ),
                 ],
             ),
             ModelSection(
                 slug="deepseek/deepseek-chat",
                 context_length=64_000,
                 channels=[
-                    channel("deepseek-chat@mock-west", "mock-west", "deepseek-chat", 1, "0.28", "0.42"),
+                    channel(
+                        "deepseek-chat@mock-west",
+                        "mock-west",
+                        "deepseek-chat",
+                        weight=1,
+                        prompt="0.28",
+                        completion="0.42",
+                    ),
                 ],
             ),
         ],

@@ -254,7 +254,9 @@ impl Engine {
                 frame = tokio::time::timeout(idle, body.frame()) => match frame {
                     Err(_) => failure = Some(format!("the provider sent nothing for {} s", idle.as_secs())),
                     Ok(None) => break,
-                    Ok(Some(Err(e))) => failure = Some(format!("the provider connection failed: {e}")),
+                    Ok(Some(Err(e))) => {
+                        failure = Some(format!("the provider's stream broke off before it completed ({e})"));
+                    }
                     Ok(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
                             if let Err(e) = relay.feed(data, Instant::now(), &mut out) {

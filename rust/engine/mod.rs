@@ -223,9 +223,9 @@ fn error_response(error: &GatewayError, request_id: &str) -> Response {
 
 /// 32 hex digits: time-ordered high half (so ids sort by arrival), random low half.
 pub fn new_request_id() -> String {
-    let millis = unix_ms();
-    let random: u64 = rand::random();
-    format!("{millis:016x}{random:016x}")
+    let millis = unix_ms() & 0xffff_ffff_ffff;
+    let random: u128 = rand::random::<u128>() & ((1 << 80) - 1);
+    format!("{millis:012x}{random:020x}")
 }
 
 pub fn unix_ms() -> u64 {

@@ -53,7 +53,7 @@ class Gateway:
         return cls(
             snapshot_path=os.environ.get("MUXGATE_SNAPSHOT"),
             sink=JsonlSink(usage_log) if usage_log else MemorySink(),
-            max_body_bytes=int(os.environ.get("MUXGATE_MAX_BODY_BYTES", 10 * 1024 * 1024)),
+            max_body_bytes=int(os.environ.get("MUXGATE_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
         )
 
     def load_snapshot(self, data: bytes) -> None:

@@ -31,5 +31,4 @@ def run(
         loop=Loops.uvloop,
         http=HTTPModes.http1,
         log_access=False,
-        process_name="muxgate-gateway",
     ).serve()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
 
@@ -14,6 +14,9 @@ from muxgate._native import Stream
 
 if TYPE_CHECKING:
     from muxgate.gateway.app import Gateway
+
+# A complete answer from the engine: status, headers, body.
+Response = tuple[int, list[tuple[str, str]], bytes]
 
 
 async def chat_completions(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
@@ -27,7 +30,7 @@ async def chat_completions(gateway: Gateway, scope: Scope, proto: HTTPProtocol) 
     if isinstance(reply, Stream):
         await relay(gateway, proto, reply)
     else:
-        status, response_headers, payload = reply  # type: ignore[misc]
+        status, response_headers, payload = cast(Response, reply)
         proto.response_bytes(status, response_headers, payload)
 
 
