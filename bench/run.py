@@ -20,9 +20,11 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -142,6 +144,13 @@ def cpu_seconds(root: int) -> float:
     return ticks / CLK_TCK
 
 
+def system_busy_seconds() -> float:
+    """Non-idle CPU time of the whole machine, all cores, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def rss_bytes(root: int) -> int:
     """Sum of VmRSS over the process tree."""
     total = 0
@@ -204,6 +213,13 @@ class Services:
         self.started.append(service)
         service.remember_tree()
         return service
+
+    def own_cpu_seconds(self) -> float:
+        """CPU of everything this run started: services, finished wrk runs and this script."""
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total = me.ru_utime + me.ru_stime + done.ru_utime + done.ru_stime
+        return total + sum(cpu_seconds(s.pid) for s in self.started)
 
     def stop_all(self) -> None:
         for service in reversed(self.started):
@@ -431,6 +447,8 @@ class Measurement:
     requests_c32: int = 0
     cpu_us_per_req: float = 0.0
     mock_cpu_us_per_req: float = 0.0
+    # CPU used by processes this run did not start (% of one core) during the c=32 run.
+    other_cpu_pct: float = 0.0
     p50_c1_us: float = 0.0
     p99_c1_us: float = 0.0
     errors: int = 0
@@ -441,6 +459,7 @@ class Settings:
     warmup_s: int
     c32_s: int
     c1_s: int
+    latency_rounds: int
     rss_requests: int
     rss_cap_s: int
 
@@ -459,23 +478,54 @@ def check_answer(target: Target, case: Case) -> None:
             )
 
 
-def measure(target: Target, case: Case, mock: Service, settings: Settings) -> Measurement:
+def measure_load(
+    target: Target, case: Case, services: Services, mock: Service, settings: Settings
+) -> Measurement:
+    """Warm-up, then requests/s and CPU per request of the target's process tree at c=32."""
     check_answer(target, case)
     url, body = target.url(), target.body(case)
     result = Measurement(target.name, case.name)
     run_wrk(url, body, threads=2, connections=32, seconds=settings.warmup_s)
     cpu_before, mock_before = cpu_seconds(target.service.pid), cpu_seconds(mock.pid)
+    busy_before, ours_before = system_busy_seconds(), services.own_cpu_seconds()
     loaded = run_wrk(url, body, threads=2, connections=32, seconds=settings.c32_s)
     cpu_after, mock_after = cpu_seconds(target.service.pid), cpu_seconds(mock.pid)
-    single = run_wrk(url, body, threads=1, connections=1, seconds=settings.c1_s, latency=True)
+    busy_after, ours_after = system_busy_seconds(), services.own_cpu_seconds()
+    if loaded.duration_s:
+        other = (busy_after - busy_before) - (ours_after - ours_before)
+        result.other_cpu_pct = max(0.0, other) * 100 / loaded.duration_s
     result.rps_c32 = loaded.rps
     result.requests_c32 = loaded.requests
     if loaded.requests:
         result.cpu_us_per_req = (cpu_after - cpu_before) * 1e6 / loaded.requests
         result.mock_cpu_us_per_req = (mock_after - mock_before) * 1e6 / loaded.requests
-    result.p50_c1_us, result.p99_c1_us = single.p50_us, single.p99_us
-    result.errors = loaded.errors + single.errors
+    result.errors = loaded.errors
     return result
+
+
+def measure_latency(
+    targets: list[Target], case: Case, rows: dict[str, Measurement], settings: Settings
+) -> None:
+    """p50/p99 at c=1: rounds that visit every target in turn, so a burst of outside load hits
+    one round of one target; each percentile is the median over that target's rounds."""
+    seconds = max(1, settings.c1_s // settings.latency_rounds)
+    rounds: dict[str, list[WrkResult]] = {t.name: [] for t in targets}
+    for _ in range(settings.latency_rounds):
+        for target in targets:
+            single = run_wrk(
+                target.url(),
+                target.body(case),
+                threads=1,
+                connections=1,
+                seconds=seconds,
+                latency=True,
+            )
+            rounds[target.name].append(single)
+    for target in targets:
+        row = rows[target.name]
+        row.p50_c1_us = statistics.median(r.p50_us for r in rounds[target.name])
+        row.p99_c1_us = statistics.median(r.p99_us for r in rounds[target.name])
+        row.errors += sum(r.errors for r in rounds[target.name])
 
 
 @dataclass(frozen=True)
@@ -583,6 +633,12 @@ def case_table(case: Case, rows: dict[str, Measurement], targets: list[str]) -> 
     )
     if mock_costs:
         lines += ["", f"Mock provider CPU µs/req during the c=32 runs: {mock_costs}."]
+    other = max((r.other_cpu_pct for r in rows.values()), default=0.0)
+    lines += [
+        "",
+        f"Other processes on the machine used at most {other:.0f}% of one core during these "
+        "c=32 runs" + (" (busy machine: treat these numbers with care)." if other > 10 else "."),
+    ]
     return [*lines, ""]
 
 
@@ -686,16 +742,20 @@ def cpu_model() -> str:
     return platform.processor() or "?"
 
 
-def environment_lines(settings: Settings, nginx: str) -> list[str]:
+def environment_lines(
+    settings: Settings, nginx: str, load: tuple[float, float, float]
+) -> list[str]:
     return [
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {os.cpu_count()} CPUs, {cpu_model()}, Linux {platform.release()}",
         f"- muxgate {package_version('muxgate')}, granian {package_version('granian')}, "
         f"Python {platform.python_version()}, {tool_version([nginx, '-v'])}, "
         f"{tool_version(['wrk', '-v'])}",
+        "- load average before the run: " + " / ".join(f"{x:.2f}" for x in load),
         f"- wrk: warm-up {settings.warmup_s}s at c=32, then {settings.c32_s}s at "
-        f"`-t2 -c32` (req/s, CPU) and {settings.c1_s}s at `-t1 -c1 --latency` (latency); "
-        "all processes on 127.0.0.1, 1 worker each",
+        f"`-t2 -c32` (req/s, CPU); latency at `-t1 -c1 --latency` in {settings.latency_rounds} "
+        f"round(s) of {max(1, settings.c1_s // settings.latency_rounds)}s per target, "
+        "median over rounds; all processes on 127.0.0.1, 1 worker each",
     ]
 
 
@@ -724,6 +784,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
     parser.add_argument("--duration", type=int, help="seconds per c=32 and c=1 run (default 10)")
     parser.add_argument("--warmup", type=int, help="warm-up seconds per target and case")
+    parser.add_argument(
+        "--latency-rounds",
+        type=int,
+        help="c=1 rounds per case, the duration split between them (default 5, --quick 1)",
+    )
     parser.add_argument(
         "--rss-requests",
         type=int,
@@ -765,7 +830,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
     rss = (
         args.rss_requests if args.rss_requests is not None else (20_000 if args.quick else 200_000)
     )
-    return Settings(warmup_s=warmup, c32_s=duration, c1_s=duration, rss_requests=rss, rss_cap_s=240)
+    rounds = args.latency_rounds or (1 if args.quick else 5)
+    return Settings(
+        warmup_s=warmup,
+        c32_s=duration,
+        c1_s=duration,
+        latency_rounds=rounds,
+        rss_requests=rss,
+        rss_cap_s=240,
+    )
 
 
 def start_targets(
@@ -881,24 +954,29 @@ def run(args: argparse.Namespace) -> int:
     services = Services(workdir)
     results: dict[str, dict[str, Measurement]] = {}
     rss: RssResult | None = None
-    started = time.monotonic()
+    started, load = time.monotonic(), os.getloadavg()
     try:
         mock, targets = start_targets(services, args, nginx, workdir)
         for case_name in args.cases:
             case = CASES[case_name]
-            for name in args.targets:
-                target = targets[name]
-                if case_name not in target.cases:
-                    continue
-                print(f"· {case_name:5} {name:7} ...", end="", flush=True, file=sys.stderr)
-                row = measure(target, case, mock, settings)
-                results.setdefault(case_name, {})[name] = row
+            chosen = [targets[n] for n in args.targets if case_name in targets[n].cases]
+            rows = results.setdefault(case_name, {})
+            for target in chosen:
+                print(
+                    f"· {case_name:5} {target.name:7} c=32 ...", end="", flush=True, file=sys.stderr
+                )
+                row = rows[target.name] = measure_load(target, case, services, mock, settings)
                 print(
                     f" {row.rps_c32:8,.0f} req/s  {row.cpu_us_per_req:7.1f} µs CPU/req  "
-                    f"p50 {row.p50_c1_us:7.1f} µs  p99 {row.p99_c1_us:7.1f} µs"
-                    + (f"  {row.errors} ERRORS" if row.errors else ""),
+                    f"(other load {row.other_cpu_pct:.0f}% of a core)",
                     file=sys.stderr,
                 )
+            print(f"· {case_name:5} c=1 latency ...", end="", flush=True, file=sys.stderr)
+            measure_latency(chosen, case, rows, settings)
+            print(
+                "".join(f"  {n} {r.p50_c1_us:,.0f}/{r.p99_c1_us:,.0f} µs" for n, r in rows.items()),
+                file=sys.stderr,
+            )
         if "muxgate" in targets and settings.rss_requests > 0:
             print(f"· rss   muxgate {settings.rss_requests:,} requests ...", file=sys.stderr)
             rss = measure_rss(targets["muxgate"], settings)
@@ -909,7 +987,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    lines = ["## muxgate gateway overhead", "", *environment_lines(settings, nginx), ""]
+    lines = ["## muxgate gateway overhead", "", *environment_lines(settings, nginx, load), ""]
     for case_name in args.cases:
         lines += case_table(CASES[case_name], results.get(case_name, {}), args.targets)
     if rss is not None:
@@ -934,7 +1012,7 @@ def run(args: argparse.Namespace) -> int:
             "rss": asdict(rss) if rss else None,
         }
         args.json.write_text(json.dumps(raw, indent=2) + "\n")
-    failed = sum(m.errors for rows in results.values() for m in rows.values())
+    failed = sum(m.errors for case_rows in results.values() for m in case_rows.values())
     failed += rss.errors if rss else 0
     if failed:
         print(f"warning: {failed} failed requests during measurement", file=sys.stderr)

@@ -3,7 +3,15 @@
 import asyncio
 from typing import final
 
-__all__ = ["VERSION", "Engine", "MockProvider", "Stream"]
+__all__ = [
+    "VERSION",
+    "Engine",
+    "MockProvider",
+    "Stream",
+    "count_chat_tokens",
+    "count_tokens",
+    "encoding_for_model",
+]
 
 VERSION: str
 
@@ -61,3 +69,12 @@ class MockProvider:
     def stop(self) -> None: ...
     def __enter__(self) -> MockProvider: ...
     def __exit__(self, *args: object) -> None: ...
+
+def count_tokens(text: str, encoding_name: str = "o200k_base") -> int:
+    """Exact tokens of `text` in o200k_base or cl100k_base (special tokens as text)."""
+
+def count_chat_tokens(messages_json: bytes, encoding_name: str = "o200k_base") -> int:
+    """Prompt tokens of an OpenAI `messages` JSON array, chat framing included."""
+
+def encoding_for_model(model: str) -> str:
+    """The encoding OpenAI uses for a model name."""

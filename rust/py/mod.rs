@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod engine;
 mod mock;
+mod tokens;
 
 #[pymodule(gil_used = false)]
 mod _native {
@@ -16,4 +17,7 @@ mod _native {
 
     #[pymodule_export]
     use super::mock::MockProvider;
+
+    #[pymodule_export]
+    use super::tokens::{count_chat_tokens, count_tokens, encoding_for_model};
 }
