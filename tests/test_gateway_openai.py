@@ -145,6 +145,19 @@ def ask(client: openai.OpenAI, model: str, **kw: object) -> openai.types.chat.Ch
     )
 
 
+def raw_stream(gateway: GatewayProcess, model: str) -> str:
+    """A streamed completion as the bytes on the wire, read without any SSE client."""
+    body = {"model": model, "messages": [{"role": "user", "content": "x"}], "stream": True}
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/api/v1/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {KEY}"},
+    ) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        return r.read().decode()
+
+
 # --- the happy path ---------------------------------------------------------------------
 
 
@@ -222,19 +235,7 @@ def test_stream_with_include_usage_ends_with_usage_chunk(client: openai.OpenAI) 
 
 
 def test_stream_ends_with_done_on_the_wire(gateway: GatewayProcess) -> None:
-    body = {
-        "model": "openai/gpt-4o-mini",
-        "messages": [{"role": "user", "content": "x"}],
-        "stream": True,
-    }
-    with httpx.stream(
-        "POST",
-        f"{gateway.url}/api/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {KEY}"},
-    ) as r:
-        assert r.headers["content-type"].startswith("text/event-stream")
-        text = r.read().decode()
+    text = raw_stream(gateway, "openai/gpt-4o-mini")
     events = [e for e in text.split("\n\n") if e]
     assert events[-1] == "data: [DONE]"
     assert all(e.startswith("data: ") for e in events)
@@ -341,14 +342,7 @@ def test_cut_stream_raises_in_client_and_is_metered_as_failed(
 
 
 def test_cut_stream_on_the_wire_ends_with_error_not_done(gateway: GatewayProcess) -> None:
-    body = {"model": "test/cut", "messages": [{"role": "user", "content": "x"}], "stream": True}
-    with httpx.stream(
-        "POST",
-        f"{gateway.url}/api/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {KEY}"},
-    ) as r:
-        text = r.read().decode()
+    text = raw_stream(gateway, "test/cut")
     events = [e for e in text.split("\n\n") if e]
     assert "[DONE]" not in text
     last = json.loads(events[-1].removeprefix("data: "))
@@ -367,14 +361,7 @@ def test_malformed_chunks_are_dropped_and_counted(
 
 
 def test_keepalive_comments_while_waiting(gateway: GatewayProcess) -> None:
-    body = {"model": "test/slow", "messages": [{"role": "user", "content": "x"}], "stream": True}
-    with httpx.stream(
-        "POST",
-        f"{gateway.url}/api/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {KEY}"},
-    ) as r:
-        text = r.read().decode()
+    text = raw_stream(gateway, "test/slow")
     assert text.count(": processing\n\n") >= 2
     assert text.rstrip().endswith("data: [DONE]")
     assert "finally" in text
