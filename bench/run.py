@@ -654,9 +654,8 @@ def goal_lines(results: dict[str, dict[str, Measurement]], rss: RssResult | None
         if value is None:
             lines.append(f"| {what} | {goal} | not measured | — |")
             return
-        lines.append(
-            f"| {what} | {goal} | {value:.2f}{unit} | {'yes' if value <= limit else 'no'} |"
-        )
+        shown = f"{value:,.0f}" if unit == " µs" and abs(value) >= 100 else f"{value:.2f}"
+        lines.append(f"| {what} | {goal} | {shown}{unit} | {'yes' if value <= limit else 'no'} |")
 
     def ratio(case: str) -> float | None:
         rows = results.get(case, {})
@@ -782,7 +781,11 @@ def find_nginx(install: bool) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run (~1 minute)")
-    parser.add_argument("--duration", type=int, help="seconds per c=32 and c=1 run (default 10)")
+    parser.add_argument(
+        "--duration",
+        type=int,
+        help="seconds of the c=32 run, and of c=1 runs per target (default 10)",
+    )
     parser.add_argument("--warmup", type=int, help="warm-up seconds per target and case")
     parser.add_argument(
         "--latency-rounds",
