@@ -44,7 +44,7 @@ struct Context<'a> {
 /// Where the reply goes: not sent yet, or an event stream already open to the client.
 enum Sink {
     Pending(Deliver),
-    Open(Arc<StreamBuffer>),
+    Open(EndOnDrop),
     Spent,
 }
 
@@ -57,11 +57,12 @@ impl Sink {
                     headers: headers(),
                     buffer: buffer.clone(),
                 });
-                *self = Sink::Open(buffer.clone());
+                *self = Sink::Open(EndOnDrop(buffer.clone()));
                 buffer
             }
-            Sink::Open(buffer) => {
-                *self = Sink::Open(buffer.clone());
+            Sink::Open(guard) => {
+                let buffer = guard.0.clone();
+                *self = Sink::Open(guard);
                 buffer
             }
             Sink::Spent => unreachable!("a reply is delivered once"),
@@ -70,7 +71,7 @@ impl Sink {
 
     fn buffer(&self) -> Option<Arc<StreamBuffer>> {
         match self {
-            Sink::Open(b) => Some(b.clone()),
+            Sink::Open(guard) => Some(guard.0.clone()),
             _ => None,
         }
     }
@@ -79,12 +80,18 @@ impl Sink {
     fn fail(&mut self, error: &GatewayError, request_id: &str) {
         match std::mem::replace(self, Sink::Spent) {
             Sink::Pending(deliver) => deliver(Reply::Complete(error_response(error, request_id))),
-            Sink::Open(buffer) => {
-                buffer.push(&error.to_sse());
-                buffer.end();
-            }
+            Sink::Open(guard) => guard.0.push(&error.to_sse()),
             Sink::Spent => {}
         }
+    }
+}
+
+/// An open stream's buffer, ended for the reader however the request ends (a panic included).
+struct EndOnDrop(Arc<StreamBuffer>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 

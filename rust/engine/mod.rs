@@ -208,7 +208,7 @@ fn authenticate<'r>(
     }
 }
 
-fn error_response(error: &GatewayError, request_id: &str) -> Response {
+pub fn error_response(error: &GatewayError, request_id: &str) -> Response {
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         (REQUEST_ID_HEADER.to_owned(), request_id.to_owned()),

@@ -3,7 +3,7 @@
 //! then calls `drain()` once and resolves every ready future in a batch. Under load one wake-up
 //! covers many requests.
 
-use std::io::{ErrorKind, Read as _, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -14,8 +14,9 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::engine::error::{ErrorKind, GatewayError};
 use crate::engine::stream::{Read, StreamBuffer};
-use crate::engine::{self as core, Headers, Reply};
+use crate::engine::{self as core, Headers, Reply, error_response, new_request_id};
 
 enum Completion {
     Reply(Py<PyAny>, Reply),
@@ -59,13 +60,42 @@ impl Notifier {
         loop {
             match (&self.reader).read(&mut sink) {
                 Ok(n) if n > 0 => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 _ => break,
             }
         }
         // Reset before taking: a completion queued after this point signals again.
         self.signalled.store(false, Ordering::Release);
         std::mem::take(&mut *self.ready.lock())
+    }
+}
+
+/// The promise to resolve one request's future. If the request task dies without delivering
+/// (a bug, a panic), dropping this resolves the future with a 500 instead of leaving the
+/// client waiting forever.
+struct Delivery {
+    notifier: Arc<Notifier>,
+    future: Option<Py<PyAny>>,
+}
+
+impl Delivery {
+    fn deliver(mut self, reply: Reply) {
+        if let Some(future) = self.future.take() {
+            self.notifier.push(Completion::Reply(future, reply));
+        }
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            let error = GatewayError::new(
+                ErrorKind::Internal,
+                "The gateway failed to complete the request",
+            );
+            let reply = Reply::Complete(error_response(&error, &new_request_id()));
+            self.notifier.push(Completion::Reply(future, reply));
+        }
     }
 }
 
@@ -135,12 +165,15 @@ impl Engine {
         body: &[u8],
         future: Py<PyAny>,
     ) {
-        let notifier = self.notifier.clone();
+        let delivery = Delivery {
+            notifier: self.notifier.clone(),
+            future: Some(future),
+        };
         self.inner.chat(
             authorization,
             api_key,
             body.to_vec(),
-            Box::new(move |reply| notifier.push(Completion::Reply(future, reply))),
+            Box::new(move |reply| delivery.deliver(reply)),
         );
     }
 
