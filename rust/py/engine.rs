@@ -127,10 +127,8 @@ pub struct Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (worker_threads = 1))]
-    fn new(worker_threads: usize) -> PyResult<Self> {
-        let inner = core::Engine::new(worker_threads)
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    fn new() -> PyResult<Self> {
+        let inner = core::Engine::new().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         let notifier =
             Arc::new(Notifier::new().map_err(|e| PyRuntimeError::new_err(e.to_string()))?);
         let n = notifier.clone();
