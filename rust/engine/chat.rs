@@ -379,15 +379,16 @@ async fn attempt_all(ctx: &Context<'_>, progress: &mut Progress) -> Result<Succe
     let mut plan = Vec::with_capacity(model.channels.len());
     model.selector.plan(Instant::now(), &mut plan);
     let mut failures: Vec<(usize, AttemptError)> = Vec::new();
-    let mut body = Vec::with_capacity(ctx.req_len_hint());
     for &index in plan.iter().take(ctx.max_attempts) {
         let channel = &model.channels[index];
-        body.clear();
+        // Rendered per attempt (each channel has its own upstream model name) and moved into
+        // the request, never copied.
+        let mut body = Vec::with_capacity(ctx.req_len_hint());
         ctx.req.upstream_body(&channel.upstream_model, &mut body);
         progress.attempts += 1;
         model.selector.begin(index);
         let started = Instant::now();
-        let result = attempt_one(ctx, channel, body.clone()).await;
+        let result = attempt_one(ctx, channel, body).await;
         let now = Instant::now();
         progress.upstream += now - started;
         match result {

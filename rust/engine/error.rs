@@ -1,7 +1,6 @@
 //! Errors are types: one place maps each to its HTTP status and its body on the OpenAI surface
 //! (ZenMux's `{"error": {"code": "<status>", "type", "message"}}`).
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,9 +111,8 @@ impl GatewayError {
     /// Response headers that belong to the error (`Retry-After`).
     pub fn headers(&self, out: &mut Vec<(String, String)>) {
         if let Some(after) = self.retry_after() {
-            let mut secs = String::new();
-            let _ = write!(secs, "{}", after.as_secs_f64().ceil() as u64);
-            out.push(("retry-after".to_owned(), secs));
+            let secs = after.as_secs_f64().ceil() as u64;
+            out.push(("retry-after".to_owned(), secs.to_string()));
         }
     }
 }

@@ -593,15 +593,7 @@ mod tests {
         assert_eq!(ev.len(), 8);
         assert!(serde_json::from_str::<Value>(&ev[2]).is_err());
         assert_eq!(out.events[2].0, EventKind::Malformed);
-        let text: String = ev
-            .iter()
-            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
-            .filter_map(|c| {
-                c["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-            .collect();
+        let text = crate::mock::tests::content_of(&ev);
         assert_eq!(text, "a b c d");
 
         // Past the last chunk: malformed just before the finish chunk; truncation drops the end.

@@ -109,7 +109,8 @@ fn events(body: &[u8]) -> Vec<String> {
         .collect()
 }
 
-fn content_of(events: &[String]) -> String {
+/// The assistant text carried by a stream's data events (unparseable ones skipped).
+pub(super) fn content_of(events: &[String]) -> String {
     events
         .iter()
         .filter_map(|e| serde_json::from_str::<Value>(e).ok())
