@@ -158,7 +158,7 @@ impl Engine {
                 event.http_status = failure.error.status();
                 event.error_type = Some(failure.error.type_name());
                 event.error_message = Some(failure.error.message);
-                self.emit_usage(event);
+                self.emit_usage(&event);
             }
             Ok(Success {
                 index,
@@ -175,7 +175,7 @@ impl Engine {
                         body,
                     }));
                 }
-                self.emit_usage(event);
+                self.emit_usage(&event);
             }
             Ok(Success {
                 index,
@@ -307,7 +307,7 @@ impl Engine {
                 .selector
                 .end(index, Outcome::ServerError(502), None, Instant::now());
         }
-        self.emit_usage(event);
+        self.emit_usage(&event);
         if completed {
             // Read to the end so the connection returns to the pool; the client is done already.
             let _ = tokio::time::timeout(DRAIN_AFTER_DONE, async {

@@ -10,6 +10,8 @@ pub mod stream;
 pub mod upstream;
 pub mod usage;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,12 +47,53 @@ pub type Deliver = Box<dyn FnOnce(Reply) + Send>;
 /// Called (from any thread) whenever usage events are waiting to be taken.
 pub type UsageNotify = Arc<dyn Fn() + Send + Sync>;
 
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Work handed to the I/O thread. Waking a parked Tokio thread costs a syscall, so requests
+/// that arrive together (one event-loop turn of the caller) share one wake-up.
+#[derive(Default)]
+struct Submissions {
+    queue: Mutex<Vec<Job>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Submissions {
+    fn submit(&self, job: Job) {
+        let first = {
+            let mut queue = self.queue.lock();
+            queue.push(job);
+            queue.len() == 1
+        };
+        if first {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Runs on the I/O thread until `stopped`: spawn what was submitted, as it comes.
+    async fn serve(&self, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                () = self.ready.notified() => {
+                    let jobs = std::mem::take(&mut *self.queue.lock());
+                    for job in jobs {
+                        tokio::spawn(job);
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub struct Engine {
     routing: ArcSwap<Routing>,
     runtime: tokio::runtime::Handle,
+    submissions: Arc<Submissions>,
     /// Dropping it stops the runtime thread.
     _stop: tokio::sync::oneshot::Sender<()>,
-    usage: Mutex<Vec<UsageEvent>>,
+    /// Usage events of finished requests not taken yet, one JSON line each: encoded here, on
+    /// the I/O thread, so the Python side only moves bytes.
+    usage: Mutex<Vec<u8>>,
     usage_notify: Mutex<Option<UsageNotify>>,
 }
 
@@ -64,19 +107,18 @@ impl Engine {
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let submissions = Arc::new(Submissions::default());
+        let serving = submissions.clone();
         std::thread::Builder::new()
             .name("muxgate-io".to_owned())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })?;
+            .spawn(move || runtime.block_on(serving.serve(stopped)))?;
         // The vocabularies load in ~0.1 s: do it now, off the caller's thread, not on the
         // first request.
         handle.spawn_blocking(crate::tokens::warm_up);
         Ok(Arc::new(Self {
             routing: ArcSwap::from_pointee(Routing::empty()),
             runtime: handle,
+            submissions,
             _stop: stop,
             usage: Mutex::new(Vec::new()),
             usage_notify: Mutex::new(None),
@@ -112,15 +154,18 @@ impl Engine {
         *self.usage_notify.lock() = Some(notify);
     }
 
-    pub fn take_usage(&self) -> Vec<UsageEvent> {
+    /// The JSON lines queued since the last call (empty if none).
+    pub fn take_usage(&self) -> Vec<u8> {
         std::mem::take(&mut *self.usage.lock())
     }
 
-    fn emit_usage(&self, event: UsageEvent) {
+    fn emit_usage(&self, event: &UsageEvent) {
         let first = {
             let mut queue = self.usage.lock();
-            queue.push(event);
-            queue.len() == 1
+            let first = queue.is_empty();
+            serde_json::to_writer(&mut *queue, event).expect("a usage event always serializes");
+            queue.push(b'\n');
+            first
         };
         if first && let Some(notify) = self.usage_notify.lock().clone() {
             notify();
@@ -138,9 +183,9 @@ impl Engine {
         let secret = bearer(authorization, api_key);
         let engine = self.clone();
         let received = Instant::now();
-        self.runtime.spawn(async move {
+        self.submissions.submit(Box::pin(async move {
             engine.run_chat(secret, body, received, deliver).await;
-        });
+        }));
     }
 
     /// `GET /models`: the models this key may use, OpenAI list shape.

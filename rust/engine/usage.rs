@@ -1,5 +1,5 @@
 //! The usage event: one per finished request, the unit of metering, billing and (later)
-//! insurance. Serialized as a msgpack map that decodes into `muxgate.wire.UsageEvent`.
+//! insurance. Serialized as one JSON line that decodes into `muxgate.wire.UsageEvent`.
 
 use serde::Serialize;
 

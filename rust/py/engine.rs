@@ -3,7 +3,7 @@
 //! then calls `drain()` once and resolves every ready future in a batch. Under load one wake-up
 //! covers many requests.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -56,14 +56,10 @@ impl Notifier {
     }
 
     fn take(&self) -> Vec<Completion> {
-        let mut sink = [0u8; 256];
-        loop {
-            match (&self.reader).read(&mut sink) {
-                Ok(n) if n > 0 => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => break,
-            }
-        }
+        // One read empties the socket: at most one byte is written per reset of `signalled`.
+        // Should a stray byte remain, the loop calls again and finds an empty queue.
+        let mut sink = [0u8; 64];
+        let _ = (&self.reader).read(&mut sink);
         // Reset before taking: a completion queued after this point signals again.
         self.signalled.store(false, Ordering::Release);
         std::mem::take(&mut *self.ready.lock())
@@ -207,15 +203,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Usage events finished since the last call, as one msgpack array (None if there are none).
-    fn take_usage<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let events = self.inner.take_usage();
-        if events.is_empty() {
-            return Ok(None);
-        }
-        let bytes =
-            rmp_serde::to_vec_named(&events).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        Ok(Some(PyBytes::new(py, &bytes)))
+    /// Usage events finished since the last call, one JSON line each (None if there are none).
+    fn take_usage<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        let lines = self.inner.take_usage();
+        (!lines.is_empty()).then(|| PyBytes::new(py, &lines))
     }
 }
 

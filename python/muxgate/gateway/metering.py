@@ -1,22 +1,21 @@
-"""Where usage events go after the engine emits them: a bounded in-process queue in front of a
-sink. The queue never drops: when it is full it flushes synchronously (backpressure), so a
-finished request always leaves exactly one event behind."""
+"""Where usage events go after the engine emits them: a bounded in-process buffer in front of a
+sink. The buffer never drops: when it is full it flushes synchronously (backpressure), so a
+finished request always leaves exactly one event behind.
+
+Events travel as the JSON lines the engine wrote; this side only moves bytes."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-import msgspec
-
-from muxgate.wire.usage import UsageEvent, decode_usage_batch
+from muxgate.wire.usage import UsageEvent, decode_usage_lines
 
 
 class UsageSink(Protocol):
-    def write(self, events: Sequence[UsageEvent]) -> None: ...
+    def write(self, lines: bytes) -> None: ...
 
     def close(self) -> None: ...
 
@@ -27,28 +26,29 @@ class MemorySink:
     def __init__(self) -> None:
         self.events: list[UsageEvent] = []
 
-    def write(self, events: Sequence[UsageEvent]) -> None:
-        self.events.extend(events)
+    def write(self, lines: bytes) -> None:
+        self.events.extend(decode_usage_lines(lines))
 
     def close(self) -> None:
         pass
 
 
 class JsonlSink:
-    """Appends one JSON line per event; each batch is one `write`, so several worker processes
-    can share the file (O_APPEND keeps lines whole)."""
+    """Appends the lines to a file; each flush is one `write`, so several worker processes can
+    share the file (O_APPEND keeps lines whole)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("ab", buffering=0)
-        self._encoder = msgspec.json.Encoder()
         self._lock = threading.Lock()
 
-    def write(self, events: Sequence[UsageEvent]) -> None:
-        payload = b"".join(self._encoder.encode(e) + b"\n" for e in events)
+    def write(self, lines: bytes) -> None:
+        view = memoryview(lines)
         with self._lock:
-            self._file.write(payload)
+            while view:
+                written = self._file.write(view)
+                view = view[written or 0 :]
 
     def close(self) -> None:
         with self._lock:
@@ -56,9 +56,9 @@ class JsonlSink:
 
 
 def read_jsonl(path: str | Path) -> list[UsageEvent]:
-    decoder = msgspec.json.Decoder(UsageEvent)
-    with Path(path).open("rb") as f:
-        return [decoder.decode(line) for line in f if line.strip()]
+    """The complete lines of a usage log; a line still being appended is left for the next read."""
+    data = Path(path).read_bytes()
+    return decode_usage_lines(data[: data.rfind(b"\n") + 1])
 
 
 class Meter:
@@ -68,19 +68,21 @@ class Meter:
         self,
         sink: UsageSink,
         loop: asyncio.AbstractEventLoop,
-        capacity: int = 100_000,
+        capacity_bytes: int = 64 * 1024 * 1024,
         flush_interval: float = 0.05,
     ) -> None:
         self.sink = sink
-        self.capacity = capacity
+        self.capacity_bytes = capacity_bytes
         self.flush_interval = flush_interval
         self._loop = loop
-        self._queue: list[UsageEvent] = []
+        self._batches: list[bytes] = []
+        self._size = 0
         self._scheduled: asyncio.TimerHandle | None = None
 
     def publish(self, batch: bytes) -> None:
-        self._queue.extend(decode_usage_batch(batch))
-        if len(self._queue) >= self.capacity:
+        self._batches.append(batch)
+        self._size += len(batch)
+        if self._size >= self.capacity_bytes:
             self.flush()
         elif self._scheduled is None:
             self._scheduled = self._loop.call_later(self.flush_interval, self.flush)
@@ -89,9 +91,10 @@ class Meter:
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
-        if self._queue:
-            events, self._queue = self._queue, []
-            self.sink.write(events)
+        if self._batches:
+            lines = b"".join(self._batches)
+            self._batches, self._size = [], 0
+            self.sink.write(lines)
 
     def close(self) -> None:
         self.flush()

@@ -1,4 +1,4 @@
-"""The usage event: one per finished request, emitted by the engine as msgpack."""
+"""The usage event: one per finished request, emitted by the engine as one JSON line."""
 
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     malformed_chunks: int
 
 
-_decoder = msgspec.msgpack.Decoder(list[UsageEvent])
+_decoder = msgspec.json.Decoder(UsageEvent)
 
 
-def decode_usage_batch(data: bytes) -> list[UsageEvent]:
-    return _decoder.decode(data)
+def decode_usage_lines(data: bytes) -> list[UsageEvent]:
+    """Events from JSON lines, as the engine emits them and the usage log stores them."""
+    return [_decoder.decode(line) for line in data.splitlines() if line.strip()]
