@@ -1,6 +1,7 @@
 //! muxgate's hot path. Plain Rust: every module compiles and tests without Python;
 //! `py` (behind the `python` feature) is the only place that knows about PyO3.
 
+pub mod client;
 pub mod engine;
 pub mod health;
 pub mod json;

@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::error::{ErrorKind, GatewayError};
 use super::request::ChatRequest;
@@ -18,6 +16,7 @@ use super::{
     ATTEMPTS_HEADER, CHANNEL_HEADER, Deliver, Engine, Headers, OVERHEAD_HEADER, REQUEST_ID_HEADER,
     Reply, Response, authenticate, error_response, new_request_id, unix_ms,
 };
+use crate::client::{self, Body};
 use crate::health::Outcome;
 use crate::relay::{Observed, StreamRelay, relay_json};
 use crate::tokens;
@@ -98,7 +97,7 @@ impl Drop for EndOnDrop {
 /// What a successful attempt brought back.
 enum Answer {
     Json { body: Vec<u8>, observed: Observed },
-    Stream { body: Incoming, first: Bytes },
+    Stream { body: Body, first: Bytes },
 }
 
 struct Success {
@@ -231,7 +230,7 @@ impl Engine {
         &self,
         ctx: &Context<'_>,
         index: usize,
-        mut body: Incoming,
+        mut body: Body,
         first: &[u8],
         mut sink: Sink,
         progress: Progress,
@@ -258,20 +257,18 @@ impl Engine {
                     cancelled_by_client = true;
                     break;
                 }
-                frame = tokio::time::timeout(idle, body.frame()) => match frame {
+                chunk = tokio::time::timeout(idle, body.chunk()) => match chunk {
                     Err(_) => failure = Some(format!("the provider sent nothing for {} s", idle.as_secs())),
                     Ok(None) => break,
                     Ok(Some(Err(e))) => {
                         failure = Some(format!("the provider's stream broke off before it completed ({e})"));
                     }
-                    Ok(Some(Ok(frame))) => {
-                        if let Some(data) = frame.data_ref() {
-                            if let Err(e) = relay.feed(data, Instant::now(), &mut out) {
-                                failure = Some(format!("the provider sent an invalid event stream ({e})"));
-                            }
-                            buffer.push(&out);
-                            ticker.reset();
+                    Ok(Some(Ok(data))) => {
+                        if let Err(e) = relay.feed(&data, Instant::now(), &mut out) {
+                            failure = Some(format!("the provider sent an invalid event stream ({e})"));
                         }
+                        buffer.push(&out);
+                        ticker.reset();
                     }
                 },
                 _ = ticker.tick() => buffer.push(KEEPALIVE_COMMENT),
@@ -311,7 +308,7 @@ impl Engine {
         if completed {
             // Read to the end so the connection returns to the pool; the client is done already.
             let _ = tokio::time::timeout(DRAIN_AFTER_DONE, async {
-                while let Some(Ok(_)) = body.frame().await {}
+                while let Some(Ok(_)) = body.chunk().await {}
             })
             .await;
         }
@@ -381,14 +378,14 @@ async fn attempt_all(ctx: &Context<'_>, progress: &mut Progress) -> Result<Succe
     let mut failures: Vec<(usize, AttemptError)> = Vec::new();
     for &index in plan.iter().take(ctx.max_attempts) {
         let channel = &model.channels[index];
-        // Rendered per attempt (each channel has its own upstream model name) and moved into
-        // the request, never copied.
+        // Rendered per attempt (each channel has its own upstream model name) and written to
+        // the connection from here, never copied.
         let mut body = Vec::with_capacity(ctx.req_len_hint());
         ctx.req.upstream_body(&channel.upstream_model, &mut body);
         progress.attempts += 1;
         model.selector.begin(index);
         let started = Instant::now();
-        let result = attempt_one(ctx, channel, body).await;
+        let result = attempt_one(ctx, channel, &body).await;
         let now = Instant::now();
         progress.upstream += now - started;
         match result {
@@ -420,7 +417,7 @@ async fn attempt_all(ctx: &Context<'_>, progress: &mut Progress) -> Result<Succe
 async fn attempt_one(
     ctx: &Context<'_>,
     channel: &ChannelRoute,
-    body: Vec<u8>,
+    body: &[u8],
 ) -> Result<Answer, AttemptError> {
     let started = Instant::now();
     let first_byte = Duration::from_millis(channel.timeouts.first_byte_ms);
@@ -430,40 +427,34 @@ async fn attempt_one(
         // Nothing has reached the client yet: a provider that answers 200 and then stays silent
         // or closes is still a failure we can route around.
         let remaining = first_byte.saturating_sub(started.elapsed());
-        loop {
-            match tokio::time::timeout(remaining, body.frame()).await {
-                Err(_) => return Err(AttemptError::Timeout),
-                Ok(None) => {
-                    return Err(AttemptError::Connect(
-                        "the provider closed the stream before sending anything".to_owned(),
-                    ));
-                }
-                Ok(Some(Err(e))) => {
-                    return Err(AttemptError::Connect(format!(
-                        "the provider connection failed: {e}"
-                    )));
-                }
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(first) = frame.into_data()
-                        && !first.is_empty()
-                    {
-                        return Ok(Answer::Stream { body, first });
-                    }
-                }
-            }
-        }
+        return match tokio::time::timeout(remaining, body.chunk()).await {
+            Err(_) => Err(AttemptError::Timeout),
+            Ok(None) => Err(AttemptError::Connect(
+                "the provider closed the stream before sending anything".to_owned(),
+            )),
+            Ok(Some(Err(e))) => Err(AttemptError::Connect(format!(
+                "the provider connection failed: {e}"
+            ))),
+            Ok(Some(Ok(first))) => Ok(Answer::Stream { body, first }),
+        };
     }
     let total = Duration::from_millis(channel.timeouts.total_ms).saturating_sub(started.elapsed());
-    let raw =
-        match tokio::time::timeout(total, upstream::read_limited(body, MAX_RESPONSE_BYTES)).await {
-            Err(_) => return Err(AttemptError::Timeout),
-            Ok(Err(e)) => {
-                return Err(AttemptError::Connect(format!(
-                    "the provider connection failed: {e}"
-                )));
-            }
-            Ok(Ok(raw)) => raw,
-        };
+    let raw = match tokio::time::timeout(total, body.collect(MAX_RESPONSE_BYTES)).await {
+        Err(_) => return Err(AttemptError::Timeout),
+        Ok(Err(client::Error::BodyTooLarge { limit })) => {
+            return Err(AttemptError::Status {
+                status: 502,
+                retry_after: None,
+                message: format!("the provider's response is larger than {limit} bytes"),
+            });
+        }
+        Ok(Err(e)) => {
+            return Err(AttemptError::Connect(format!(
+                "the provider connection failed: {e}"
+            )));
+        }
+        Ok(Ok(raw)) => raw,
+    };
     let mut out = Vec::with_capacity(raw.len() + 64);
     match relay_json(
         &raw,

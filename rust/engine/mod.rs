@@ -87,7 +87,6 @@ impl Submissions {
 
 pub struct Engine {
     routing: ArcSwap<Routing>,
-    runtime: tokio::runtime::Handle,
     submissions: Arc<Submissions>,
     /// Dropping it stops the runtime thread.
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -117,7 +116,6 @@ impl Engine {
         handle.spawn_blocking(crate::tokens::warm_up);
         Ok(Arc::new(Self {
             routing: ArcSwap::from_pointee(Routing::empty()),
-            runtime: handle,
             submissions,
             _stop: stop,
             usage: Mutex::new(Vec::new()),
@@ -140,7 +138,6 @@ impl Engine {
                 snapshot.version, current.version
             ));
         }
-        let _enter = self.runtime.enter();
         let (routing, warnings) = Routing::compile(&snapshot, &current);
         self.routing.store(Arc::new(routing));
         Ok(warnings)

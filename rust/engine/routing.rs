@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::upstream::{HttpClient, ProviderRoute, new_client};
+use super::upstream::{ProviderRoute, new_pool};
+use crate::client::Pool;
 use crate::health::HealthPolicy;
 use crate::select::{ChannelSpec, ModelSelector};
 use crate::snapshot::{Price, RoutingSnapshot, Settings, Timeouts, model_allowed};
@@ -54,7 +55,7 @@ pub struct Routing {
     pub catalog: Vec<Arc<ModelRoute>>,
     pub settings: Settings,
     /// Pools by (provider id, base URL, connect timeout), inherited by the next routing table.
-    clients: HashMap<(String, String, u64), HttpClient>,
+    pools: HashMap<(String, String, u64), Pool>,
 }
 
 impl Routing {
@@ -66,7 +67,7 @@ impl Routing {
             models: HashMap::new(),
             catalog: Vec::new(),
             settings: Settings::default(),
-            clients: HashMap::new(),
+            pools: HashMap::new(),
         }
     }
 
@@ -80,7 +81,7 @@ impl Routing {
     #[allow(clippy::too_many_lines)] // one pass over the snapshot reads best in one place
     pub fn compile(snapshot: &RoutingSnapshot, previous: &Routing) -> (Routing, Vec<String>) {
         let mut warnings = Vec::new();
-        let mut clients = HashMap::new();
+        let mut pools = HashMap::new();
         let mut providers: HashMap<&str, Arc<ProviderRoute>> = HashMap::new();
         for p in &snapshot.providers {
             if p.protocol != "openai" {
@@ -104,20 +105,18 @@ impl Routing {
                 None => None,
             };
             let pool_key = (p.id.clone(), p.base_url.clone(), p.connect_timeout_ms);
-            let client = previous
-                .clients
-                .get(&pool_key)
-                .cloned()
-                .unwrap_or_else(|| new_client(Duration::from_millis(p.connect_timeout_ms)));
+            let inherited = previous.pools.get(&pool_key).cloned();
+            let connect_timeout = Duration::from_millis(p.connect_timeout_ms);
             match ProviderRoute::new(
                 p.id.clone(),
                 &p.base_url,
                 secret,
                 &p.headers,
-                client.clone(),
+                // Same provider and URL: keep its warm connections across the reload.
+                |origin| inherited.unwrap_or_else(|| new_pool(origin, connect_timeout)),
             ) {
                 Ok(route) => {
-                    clients.insert(pool_key, client);
+                    pools.insert(pool_key, route.pool.clone());
                     providers.insert(p.id.as_str(), Arc::new(route));
                 }
                 Err(e) => warnings.push(e),
@@ -199,7 +198,7 @@ impl Routing {
             models,
             catalog,
             settings: snapshot.settings,
-            clients,
+            pools,
         };
         (routing, warnings)
     }

@@ -1,95 +1,97 @@
 //! Upstream I/O: one keep-alive connection pool per provider, owned by the Rust runtime, and one
 //! attempt against one channel with its timeouts and failure classification.
 
+use std::io::Write as _;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
-use hyper::{Request, Response, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-
+use crate::client::{self, Origin, Pool, PoolConfig};
 use crate::health::Outcome;
-
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Upstream error bodies are read for their message, never without bound.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-pub fn new_client(connect_timeout: Duration) -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .expect("the ring provider supports the default protocol versions")
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(https)
+/// A pool for one provider origin, with the engine's keep-alive policy.
+pub fn new_pool(origin: Origin, connect_timeout: Duration) -> Pool {
+    Pool::new(
+        origin,
+        PoolConfig {
+            connect_timeout,
+            idle_timeout: Duration::from_secs(90),
+            max_idle: 1024,
+            tls: client::default_tls(),
+        },
+    )
 }
 
 /// A provider as the data plane sees it: where to send, how to authenticate.
 pub struct ProviderRoute {
     pub id: String,
-    pub chat_url: Uri,
-    authorization: Option<HeaderValue>,
+    pub pool: Pool,
+    /// The request line and every fixed field, rendered once; a request adds its length.
+    head: Vec<u8>,
     /// The raw credential, kept only to scrub it from anything echoed back to clients.
     secret: Option<String>,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    pub client: HttpClient,
 }
 
 impl ProviderRoute {
+    /// `pool` gives the connection pool for the provider's origin (a new one, or the one a
+    /// previous routing table used for the same provider).
     pub fn new(
         id: String,
         base_url: &str,
         secret: Option<String>,
         extra_headers: &[(String, String)],
-        client: HttpClient,
+        pool: impl FnOnce(Origin) -> Pool,
     ) -> Result<Self, String> {
         let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-        let chat_url: Uri = url
-            .parse()
+        let (origin, path) = Origin::parse(&url)
             .map_err(|e| format!("provider {id}: invalid base_url {base_url:?}: {e}"))?;
-        if !matches!(chat_url.scheme_str(), Some("http" | "https")) {
-            return Err(format!("provider {id}: base_url must be http or https"));
-        }
-        let authorization = match &secret {
-            Some(s) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {s}")).map_err(|_| {
-                    format!("provider {id}: credential is not a valid header value")
-                })?;
-                v.set_sensitive(true);
-                Some(v)
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\nuser-agent: muxgate/{}\r\n",
+            origin.host_header(),
+            env!("CARGO_PKG_VERSION"),
+        );
+        if let Some(s) = &secret {
+            if !client::is_field_value(s.as_bytes()) {
+                return Err(format!(
+                    "provider {id}: credential is not a valid header value"
+                ));
             }
-            None => None,
-        };
-        let mut headers = Vec::with_capacity(extra_headers.len());
+            head.push_str("authorization: Bearer ");
+            head.push_str(s);
+            head.push_str("\r\n");
+        }
         for (name, value) in extra_headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("provider {id}: invalid header name {name:?}"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("provider {id}: invalid value for header {name}"))?;
-            headers.push((name, value));
+            if name.is_empty() || !name.bytes().all(client::is_tchar) {
+                return Err(format!("provider {id}: invalid header name {name:?}"));
+            }
+            if OWN_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+                return Err(format!(
+                    "provider {id}: header {name} is set by the gateway itself"
+                ));
+            }
+            if !client::is_field_value(value.as_bytes()) {
+                return Err(format!("provider {id}: invalid value for header {name}"));
+            }
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
+            head.push_str("\r\n");
         }
         Ok(Self {
             id,
-            chat_url,
-            authorization,
+            pool: pool(origin),
+            head: head.into_bytes(),
             secret,
-            headers,
-            client,
         })
+    }
+
+    /// The complete request head for a body of `length` bytes.
+    fn request_head(&self, length: usize) -> Vec<u8> {
+        let mut head = Vec::with_capacity(self.head.len() + 40);
+        head.extend_from_slice(&self.head);
+        write!(head, "content-length: {length}\r\n\r\n").expect("a Vec takes every write");
+        head
     }
 
     /// Remove our credential from text that came from the provider before a client sees it.
@@ -102,6 +104,10 @@ impl ProviderRoute {
         }
     }
 }
+
+/// Fields that frame the request on the wire: a second copy from configuration would make
+/// the request ambiguous.
+const OWN_FIELDS: [&str; 3] = ["host", "content-length", "transfer-encoding"];
 
 /// Why an attempt failed, and whether the next channel should be tried.
 #[derive(Debug, Clone)]
@@ -156,40 +162,28 @@ impl AttemptError {
 /// Send one request and wait for the response head, within `first_byte`.
 pub async fn send(
     provider: &ProviderRoute,
-    body: Vec<u8>,
+    body: &[u8],
     first_byte: Duration,
-) -> Result<Response<Incoming>, AttemptError> {
-    let mut builder = Request::post(provider.chat_url.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .header("user-agent", concat!("muxgate/", env!("CARGO_PKG_VERSION")));
-    if let Some(auth) = &provider.authorization {
-        builder = builder.header(AUTHORIZATION, auth.clone());
-    }
-    for (name, value) in &provider.headers {
-        builder = builder.header(name, value);
-    }
-    let request = builder
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| AttemptError::Connect(format!("could not build the request: {e}")))?;
-    let response = match tokio::time::timeout(first_byte, provider.client.request(request)).await {
+) -> Result<client::Response, AttemptError> {
+    let head = provider.request_head(body.len());
+    let response = match tokio::time::timeout(first_byte, provider.pool.send(&head, body)).await {
         Err(_) => return Err(AttemptError::Timeout),
         Ok(Err(e)) => return Err(AttemptError::Connect(connect_reason(&e))),
         Ok(Ok(r)) => r,
     };
-    let status = response.status().as_u16();
+    let status = response.status();
     if (200..300).contains(&status) {
         return Ok(response);
     }
     let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
+        .header("retry-after")
+        .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| Duration::from_secs_f64(s.min(3600.0)));
     let message = match tokio::time::timeout(
         first_byte,
-        read_limited(response.into_body(), MAX_ERROR_BODY),
+        response.into_body().collect(MAX_ERROR_BODY),
     )
     .await
     {
@@ -203,35 +197,16 @@ pub async fn send(
     })
 }
 
-fn connect_reason(e: &hyper_util::client::legacy::Error) -> String {
-    // The error chain of a connect failure names the host and the OS error, never the headers.
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut reason = if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    }
-    .to_owned();
-    while let Some(s) = source {
-        reason = format!("{reason}: {s}");
-        source = s.source();
-    }
-    reason
-}
-
-/// Read a body up to `limit` bytes (the rest is dropped with the connection).
-pub async fn read_limited(mut body: Incoming, limit: usize) -> Result<Vec<u8>, hyper::Error> {
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            let room = limit.saturating_sub(out.len());
-            out.extend_from_slice(&data[..data.len().min(room)]);
-            if out.len() >= limit {
-                break;
-            }
-        }
-    }
-    Ok(out)
+/// Why no response arrived. The client's errors name the peer and the OS error, never a
+/// header value, so they are safe to show.
+fn connect_reason(e: &client::Error) -> String {
+    let kind = match e {
+        client::Error::Connect { .. }
+        | client::Error::ConnectTimeout { .. }
+        | client::Error::Tls { .. } => "connection failed",
+        _ => "request failed",
+    };
+    format!("{kind}: {e}")
 }
 
 /// The human part of a provider error body (`{"error": {"message": ...}}` and variants).
@@ -299,31 +274,65 @@ mod tests {
 
     #[test]
     fn credentials_are_scrubbed() {
+        let pool = |origin| new_pool(origin, Duration::from_secs(1));
         let p = ProviderRoute::new(
             "p".into(),
             "http://127.0.0.1:9/v1",
             Some("sk-secret-123".into()),
             &[],
-            new_client(Duration::from_secs(1)),
+            pool,
         )
         .unwrap();
         assert_eq!(
             p.scrub("Incorrect API key provided: sk-secret-123."),
             "Incorrect API key provided: [redacted]."
         );
-        assert_eq!(
-            p.chat_url.to_string(),
-            "http://127.0.0.1:9/v1/chat/completions"
+        assert!(ProviderRoute::new("q".into(), "ftp://x", None, &[], pool).is_err());
+    }
+
+    #[test]
+    fn the_request_head_is_rendered_once_and_completed_per_request() {
+        let pool = |origin| new_pool(origin, Duration::from_secs(1));
+        let headers = [("X-Org".to_owned(), "acme".to_owned())];
+        let p = ProviderRoute::new(
+            "p".into(),
+            "https://api.example.com/v1/",
+            Some("sk-1".into()),
+            &headers,
+            pool,
+        )
+        .unwrap();
+        let expected = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: api.example.com\r\n\
+             content-type: application/json\r\nuser-agent: muxgate/{}\r\n\
+             authorization: Bearer sk-1\r\nX-Org: acme\r\ncontent-length: 42\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
         );
+        assert_eq!(String::from_utf8(p.request_head(42)).unwrap(), expected);
+        assert!(p.pool.origin().is_tls());
+    }
+
+    #[test]
+    fn header_injection_is_refused() {
+        let pool = |origin| new_pool(origin, Duration::from_secs(1));
+        let base = "http://127.0.0.1:9/v1";
+        let header = |name: &str, value: &str| [(name.to_owned(), value.to_owned())];
         assert!(
-            ProviderRoute::new(
-                "q".into(),
-                "ftp://x",
-                None,
-                &[],
-                new_client(Duration::from_secs(1))
-            )
-            .is_err()
+            ProviderRoute::new("p".into(), base, Some("sk\r\nx: y".into()), &[], pool).is_err()
         );
+        for bad in [
+            header("x-a", "v\r\nx-injected: 1"),
+            header("x a", "v"),
+            header("", "v"),
+            header("x-a:", "v"),
+            header("Content-Length", "1"),
+            header("host", "other"),
+        ] {
+            assert!(
+                ProviderRoute::new("p".into(), base, None, &bad, pool).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(ProviderRoute::new("p".into(), base, None, &header("x-a", "v\tw"), pool).is_ok());
     }
 }
