@@ -10,6 +10,7 @@ pub mod stream;
 pub mod upstream;
 pub mod usage;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -124,8 +125,14 @@ impl Engine {
     }
 
     /// Swap in a new routing table, built from msgpack snapshot bytes. In-flight requests keep
-    /// the table they started with. Returns the warnings found while compiling.
-    pub fn load_snapshot(&self, bytes: &[u8]) -> Result<Vec<String>, String> {
+    /// the table they started with. `credentials` holds provider secrets the worker decrypted
+    /// itself (by provider id); they win over `credential_env`. Returns the warnings found
+    /// while compiling.
+    pub fn load_snapshot(
+        &self,
+        bytes: &[u8],
+        credentials: &HashMap<String, String>,
+    ) -> Result<Vec<String>, String> {
         let snapshot: RoutingSnapshot =
             rmp_serde::from_slice(bytes).map_err(|e| format!("invalid routing snapshot: {e}"))?;
         if snapshot.version == 0 {
@@ -138,7 +145,7 @@ impl Engine {
                 snapshot.version, current.version
             ));
         }
-        let (routing, warnings) = Routing::compile(&snapshot, &current);
+        let (routing, warnings) = Routing::compile(&snapshot, &current, credentials);
         self.routing.store(Arc::new(routing));
         Ok(warnings)
     }

@@ -79,7 +79,11 @@ impl Routing {
     /// a bad URL) disable that provider's channels and come back as warnings instead of
     /// refusing the whole table.
     #[allow(clippy::too_many_lines)] // one pass over the snapshot reads best in one place
-    pub fn compile(snapshot: &RoutingSnapshot, previous: &Routing) -> (Routing, Vec<String>) {
+    pub fn compile(
+        snapshot: &RoutingSnapshot,
+        previous: &Routing,
+        credentials: &HashMap<String, String>,
+    ) -> (Routing, Vec<String>) {
         let mut warnings = Vec::new();
         let mut pools = HashMap::new();
         let mut providers: HashMap<&str, Arc<ProviderRoute>> = HashMap::new();
@@ -91,8 +95,9 @@ impl Routing {
                 ));
                 continue;
             }
-            let secret = match &p.credential_env {
-                Some(var) => match std::env::var(var) {
+            let secret = match (credentials.get(&p.id), &p.credential_env) {
+                (Some(secret), _) => Some(secret.clone()),
+                (None, Some(var)) => match std::env::var(var) {
                     Ok(v) if !v.is_empty() => Some(v),
                     _ => {
                         warnings.push(format!(
@@ -102,7 +107,7 @@ impl Routing {
                         continue;
                     }
                 },
-                None => None,
+                (None, None) => None,
             };
             let pool_key = (p.id.clone(), p.base_url.clone(), p.connect_timeout_ms);
             let inherited = previous.pools.get(&pool_key).cloned();
@@ -268,8 +273,11 @@ mod tests {
 
     #[test]
     fn compiles_keys_models_aliases() {
-        let (r, warnings) =
-            Routing::compile(&snapshot("MUXGATE_TEST_UNSET_VAR_1"), &Routing::empty());
+        let (r, warnings) = Routing::compile(
+            &snapshot("MUXGATE_TEST_UNSET_VAR_1"),
+            &Routing::empty(),
+            &HashMap::new(),
+        );
         assert!(r.is_ready());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("MUXGATE_TEST_UNSET_VAR_1"));
@@ -289,10 +297,28 @@ mod tests {
     fn credential_from_environment_enables_the_provider() {
         // SAFETY: tests in this module use a variable name no other test touches.
         unsafe { std::env::set_var("MUXGATE_TEST_SET_VAR_2", "sk-upstream") };
-        let (r, warnings) =
-            Routing::compile(&snapshot("MUXGATE_TEST_SET_VAR_2"), &Routing::empty());
+        let (r, warnings) = Routing::compile(
+            &snapshot("MUXGATE_TEST_SET_VAR_2"),
+            &Routing::empty(),
+            &HashMap::new(),
+        );
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(r.model("openai/gpt-4o-mini").unwrap().channels.len(), 2);
+    }
+
+    #[test]
+    fn decrypted_credential_wins_over_the_environment() {
+        let credentials = HashMap::from([("real".to_owned(), "sk-decrypted".to_owned())]);
+        let (r, warnings) = Routing::compile(
+            &snapshot("MUXGATE_TEST_UNSET_VAR_3"),
+            &Routing::empty(),
+            &credentials,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let m = r.model("openai/gpt-4o-mini").unwrap();
+        assert_eq!(m.channels.len(), 2);
+        let real = m.channels.iter().find(|c| c.provider.id == "real").unwrap();
+        assert_eq!(real.provider.scrub("key sk-decrypted"), "key [redacted]");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! then calls `drain()` once and resolves every ready future in a batch. Under load one wake-up
 //! covers many requests.
 
+use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -144,8 +145,15 @@ impl Engine {
     }
 
     /// Swap in a routing snapshot (msgpack). Returns warnings; raises ValueError if unusable.
-    fn load_snapshot(&self, py: Python<'_>, data: &[u8]) -> PyResult<Vec<String>> {
-        py.detach(|| self.inner.load_snapshot(data))
+    #[pyo3(signature = (data, credentials = None))]
+    fn load_snapshot(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        credentials: Option<HashMap<String, String>>,
+    ) -> PyResult<Vec<String>> {
+        let credentials = credentials.unwrap_or_default();
+        py.detach(|| self.inner.load_snapshot(data, &credentials))
             .map_err(PyValueError::new_err)
     }
 
