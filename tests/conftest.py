@@ -3,6 +3,7 @@ started through the CLI, exactly as a user runs them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -17,8 +18,9 @@ import httpx
 import msgspec
 import pytest
 
-from muxgate.gateway.metering import read_jsonl
 from muxgate.mock import MockConfig, MockProvider, start
+from muxgate.store import Store
+from muxgate.store.usage import get_usage, list_usage
 from muxgate.wire import UsageEvent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,18 +59,42 @@ class GatewayProcess:
     proc: subprocess.Popen[bytes]
     log_path: Path
 
+    @property
+    def database(self) -> str:
+        return f"sqlite:///{self.data_dir / 'muxgate.db'}"
+
     def usage(self) -> list[UsageEvent]:
-        path = self.data_dir / "usage.jsonl"
-        return read_jsonl(path) if path.exists() else []
+        """The usage records the control plane has written so far."""
+
+        async def read() -> list[UsageEvent]:
+            store = await Store.open(self.database)
+            try:
+                return await list_usage(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(read())
 
     def usage_for(self, request_id: str, timeout: float = 5.0) -> UsageEvent:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in self.usage():
-                if event.request_id == request_id:
-                    return event
-            time.sleep(0.02)
-        raise AssertionError(f"no usage event for {request_id}")
+        """The request's usage record, once metering has carried it into the store."""
+
+        async def poll() -> UsageEvent | None:
+            store = await Store.open(self.database)
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    event = await get_usage(store, request_id)
+                    if event is not None:
+                        return event
+                    await asyncio.sleep(0.02)
+                return None
+            finally:
+                await store.close()
+
+        event = asyncio.run(poll())
+        if event is None:
+            raise AssertionError(f"no usage record for {request_id}")
+        return event
 
     def stop(self) -> None:
         if self.proc.poll() is None:

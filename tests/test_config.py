@@ -103,6 +103,16 @@ def test_duplicate_aliases_are_rejected(tmp_path: Path) -> None:
         config.load(write(tmp_path, text))
 
 
+def test_channel_ids_are_unique_across_models(tmp_path: Path) -> None:
+    text = VALID + (
+        '\n[[models]]\nslug = "openai/gpt-4o"\n'
+        '  [[models.channels]]\n  id = "direct"\n  provider = "openai"\n'
+        '  upstream_model = "gpt-4o"\n'
+    )
+    with pytest.raises(config.ConfigError, match=r"models\.channels: duplicate id 'direct'"):
+        config.load(write(tmp_path, text))
+
+
 def test_engine_rejects_garbage_and_older_snapshots() -> None:
     engine = Engine()
     with pytest.raises(ValueError, match="invalid routing snapshot"):

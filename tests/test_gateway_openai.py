@@ -65,34 +65,38 @@ def config(mock_url: str, dead_url: str) -> str:
                 aliases='["gpt-4o-mini"]',
             ),
             model(
-                "test/refused", channel("refused", "dead", "ok", 100), channel("ok", "mock", "ok")
+                "test/refused",
+                channel("refused-dead", "dead", "ok", 100),
+                channel("refused-ok", "mock", "ok"),
             ),
             model(
                 "test/fail500",
-                channel("five", "mock", "fail-500", 100),
-                channel("ok", "mock2", "ok"),
+                channel("fail500-five", "mock", "fail-500", 100),
+                channel("fail500-ok", "mock2", "ok"),
             ),
             model(
                 "test/fail429",
-                channel("limited", "mock", "rate-429", 100),
-                channel("ok", "mock", "ok"),
+                channel("fail429-limited", "mock", "rate-429", 100),
+                channel("fail429-ok", "mock", "ok"),
             ),
             model(
                 "test/timeout",
-                channel("hangs", "mock", "hang", 100, fast_timeout),
-                channel("ok", "mock2", "ok"),
+                channel("timeout-hangs", "mock", "hang", 100, fast_timeout),
+                channel("timeout-ok", "mock2", "ok"),
             ),
             model(
                 "test/all-fail",
-                channel("five", "mock", "fail-500"),
-                channel("refused", "dead", "ok"),
+                channel("all-fail-five", "mock", "fail-500"),
+                channel("all-fail-dead", "dead", "ok"),
             ),
             model(
                 "test/all-429",
                 channel("l1", "mock", "rate-429"),
                 channel("l2", "mock2", "rate-429"),
             ),
-            model("test/all-timeout", channel("hangs", "mock", "hang", 1, fast_timeout)),
+            model(
+                "test/all-timeout", channel("all-timeout-hangs", "mock", "hang", 1, fast_timeout)
+            ),
             model("test/cut", channel("cuts", "mock", "cut")),
             model("test/slow", channel("slow", "mock", "slow")),
             model("test/paced", channel("paced", "mock", "paced")),
@@ -264,11 +268,12 @@ def test_provider_credential_comes_from_environment(client: openai.OpenAI) -> No
 def test_failover_to_next_channel(
     client: openai.OpenAI, gateway: GatewayProcess, model: str, stream: bool
 ) -> None:
+    ok_channel = model.removeprefix("test/") + "-ok"
     raw = client.chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": "hi"}], stream=stream
     )
     if not (stream and model == "test/timeout"):
-        assert raw.headers["x-muxgate-channel"] == "ok"
+        assert raw.headers["x-muxgate-channel"] == ok_channel
     # else: the 0.5 s wait outlasted the 0.3 s keep-alive, so the stream opened (with a
     # ": processing" comment) before any channel had answered; the usage event names it.
     if stream:
@@ -277,7 +282,7 @@ def test_failover_to_next_channel(
         text = raw.parse().choices[0].message.content or ""
     assert text == "All good here."
     event = gateway.usage_for(raw.headers["x-muxgate-request-id"])
-    assert event.channel_id == "ok" and event.status == "ok"
+    assert event.channel_id == ok_channel and event.status == "ok"
 
 
 def test_every_channel_failing_is_502_no_provider_available(client: openai.OpenAI) -> None:

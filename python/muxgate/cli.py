@@ -1,22 +1,26 @@
-"""`muxgate` command line: `serve` (embedded gateway) and `mock-provider`."""
+"""`muxgate` command line: `serve` (embedded: everything in one process), `control` and
+`gateway` (production processes around Redis), `config import|export`, `mock-provider`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import secrets
 import sys
 from pathlib import Path
 
 from muxgate import __version__
 from muxgate import config as configuration
 from muxgate.demo import demo_config, demo_key
-from muxgate.gateway import server
 from muxgate.mock import MockConfig, run, start
 
 BANNER = """\
 muxgate {version} — embedded mode
   OpenAI endpoint  http://{host}:{port}/api/v1   (alias http://{host}:{port}/v1)
+  admin API        http://{host}:{port}/admin/v1   (docs /admin/v1/schema, token in {token_file})
   models           {models}
-  data directory   {data_dir}   (usage events in usage.jsonl)
+  data directory   {data_dir}   (SQLite store muxgate.db)
 {demo}"""
 
 DEMO = """\
@@ -28,59 +32,160 @@ DEMO = """\
     -d '{{"model": "openai/gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
 """
 
+ADMIN_TOKEN_ENV = "MUXGATE_ADMIN_TOKEN"
+
+
+def fail(message: str) -> int:
+    print(f"muxgate: {message}", file=sys.stderr)
+    return 2
+
+
+def embedded_admin_token(data_dir: Path) -> str:
+    """The admin token from the environment, else one created once per data directory."""
+    if token := os.environ.get(ADMIN_TOKEN_ENV):
+        return token
+    path = data_dir / "admin-token"
+    if path.exists():
+        return path.read_text().strip()
+    token = "mxa-" + secrets.token_urlsafe(32)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+async def import_into(database: str, config: configuration.ConfigFile) -> None:
+    from muxgate.store import Store  # noqa: PLC0415 (keeps `mock-provider` light)
+    from muxgate.store.config_io import import_config  # noqa: PLC0415
+
+    store = await Store.open(database)
+    try:
+        await import_config(store, config)
+    finally:
+        await store.close()
+
 
 def serve(args: argparse.Namespace) -> int:
+    from muxgate.embedded import database_url  # noqa: PLC0415
+    from muxgate.gateway import server  # noqa: PLC0415
+    from muxgate.store import StoreError  # noqa: PLC0415
+
+    if args.workers not in (None, 1):
+        return fail(
+            "embedded mode runs one worker; for more, run `muxgate control` and "
+            "`muxgate gateway --workers N` with Redis (see the README)"
+        )
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    demo = ""
+    database = args.database or database_url(data_dir)
     mock = None
     if args.config:
         try:
             cfg = configuration.load(args.config)
         except configuration.ConfigError as exc:
-            print(f"muxgate: {exc}", file=sys.stderr)
-            return 2
+            return fail(str(exc))
     else:
         mock = start(MockConfig(), host="127.0.0.1", port=0, threads=1)
         mock_url = f"http://127.0.0.1:{mock.port}/v1"
         key = demo_key(data_dir)
         cfg = demo_config(mock_url, key, configuration.GatewaySection())
+    try:
+        asyncio.run(import_into(database, cfg))
+    except (configuration.ConfigError, StoreError) as exc:
+        if mock is not None:
+            mock.stop()
+        return fail(f"{args.config or 'demo configuration'}: {exc}")
     gateway = cfg.gateway
     host = args.host or gateway.host
     port = args.port if args.port is not None else gateway.port
-    if mock is not None:
-        demo = DEMO.format(mock_url=mock_url, key=key, host=host, port=port)
-    workers = args.workers or gateway.workers
-    try:
-        snapshot = configuration.compile_snapshot(cfg, version=1)
-    except configuration.ConfigError as exc:
-        print(f"muxgate: {exc}", file=sys.stderr)
-        return 2
-    snapshot_path = data_dir / "snapshot.msgpack"
-    snapshot_path.write_bytes(snapshot.encode())
+    demo = "" if mock is None else DEMO.format(mock_url=mock_url, key=key, host=host, port=port)
+    token = embedded_admin_token(data_dir)
+    from_env = bool(os.environ.get(ADMIN_TOKEN_ENV))
+    token_file = f"${ADMIN_TOKEN_ENV}" if from_env else data_dir / "admin-token"
     print(
         BANNER.format(
             version=__version__,
             host=host,
             port=port,
+            token_file=token_file,
             models=", ".join(m.slug for m in cfg.models) or "(none)",
             data_dir=data_dir,
             demo=demo,
         ),
         flush=True,
     )
+    env = {
+        "MUXGATE_MODE": "embedded",
+        "MUXGATE_DATA_DIR": str(data_dir),
+        "MUXGATE_DATABASE": database,
+        ADMIN_TOKEN_ENV: token,
+    }
     try:
-        server.run(
-            snapshot_path=snapshot_path,
-            usage_log=data_dir / "usage.jsonl",
-            host=host,
-            port=port,
-            workers=workers,
-            max_body_bytes=gateway.max_body_bytes,
+        server.run_gateway(
+            env=env, host=host, port=port, workers=1, max_body_bytes=gateway.max_body_bytes
         )
     finally:
         if mock is not None:
             mock.stop()
+    return 0
+
+
+def control(args: argparse.Namespace) -> int:
+    from muxgate.gateway import server  # noqa: PLC0415
+
+    token = os.environ.get(ADMIN_TOKEN_ENV)
+    if not token:
+        return fail(f"set {ADMIN_TOKEN_ENV} to the admin token the admin API must require")
+    env = {"MUXGATE_DATABASE": args.database, "MUXGATE_REDIS": args.redis}
+    server.run_control(env=env, host=args.host, port=args.port)
+    return 0
+
+
+def gateway(args: argparse.Namespace) -> int:
+    from muxgate.gateway import server  # noqa: PLC0415
+
+    env = {
+        "MUXGATE_MODE": "redis",
+        "MUXGATE_REDIS": args.redis,
+        "MUXGATE_SPILL_DIR": str(Path(args.spill_dir).resolve()),
+    }
+    server.run_gateway(
+        env=env,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        max_body_bytes=args.max_body_bytes,
+    )
+    return 0
+
+
+def config_import(args: argparse.Namespace) -> int:
+    from muxgate.store import StoreError  # noqa: PLC0415
+
+    try:
+        cfg = configuration.load(args.file)
+        asyncio.run(import_into(args.database, cfg))
+    except (configuration.ConfigError, StoreError) as exc:
+        return fail(str(exc))
+    print(f"imported {args.file}; a running control plane publishes it on its next change")
+    return 0
+
+
+def config_export(args: argparse.Namespace) -> int:
+    from muxgate.store import Store  # noqa: PLC0415
+    from muxgate.store.config_io import export_config  # noqa: PLC0415
+
+    async def export() -> str:
+        store = await Store.open(args.database)
+        try:
+            return await export_config(store)
+        finally:
+            await store.close()
+
+    text = asyncio.run(export())
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -93,15 +198,47 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="muxgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("serve", help="run the gateway in embedded mode (no external services)")
+    p = commands.add_parser("serve", help="run everything in one process (no external services)")
     p.add_argument(
         "--config", help="TOML configuration; without it a demo with a mock provider runs"
     )
     p.add_argument("--host", help="listen address (default from config, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default from config, else 8080)")
-    p.add_argument("--workers", type=int, help="gateway worker processes")
+    p.add_argument("--workers", type=int, help="must be 1 in embedded mode")
     p.add_argument("--data-dir", default=".muxgate", help="state directory (default .muxgate)")
+    p.add_argument("--database", help="database URL (default: SQLite in the data directory)")
     p.set_defaults(func=serve)
+
+    p = commands.add_parser("control", help="run the control plane (admin API, metering)")
+    p.add_argument("--database", required=True, help="sqlite:///path or postgresql://...")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.set_defaults(func=control)
+
+    p = commands.add_parser("gateway", help="run gateway workers fed by Redis")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument(
+        "--spill-dir",
+        default=".muxgate/spill",
+        help="where usage waits on disk while Redis is unreachable",
+    )
+    p.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
+    p.set_defaults(func=gateway)
+
+    p = commands.add_parser("config", help="import or export the configuration as TOML")
+    config_commands = p.add_subparsers(dest="config_command", required=True)
+    c = config_commands.add_parser("import", help="create or update what a TOML file declares")
+    c.add_argument("file")
+    c.add_argument("--database", required=True)
+    c.set_defaults(func=config_import)
+    c = config_commands.add_parser("export", help="write the stored configuration as TOML")
+    c.add_argument("--database", required=True)
+    c.add_argument("--output", "-o", help="file to write (default: standard output)")
+    c.set_defaults(func=config_export)
 
     p = commands.add_parser("mock-provider", help="run the mock OpenAI-compatible provider")
     p.add_argument("--config", help="TOML file scripting per-model behaviour")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -69,11 +70,13 @@ class ModelSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     slug: str
     aliases: list[str] = []
     context_length: int | None = None
+    capabilities: list[str] = []
     channels: list[ChannelSection] = []
 
 
 class AccountSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     id: str
+    name: str = ""
     blocked: bool = False
 
 
@@ -85,7 +88,39 @@ class KeySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     secret: str | None = None
     secret_env: str | None = None
     digest: str | None = None
+    name: str = ""
     models: list[str] = []
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    credit_limit: str | None = None
+    """USD, as a decimal string."""
+    expires_at: datetime | None = None
+    enabled: bool = True
+
+
+class InsuranceRuleSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Stored and exported with the rest; enforced by the insurance component."""
+
+    id: str
+    trigger: str
+    description: str = ""
+    threshold: float | None = None
+    models: list[str] = []
+    channels: list[str] = []
+    payout_percent: int = 100
+    cap_per_request: str | None = None
+    cap_per_day: str | None = None
+    enabled: bool = True
+
+
+class RateLimitPolicySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    applies_to: str
+    description: str = ""
+    models: list[str] = []
+    rpm: int | None = None
+    tpm: int | None = None
+    burst: int | None = None
     enabled: bool = True
 
 
@@ -95,6 +130,8 @@ class ConfigFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     models: list[ModelSection] = []
     accounts: list[AccountSection] = []
     keys: list[KeySection] = []
+    insurance_rules: list[InsuranceRuleSection] = []
+    rate_limit_policies: list[RateLimitPolicySection] = []
 
 
 def load(path: str | Path) -> ConfigFile:
@@ -151,8 +188,10 @@ def validate(config: ConfigFile) -> None:
             raise ConfigError(f"providers.{p.id}.base_url: must start with http:// or https://")
         if p.protocol != "openai":
             raise ConfigError(f"providers.{p.id}.protocol: only 'openai' is supported")
+    # Channel ids name a provider endpoint everywhere (response header, usage, admin API), so
+    # they are unique across models, not only within one.
+    _unique([c.id for m in config.models for c in m.channels], "models.channels")
     for m in config.models:
-        _unique([c.id for c in m.channels], f"models.{m.slug}.channels")
         for c in m.channels:
             where = f"models.{m.slug}.channels.{c.id}"
             if c.provider not in providers:

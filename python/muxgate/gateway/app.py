@@ -7,14 +7,17 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
+import msgspec
 from granian.rsgi import HTTPProtocol, Scope
 
 from muxgate._native import Engine
-from muxgate.gateway.metering import JsonlSink, MemorySink, Meter, UsageSink
+from muxgate.gateway.metering import Meter
 from muxgate.gateway.protocols import openai
+from muxgate.gateway.runtime import RedisRuntime, WorkerRuntime
+from muxgate.store.crypto import CredentialCipher
 from muxgate.wire.errors import error_json
+from muxgate.wire.snapshot import RoutingSnapshot
 
 log = logging.getLogger("muxgate.gateway")
 
@@ -30,47 +33,60 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "/v1/models": ("GET", openai.models),
 }
 
+# Paths the control plane answers when it runs in this process (embedded mode).
+CONTROL_PREFIXES = ("/admin/", "/api/v1/management/")
+
 
 class Gateway:
     """One per worker process. Built from the environment so granian can import it by name."""
 
-    def __init__(
-        self,
-        snapshot_path: str | None,
-        sink: UsageSink,
-        max_body_bytes: int = 10 * 1024 * 1024,
-    ) -> None:
-        self.snapshot_path = snapshot_path
-        self.sink = sink
+    def __init__(self, runtime: WorkerRuntime, max_body_bytes: int = 10 * 1024 * 1024) -> None:
+        self.runtime = runtime
         self.max_body_bytes = max_body_bytes
         self.engine = Engine()
+        self.cipher = CredentialCipher.from_env()
         self.loop: asyncio.AbstractEventLoop
         self.meter: Meter
 
     @classmethod
     def from_env(cls) -> Gateway:
-        usage_log = os.environ.get("MUXGATE_USAGE_LOG")
-        return cls(
-            snapshot_path=os.environ.get("MUXGATE_SNAPSHOT"),
-            sink=JsonlSink(usage_log) if usage_log else MemorySink(),
-            max_body_bytes=int(os.environ.get("MUXGATE_MAX_BODY_BYTES", str(10 * 1024 * 1024))),
-        )
+        max_body = int(os.environ.get("MUXGATE_MAX_BODY_BYTES", str(10 * 1024 * 1024)))
+        runtime: WorkerRuntime
+        if os.environ.get("MUXGATE_MODE") == "embedded":
+            from muxgate.embedded import EmbeddedRuntime  # noqa: PLC0415 (control plane deps)
+
+            runtime = EmbeddedRuntime.from_env()
+        else:
+            runtime = RedisRuntime(
+                os.environ.get("MUXGATE_REDIS", "redis://127.0.0.1:6379/0"),
+                os.environ.get("MUXGATE_SPILL_DIR", ".muxgate/spill"),
+            )
+        return cls(runtime, max_body_bytes=max_body)
 
     def load_snapshot(self, data: bytes) -> None:
-        for warning in self.engine.load_snapshot(data):
+        """Load a snapshot, decrypting the provider credentials it carries encrypted."""
+        credentials: dict[str, str] = {}
+        for provider in msgspec.msgpack.decode(data, type=RoutingSnapshot).providers:
+            if provider.credential_encrypted is None:
+                continue
+            try:
+                credentials[provider.id] = self.cipher.decrypt(provider.credential_encrypted)
+            except ValueError as exc:
+                log.warning("provider %s: %s; its channels are disabled", provider.id, exc)
+        for warning in self.engine.load_snapshot(data, credentials):
             log.warning("routing snapshot: %s", warning)
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.meter = Meter(self.sink, loop)
+        self.meter = Meter(self.runtime.sink, loop)
         loop.add_reader(self.engine.wakeup_fd, self._on_wakeup)
-        if self.snapshot_path:
-            self.load_snapshot(Path(self.snapshot_path).read_bytes())
+        self.runtime.start(self, loop)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.remove_reader(self.engine.wakeup_fd)
         self._on_wakeup()
-        self.meter.close()
+        self.meter.flush()
+        self.runtime.stop(loop)
 
     def _on_wakeup(self) -> None:
         self.engine.drain()
@@ -85,6 +101,10 @@ class Gateway:
         if route is None:
             if scope.path == "/healthz":
                 self._health(proto)
+                return
+            control = self.runtime.control
+            if control is not None and scope.path.startswith(CONTROL_PREFIXES):
+                await control(scope, proto)
                 return
             message = f"No route for {scope.method} {scope.path}"
             proto.response_bytes(404, JSON, error_json(404, "not_found", message))

@@ -17,6 +17,9 @@ class Provider(msgspec.Struct, frozen=True, kw_only=True):
     credential_env: str | None = None
     headers: list[tuple[str, str]] = []
     connect_timeout_ms: int = 5_000
+    # A credential stored encrypted (Fernet, key `MUXGATE_SECRET_KEY`): it travels still
+    # encrypted and the worker decrypts it. The engine ignores this field.
+    credential_encrypted: str | None = None
 
 
 class Price(msgspec.Struct, frozen=True, kw_only=True):

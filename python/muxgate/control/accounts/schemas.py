@@ -1,0 +1,114 @@
+"""Accounts and their ledger as the admin API shows them. Amounts are USD decimal strings
+with the exact nano-USD integers beside them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from muxgate.control.fields import Id, Name, Note, Timestamp, Usd
+from muxgate.store import accounts, ledger
+from muxgate.store.money import nano_to_usd
+
+
+class Balance(msgspec.Struct, frozen=True, kw_only=True):
+    total: str
+    purchased: str
+    bonus: str
+    total_nano: int
+    purchased_nano: int
+    bonus_nano: int
+
+    @classmethod
+    def of(cls, b: ledger.Balance) -> Balance:
+        return cls(
+            total=nano_to_usd(b.total_nano),
+            purchased=nano_to_usd(b.purchased_nano),
+            bonus=nano_to_usd(b.bonus_nano),
+            total_nano=b.total_nano,
+            purchased_nano=b.purchased_nano,
+            bonus_nano=b.bonus_nano,
+        )
+
+
+class Account(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    blocked: bool
+    """Blocked by an operator."""
+    effectively_blocked: bool
+    """Blocked by an operator or by a balance at or below zero: what the gateway applies."""
+    balance: Balance
+    created_at: datetime
+
+    @classmethod
+    def of(cls, a: accounts.AccountRecord) -> Account:
+        return cls(
+            id=a.id,
+            name=a.name,
+            blocked=a.blocked,
+            effectively_blocked=a.effectively_blocked,
+            balance=Balance.of(a.balance),
+            created_at=a.created_at,
+        )
+
+
+class AccountCreate(msgspec.Struct, frozen=True, kw_only=True):
+    id: Id
+    name: Name = ""
+    blocked: bool = False
+
+
+class AccountUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    name: Name | UnsetType = UNSET
+    blocked: bool | UnsetType = UNSET
+
+
+class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    account: str
+    kind: ledger.LedgerKind
+    purchased: str
+    bonus: str
+    purchased_nano: int
+    bonus_nano: int
+    request_id: str | None
+    key_id: str | None
+    expires_at: datetime | None
+    note: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, e: ledger.LedgerEntry) -> LedgerEntry:
+        return cls(
+            id=e.id,
+            account=e.account_id,
+            kind=e.kind,
+            purchased=nano_to_usd(e.purchased_nano),
+            bonus=nano_to_usd(e.bonus_nano),
+            purchased_nano=e.purchased_nano,
+            bonus_nano=e.bonus_nano,
+            request_id=e.request_id,
+            key_id=e.key_id,
+            expires_at=e.expires_at,
+            note=e.note,
+            created_at=e.created_at,
+        )
+
+
+class LedgerEntryCreate(msgspec.Struct, frozen=True, kw_only=True):
+    """A top-up or refund (positive) or an adjustment (either sign) of one bucket."""
+
+    kind: Literal["top_up", "adjustment", "refund"]
+    amount: Usd
+    bucket: Literal["purchased", "bonus"] = "purchased"
+    expires_at: Timestamp | None = None
+    """Only for a positive bonus grant: when its unspent part expires."""
+    note: Note = ""
+
+
+LedgerLimit = Annotated[int, Meta(ge=1, le=1000)]
+LedgerCursor = Annotated[int, Meta(ge=1, le=2**62)]

@@ -1,0 +1,78 @@
+"""The control plane's Litestar application: the admin API under `/admin/v1`, guarded by the
+admin token, with its OpenAPI document and interactive docs at `/admin/v1/schema`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from muxgate.control.accounts.controllers import AccountController
+from muxgate.control.catalog.controllers import (
+    ChannelController,
+    ModelController,
+    ProviderController,
+)
+from muxgate.control.deps import RoutingChanged, provide_changed, provide_store
+from muxgate.control.errors import EXCEPTION_HANDLERS
+from muxgate.control.guards import admin_guard
+from muxgate.control.keys.controllers import KeyController
+from muxgate.control.policies.controllers import (
+    InsuranceRuleController,
+    RateLimitPolicyController,
+)
+from muxgate.store import Store
+
+API_PREFIX = "/admin/v1"
+
+
+def create_app(
+    store: Store, *, admin_token: str, on_change: Callable[[], Awaitable[None]]
+) -> Litestar:
+    """The admin API over `store`. `on_change` is awaited after every accepted change the
+    routing snapshot depends on (keys, accounts, catalog, ledger entries)."""
+    admin = Router(
+        path=API_PREFIX,
+        route_handlers=[
+            AccountController,
+            KeyController,
+            ProviderController,
+            ModelController,
+            ChannelController,
+            InsuranceRuleController,
+            RateLimitPolicyController,
+        ],
+        guards=[admin_guard(admin_token)],
+        security=[{"adminToken": []}],
+    )
+    openapi = OpenAPIConfig(
+        title="muxgate admin API",
+        version="1",
+        path=f"{API_PREFIX}/schema",
+        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        components=Components(
+            security_schemes={
+                "adminToken": SecurityScheme(
+                    type="http", scheme="bearer", description="The admin token"
+                )
+            }
+        ),
+        use_handler_docstrings=True,
+    )
+    app = Litestar(
+        route_handlers=[admin],
+        dependencies={
+            "store": Provide(provide_store, sync_to_thread=False),
+            "changed": Provide(provide_changed, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi,
+        request_max_body_size=1024 * 1024,
+    )
+    app.state.store = store
+    app.state.routing_changed = RoutingChanged(on_change)
+    return app

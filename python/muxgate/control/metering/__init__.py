@@ -1,0 +1,1 @@
+"""Metering: usage events from the stream into usage records."""

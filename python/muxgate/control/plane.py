@@ -1,0 +1,141 @@
+"""The control plane's moving parts besides its HTTP API: publishing the routing snapshot after
+every change, consuming usage into records and ledger entries, and the periodic jobs (bonus
+expiry, usage retention, key expiry, republishing after Redis lost its data).
+
+The same object runs in production (Redis buses) and in embedded mode (the local bus)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+
+from litestar import Litestar
+
+from muxgate.bus.base import BusUnavailable, SnapshotBus, UsageBus
+from muxgate.control.app import create_app
+from muxgate.control.metering.consumer import UsageConsumer
+from muxgate.control.routing.compile import compile_snapshot, next_key_expiry, stored_snapshot
+from muxgate.store import Store
+from muxgate.store.ledger import expire_bonus, now_utc
+from muxgate.store.usage import purge_usage, record_usage
+from muxgate.wire.usage import UsageEvent
+
+log = logging.getLogger("muxgate.control")
+
+
+class ControlPlane:
+    """Owns the store; start with `await start()`, stop with `await stop()`."""
+
+    def __init__(
+        self,
+        store: Store,
+        snapshots: SnapshotBus,
+        usage: UsageBus,
+        *,
+        admin_token: str,
+        consumer: str | None = None,
+        job_interval: float = 30.0,
+        watch_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.snapshots = snapshots
+        self.usage = usage
+        self.job_interval = job_interval
+        self.watch_interval = watch_interval
+        self.app: Litestar = create_app(store, admin_token=admin_token, on_change=self.publish)
+        self.consumer = UsageConsumer(usage, self.record, consumer=consumer)
+        self._publish_lock = asyncio.Lock()
+        self._published = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.publish()
+        self.consumer.start()
+        self._tasks = [
+            asyncio.ensure_future(self._jobs()),
+            asyncio.ensure_future(self._watch_bus()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.consumer.stop()
+
+    async def publish(self) -> None:
+        """Compile the store into the next snapshot and publish it. The compile is committed
+        first, so a publish that fails (Redis down) is repeated by `_watch_bus`."""
+        async with self._publish_lock:
+            snapshot = await compile_snapshot(self.store)
+            log.info("routing snapshot %d compiled", snapshot.version)
+            await self._send(snapshot.version, snapshot.encode())
+
+    async def _send(self, version: int, data: bytes) -> None:
+        try:
+            await self.snapshots.publish_snapshot(version, data)
+        except BusUnavailable as exc:
+            log.warning("routing snapshot %d not published yet: %s", version, exc)
+            return
+        self._published = max(self._published, version)
+
+    async def record(self, events: list[UsageEvent]) -> None:
+        """The metering handler: records and charges (idempotent), then blocks accounts and
+        keys that ran out on every worker."""
+        result = await record_usage(self.store, events)
+        if result.unknown_accounts:
+            log.warning("usage for unknown accounts %s recorded", result.unknown_accounts)
+        if result.blocked_accounts or result.exhausted_keys:
+            await self.publish()
+
+    async def _watch_bus(self) -> None:
+        """Republish the stored snapshot when the bus lost it (Redis restarted empty) or a
+        publish failed while it was down."""
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            try:
+                current = await self.snapshots.current_version()
+            except BusUnavailable:
+                continue
+            version, data = await stored_snapshot(self.store)
+            if data is not None and (current is None or current < version):
+                log.info("republishing routing snapshot %d", version)
+                async with self._publish_lock:
+                    await self._send(version, data)
+
+    async def _jobs(self) -> None:
+        next_expiry: datetime | None = await next_key_expiry(self.store)
+        while True:
+            await asyncio.sleep(self.job_interval if next_expiry is None else 0.5)
+            now = now_utc()
+            try:
+                if next_expiry is not None and next_expiry <= now:
+                    await self.publish()
+                    next_expiry = await next_key_expiry(self.store, now)
+                    continue
+                if next_expiry is None or self._job_due(now):
+                    await self.run_jobs(now)
+                    next_expiry = await next_key_expiry(self.store, now)
+            except Exception:
+                log.exception("control plane job failed; retrying at the next interval")
+
+    _last_jobs: datetime | None = None
+
+    def _job_due(self, now: datetime) -> bool:
+        last = self._last_jobs
+        return last is None or (now - last).total_seconds() >= self.job_interval
+
+    async def run_jobs(self, now: datetime | None = None) -> None:
+        """Expire bonus grants and purge usage past retention; recompile when balances moved."""
+        now = now or now_utc()
+        self._last_jobs = now
+        expired = await expire_bonus(self.store, now)
+        purged = await purge_usage(self.store)
+        if purged:
+            log.info("purged %d usage records past retention", purged)
+        if expired.entries:
+            await self.publish()

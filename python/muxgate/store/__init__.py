@@ -1,0 +1,6 @@
+"""The control plane's SQL store: schema, migrations and one query module per concept."""
+
+from muxgate.store.errors import Conflict, Invalid, NotFound, SecretKeyMissing, StoreError
+from muxgate.store.store import Store
+
+__all__ = ["Conflict", "Invalid", "NotFound", "SecretKeyMissing", "Store", "StoreError"]

@@ -1,0 +1,291 @@
+"""The TOML configuration file as an import/export format of the store's data.
+
+Import merges: every entity in the file is created or updated by id, nothing absent from the
+file is deleted, and the whole import is one transaction. Export writes what import reads;
+secrets never appear (keys as digests, encrypted provider credentials left out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from muxgate import config as cfg
+from muxgate.store import accounts, catalog, keys, policies, settings
+from muxgate.store.errors import Invalid, NotFound
+from muxgate.store.ledger import now_utc
+from muxgate.store.money import nano_to_usd, usd_to_nano
+from muxgate.store.store import Store
+from muxgate.store.toml_text import dumps
+
+
+async def _upsert(create: Any, update: Any, get: Any, ident: str, **fields: Any) -> None:
+    try:
+        await get(ident)
+    except NotFound:
+        await create(ident, **fields)
+    else:
+        await update(ident, **fields)
+
+
+def _hint(key: cfg.KeySection, digest: str) -> str:
+    secret = key.secret
+    return keys.hint_of(secret) if secret else "digest:" + digest[:8]
+
+
+async def _import_keys(store: Store, config: cfg.ConfigFile, digests: dict[str, str]) -> None:
+    for k in config.keys:
+        where = f"keys.{k.id}"
+        credit = (
+            None if k.credit_limit is None else usd_to_nano(k.credit_limit, f"{where}.credit_limit")
+        )
+        fields: dict[str, Any] = {
+            "name": k.name,
+            "models": k.models,
+            "rpm_limit": k.rpm_limit,
+            "tpm_limit": k.tpm_limit,
+            "credit_limit_nano": credit,
+            "expires_at": k.expires_at,
+            "enabled": k.enabled,
+        }
+        digest, hint = digests[k.id], _hint(k, digests[k.id])
+        try:
+            current = await keys.get_key(store, k.id)
+        except NotFound:
+            async with store.transaction() as conn:
+                await keys.insert_key(
+                    conn,
+                    key_id=k.id,
+                    account_id=k.account,
+                    digest=digest,
+                    hint=hint,
+                    now=now_utc(),
+                    **fields,
+                )
+            continue
+        if current.account_id != k.account:
+            raise Invalid(f"{where}.account: a key cannot move to another account", "account")
+        await keys.update_key(store, k.id, **fields)
+        if current.digest != digest:
+            await keys.set_digest(store, k.id, digest, hint)
+
+
+async def import_config(store: Store, config: cfg.ConfigFile) -> None:
+    """Create or update everything in `config`, atomically. Raises `config.ConfigError` for a
+    file that does not validate and a `StoreError` for one that clashes with the store."""
+    cfg.validate(config)
+    compiled = cfg.compile_snapshot(config, version=0)  # prices, timeouts and key digests
+    digests = {k.id: k.digest for k in compiled.keys}
+    async with store.transaction():
+        await settings.update_settings(
+            store,
+            keepalive_ms=compiled.settings.keepalive_ms,
+            max_attempts=compiled.settings.max_attempts,
+        )
+        for p, wp in zip(config.providers, compiled.providers, strict=True):
+            fields: dict[str, Any] = {
+                "base_url": p.base_url,
+                "protocol": p.protocol,
+                "headers": p.headers,
+                "connect_timeout_ms": wp.connect_timeout_ms,
+            }
+            # A provider whose credential is stored encrypted keeps it unless the file names
+            # an environment variable instead.
+            if p.credential_env is not None:
+                fields["credential_env"] = p.credential_env
+            await _upsert(
+                lambda i, **f: catalog.create_provider(store, i, **f),
+                lambda i, **f: catalog.update_provider(store, i, **f),
+                lambda i: catalog.get_provider(store, i),
+                p.id,
+                **fields,
+            )
+        for m, wm in zip(config.models, compiled.models, strict=True):
+            await _upsert(
+                lambda i, **f: catalog.create_model(store, i, **f),
+                lambda i, **f: catalog.update_model(store, i, **f),
+                lambda i: catalog.get_model(store, i),
+                m.slug,
+                aliases=m.aliases,
+                context_length=m.context_length,
+                capabilities=m.capabilities,
+            )
+            for c in wm.channels:
+                await _upsert(
+                    lambda i, **f: catalog.create_channel(store, i, **f),
+                    lambda i, **f: catalog.update_channel(store, i, **f),
+                    lambda i: catalog.get_channel(store, i),
+                    c.id,
+                    model_slug=m.slug,
+                    provider_id=c.provider,
+                    upstream_model=c.upstream_model,
+                    weight=c.weight,
+                    price_prompt_nano=c.price.prompt,
+                    price_completion_nano=c.price.completion,
+                    price_cached_nano=c.price.cached,
+                    first_byte_timeout_ms=c.timeouts.first_byte_ms,
+                    idle_timeout_ms=c.timeouts.idle_ms,
+                    total_timeout_ms=c.timeouts.total_ms,
+                    enabled=c.enabled,
+                )
+        for a in config.accounts:
+            await _upsert(
+                lambda i, **f: accounts.create_account(store, i, **f),
+                lambda i, **f: accounts.update_account(store, i, **f),
+                lambda i: accounts.get_account(store, i),
+                a.id,
+                name=a.name,
+                blocked=a.blocked,
+            )
+        await _import_keys(store, config, digests)
+        for r in config.insurance_rules:
+            where = f"insurance_rules.{r.id}"
+            await _upsert(
+                lambda i, **f: policies.create_insurance_rule(store, i, **f),
+                lambda i, **f: policies.update_insurance_rule(store, i, **f),
+                lambda i: policies.get_insurance_rule(store, i),
+                r.id,
+                description=r.description,
+                trigger=r.trigger,
+                threshold=r.threshold,
+                models=r.models,
+                channels=r.channels,
+                payout_percent=r.payout_percent,
+                cap_per_request_nano=_opt_usd(r.cap_per_request, f"{where}.cap_per_request"),
+                cap_per_day_nano=_opt_usd(r.cap_per_day, f"{where}.cap_per_day"),
+                enabled=r.enabled,
+            )
+        for pol in config.rate_limit_policies:
+            await _upsert(
+                lambda i, **f: policies.create_rate_limit_policy(store, i, **f),
+                lambda i, **f: policies.update_rate_limit_policy(store, i, **f),
+                lambda i: policies.get_rate_limit_policy(store, i),
+                pol.id,
+                description=pol.description,
+                applies_to=pol.applies_to,
+                models=pol.models,
+                rpm=pol.rpm,
+                tpm=pol.tpm,
+                burst=pol.burst,
+                enabled=pol.enabled,
+            )
+
+
+def _opt_usd(value: str | None, field: str) -> int | None:
+    return None if value is None else usd_to_nano(value, field)
+
+
+def _opt_nano(value: int | None) -> str | None:
+    return None if value is None else nano_to_usd(value)
+
+
+async def export_config(store: Store) -> str:
+    """The store's catalog, accounts, keys and policies as configuration TOML."""
+    async with store.read():
+        conf = await settings.get_settings(store)
+        providers = await catalog.list_providers(store)
+        models = await catalog.list_models(store)
+        channels = await catalog.list_channels(store)
+        account_list = await accounts.list_accounts(store)
+        key_list = await keys.list_keys(store)
+        rules = await policies.list_insurance_rules(store)
+        limits = await policies.list_rate_limit_policies(store)
+    notes = ["muxgate configuration exported from the store.", ""]
+    for p in providers:
+        if p.credential_encrypted is not None:
+            notes.append(f"provider {p.id!r}: its encrypted credential stays in the store.")
+    revoked = [k.id for k in key_list if k.revoked_at is not None]
+    if revoked:
+        notes.append(f"revoked keys left out: {', '.join(revoked)}")
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for c in channels:
+        by_model.setdefault(c.model_slug, []).append(
+            {
+                "id": c.id,
+                "provider": c.provider_id,
+                "upstream_model": c.upstream_model,
+                "weight": c.weight,
+                "enabled": c.enabled,
+                "price": {
+                    "prompt": nano_to_usd(c.price_prompt_nano),
+                    "completion": nano_to_usd(c.price_completion_nano),
+                    "cached": nano_to_usd(c.price_cached_nano),
+                },
+                "timeouts": {
+                    "first_byte_seconds": c.first_byte_timeout_ms / 1000,
+                    "idle_seconds": c.idle_timeout_ms / 1000,
+                    "total_seconds": c.total_timeout_ms / 1000,
+                },
+            }
+        )
+    document: dict[str, Any] = {
+        "gateway": {
+            "keepalive_seconds": conf.keepalive_ms / 1000,
+            "max_attempts": conf.max_attempts,
+        },
+        "providers": [
+            {
+                "id": p.id,
+                "base_url": p.base_url,
+                "protocol": p.protocol,
+                "credential_env": p.credential_env,
+                "headers": p.headers,
+                "connect_timeout_seconds": p.connect_timeout_ms / 1000,
+            }
+            for p in providers
+        ],
+        "models": [
+            {
+                "slug": m.slug,
+                "aliases": m.aliases,
+                "context_length": m.context_length,
+                "capabilities": m.capabilities,
+                "channels": by_model.get(m.slug) or None,
+            }
+            for m in models
+        ],
+        "accounts": [{"id": a.id, "name": a.name, "blocked": a.blocked} for a in account_list],
+        "keys": [
+            {
+                "id": k.id,
+                "account": k.account_id,
+                "digest": k.digest,
+                "name": k.name,
+                "models": k.models,
+                "rpm_limit": k.rpm_limit,
+                "tpm_limit": k.tpm_limit,
+                "credit_limit": _opt_nano(k.credit_limit_nano),
+                "expires_at": k.expires_at,
+                "enabled": k.enabled,
+            }
+            for k in key_list
+            if k.revoked_at is None
+        ],
+        "insurance_rules": [
+            {
+                "id": r.id,
+                "trigger": r.trigger,
+                "description": r.description,
+                "threshold": r.threshold,
+                "models": r.models,
+                "channels": r.channels,
+                "payout_percent": r.payout_percent,
+                "cap_per_request": _opt_nano(r.cap_per_request_nano),
+                "cap_per_day": _opt_nano(r.cap_per_day_nano),
+                "enabled": r.enabled,
+            }
+            for r in rules
+        ],
+        "rate_limit_policies": [
+            {
+                "id": pol.id,
+                "applies_to": pol.applies_to,
+                "description": pol.description,
+                "models": pol.models,
+                "rpm": pol.rpm,
+                "tpm": pol.tpm,
+                "burst": pol.burst,
+                "enabled": pol.enabled,
+            }
+            for pol in limits
+        ],
+    }
+    return dumps(document, notes)

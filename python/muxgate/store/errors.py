@@ -1,0 +1,33 @@
+"""Errors the store raises; the control plane maps each to one HTTP status in one place."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error the store reports to its callers."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(StoreError):
+    """The addressed row does not exist."""
+
+    def __init__(self, resource: str, ident: str) -> None:
+        super().__init__(f"{resource} {ident!r} not found")
+        self.resource = resource
+        self.ident = ident
+
+
+class Conflict(StoreError):
+    """The change clashes with existing rows (duplicate id, name taken, still referenced)."""
+
+
+class Invalid(StoreError):
+    """Well-formed input the store cannot accept (unknown reference, inconsistent values)."""
+
+
+class SecretKeyMissing(Invalid):
+    """An encrypted credential was given but no encryption key is configured."""

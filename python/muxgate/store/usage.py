@@ -1,0 +1,190 @@
+"""Usage records and the charges they carry, written together and idempotently.
+
+A batch of events is one transaction: new records are inserted (replays of a request id are
+skipped by the primary key), then one charge per new record with a cost, split bonus-first
+against the balances read under the account locks. Nothing here is one round trip per row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import Insert, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from muxgate.store import settings
+from muxgate.store import tables as t
+from muxgate.store.keys import spent
+from muxgate.store.ledger import balances, lock_accounts, now_utc, split_charge
+from muxgate.store.store import Store
+from muxgate.wire.usage import UsageEvent
+
+_EVENT_FIELDS = [f for f in UsageEvent.__struct_fields__ if f != "created_ms"]
+
+
+class RecordResult(msgspec.Struct, frozen=True, kw_only=True):
+    inserted: int
+    """New usage records; replayed events are not counted."""
+    duplicates: int
+    charged_nano: int
+    blocked_accounts: list[str]
+    """Accounts whose total balance crossed from above zero to zero or below."""
+    exhausted_keys: list[str]
+    """Keys whose charges reached their credit limit in this batch."""
+    unknown_accounts: list[str]
+    """Accounts named by events but absent from the store: recorded, not charged."""
+
+
+def _insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Insert:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt: Insert = dialect.insert(table).on_conflict_do_nothing()
+    return stmt
+
+
+def _row(event: UsageEvent) -> dict[str, Any]:
+    row = {name: getattr(event, name) for name in _EVENT_FIELDS}
+    row["created_at"] = datetime.fromtimestamp(event.created_ms / 1000, UTC)
+    return row
+
+
+async def _insert_new(conn: AsyncConnection, events: list[UsageEvent]) -> set[str]:
+    """Insert the records; the request ids that were new."""
+    table = t.usage_records
+    stmt = _insert_ignoring_conflicts(conn, table).returning(table.c.request_id)
+    result = await conn.execute(stmt, [_row(e) for e in events])
+    return set(result.scalars())
+
+
+async def record_usage(
+    store: Store, events: Sequence[UsageEvent], now: datetime | None = None
+) -> RecordResult:
+    """Insert new usage records and their charges in one transaction; replaying events
+    inserts and charges nothing twice."""
+    now = now or now_utc()
+    unique: dict[str, UsageEvent] = {}
+    for event in events:
+        unique.setdefault(event.request_id, event)
+    if not unique:
+        return RecordResult(
+            inserted=0,
+            duplicates=0,
+            charged_nano=0,
+            blocked_accounts=[],
+            exhausted_keys=[],
+            unknown_accounts=[],
+        )
+    async with store.transaction() as conn:
+        # Lock first: the balances read below decide the bonus/purchased split.
+        costly = [e for e in unique.values() if e.cost_nano_usd > 0]
+        known = await lock_accounts(conn, {e.account_id for e in costly})
+        new_ids = await _insert_new(conn, list(unique.values()))
+        charges = [e for e in costly if e.request_id in new_ids and e.account_id in known]
+        unknown = sorted({e.account_id for e in costly if e.request_id in new_ids} - known)
+        before = await balances(conn, {e.account_id for e in charges})
+        limited = await _limited_keys(conn, {e.key_id for e in charges})
+        spend_before = await spent(conn, list(limited))
+        bonus = {a: b.bonus_nano for a, b in before.items()}
+        rows: list[dict[str, Any]] = []
+        charged: dict[str, int] = {}
+        by_key: dict[str, int] = {}
+        for event in charges:
+            cost = event.cost_nano_usd
+            purchased_part, bonus_part = split_charge(cost, bonus[event.account_id])
+            bonus[event.account_id] += bonus_part
+            charged[event.account_id] = charged.get(event.account_id, 0) + cost
+            by_key[event.key_id] = by_key.get(event.key_id, 0) + cost
+            rows.append(
+                {
+                    "account_id": event.account_id,
+                    "kind": "charge",
+                    "purchased_nano": purchased_part,
+                    "bonus_nano": bonus_part,
+                    "request_id": event.request_id,
+                    "key_id": event.key_id,
+                    "grant_id": None,
+                    "expires_at": None,
+                    "note": "",
+                    "created_at": now,
+                }
+            )
+        if rows:
+            # A charge can outlive its usage record (purged, then the event replayed): the
+            # (kind, request_id) key keeps it single.
+            await conn.execute(_insert_ignoring_conflicts(conn, t.ledger_entries), rows)
+        blocked = sorted(
+            a for a, b in before.items() if b.total_nano > 0 >= b.total_nano - charged[a]
+        )
+        exhausted = sorted(
+            k
+            for k, limit in limited.items()
+            if k in by_key and spend_before.get(k, 0) < limit <= spend_before.get(k, 0) + by_key[k]
+        )
+    return RecordResult(
+        inserted=len(new_ids),
+        duplicates=len(events) - len(new_ids),
+        charged_nano=sum(charged.values()),
+        blocked_accounts=blocked,
+        exhausted_keys=exhausted,
+        unknown_accounts=unknown,
+    )
+
+
+async def _limited_keys(conn: AsyncConnection, key_ids: set[str]) -> dict[str, int]:
+    if not key_ids:
+        return {}
+    k = t.api_keys
+    rows = await conn.execute(
+        select(k.c.id, k.c.credit_limit_nano).where(
+            k.c.id.in_(sorted(key_ids)), k.c.credit_limit_nano.is_not(None)
+        )
+    )
+    return {key_id: int(limit) for key_id, limit in rows}
+
+
+async def purge_usage(store: Store, older_than: datetime | None = None) -> int:
+    """Delete usage records created before `older_than` (default: the retention setting)."""
+    async with store.transaction() as conn:
+        if older_than is None:
+            days = (await settings.load(conn)).usage_retention_days
+            older_than = now_utc() - timedelta(days=days)
+        result = await conn.execute(
+            delete(t.usage_records).where(t.usage_records.c.created_at < older_than)
+        )
+        return int(result.rowcount)
+
+
+async def usage_count(store: Store) -> int:
+    async with store.read() as conn:
+        return int(
+            (await conn.execute(select(func.count()).select_from(t.usage_records))).scalar_one()
+        )
+
+
+def _event(row: Any) -> UsageEvent:
+    values = {name: row._mapping[name] for name in _EVENT_FIELDS}
+    values["created_ms"] = int(row.created_at.timestamp() * 1000)
+    return msgspec.convert(values, UsageEvent)
+
+
+async def get_usage(
+    store: Store, request_id: str, account_id: str | None = None
+) -> UsageEvent | None:
+    """One request's usage record; with `account_id`, only if it belongs to that account."""
+    u = t.usage_records
+    query = select(u).where(u.c.request_id == request_id)
+    if account_id is not None:
+        query = query.where(u.c.account_id == account_id)
+    async with store.read() as conn:
+        row = (await conn.execute(query)).one_or_none()
+    return None if row is None else _event(row)
+
+
+async def list_usage(store: Store, limit: int = 10_000) -> list[UsageEvent]:
+    """The newest usage records, newest first."""
+    u = t.usage_records
+    query = select(u).order_by(u.c.created_at.desc()).limit(limit)
+    async with store.read() as conn:
+        return [_event(row) for row in await conn.execute(query)]

@@ -1,0 +1,222 @@
+"""The admin API over a real store: auth, CRUD, error bodies with field paths, balances,
+one-time key secrets and the routing-change notifications."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from muxgate.store import Store, keys
+
+Client = AsyncTestClient[Litestar]
+
+
+def error_of(body: Any) -> dict[str, Any]:
+    assert set(body) == {"error"}, body
+    detail: dict[str, Any] = body["error"]
+    assert set(detail) == {"code", "type", "message", "field"}
+    return detail
+
+
+async def test_the_admin_token_is_required(app: Litestar) -> None:
+    async with AsyncTestClient(app) as anonymous:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+            response = await anonymous.get("/admin/v1/accounts", headers=headers)
+            assert response.status_code == 401
+            assert error_of(response.json())["code"] == "401"
+        # The schema and the docs are public: they hold no data.
+        assert (await anonymous.get("/admin/v1/schema/openapi.json")).status_code == 200
+        assert (await anonymous.get("/admin/v1/schema")).status_code == 200
+
+
+async def test_accounts_balances_and_ledger(client: Client, changes: Any) -> None:
+    created = await client.post("/admin/v1/accounts", json={"id": "acme", "name": "Acme"})
+    assert created.status_code == 201
+    balance = created.json()["balance"]
+    assert balance == {
+        "total": "5",
+        "purchased": "0",
+        "bonus": "5",
+        "total_nano": 5_000_000_000,
+        "purchased_nano": 0,
+        "bonus_nano": 5_000_000_000,
+    }
+    assert changes.count == 1
+    top_up = await client.post(
+        "/admin/v1/accounts/acme/ledger", json={"kind": "top_up", "amount": "10.000000001"}
+    )
+    assert top_up.status_code == 201
+    assert top_up.json()["purchased_nano"] == 10_000_000_001
+    assert changes.count == 2
+    account = (await client.get("/admin/v1/accounts/acme")).json()
+    assert account["balance"]["total"] == "15.000000001"
+    assert not account["effectively_blocked"]
+    entries = (await client.get("/admin/v1/accounts/acme/ledger")).json()
+    assert [e["kind"] for e in entries] == ["top_up", "trial"]
+    limited = await client.get("/admin/v1/accounts/acme/ledger", params={"limit": 1})
+    assert len(limited.json()) == 1
+
+    blocked = await client.patch("/admin/v1/accounts/acme", json={"blocked": True})
+    assert blocked.json()["effectively_blocked"]
+    assert blocked.json()["name"] == "Acme"
+
+
+async def test_ledger_entries_that_overdraw_bonus_are_refused(client: Client) -> None:
+    await client.post("/admin/v1/accounts", json={"id": "acme"})
+    response = await client.post(
+        "/admin/v1/accounts/acme/ledger",
+        json={"kind": "adjustment", "amount": "-6", "bucket": "bonus"},
+    )
+    assert response.status_code == 422
+    assert error_of(response.json())["field"] == "amount"
+    refund = await client.post(
+        "/admin/v1/accounts/acme/ledger", json={"kind": "refund", "amount": "-1"}
+    )
+    assert refund.status_code == 422
+    ghost = await client.post(
+        "/admin/v1/accounts/ghost/ledger", json={"kind": "top_up", "amount": "1"}
+    )
+    assert ghost.status_code == 404
+
+
+async def test_errors_name_the_field(client: Client) -> None:
+    bad_id = await client.post("/admin/v1/accounts", json={"id": "has space"})
+    assert bad_id.status_code == 400
+    assert error_of(bad_id.json())["field"] == "id"
+    await client.post("/admin/v1/accounts", json={"id": "acme"})
+    dup = await client.post("/admin/v1/accounts", json={"id": "acme"})
+    assert dup.status_code == 409
+    assert error_of(dup.json()) == {
+        "code": "409",
+        "type": "conflict",
+        "message": "account 'acme' already exists",
+        "field": "id",
+    }
+    missing = await client.get("/admin/v1/keys/ghost")
+    assert missing.status_code == 404
+    assert error_of(missing.json())["type"] == "not_found"
+    await client.post("/admin/v1/providers", json={"id": "p", "base_url": "https://x"})
+    await client.post("/admin/v1/models", json={"slug": "a/b"})
+    price = await client.post(
+        "/admin/v1/channels",
+        json={
+            "id": "c",
+            "model": "a/b",
+            "provider": "p",
+            "upstream_model": "b",
+            "price": {"prompt": "-1"},
+        },
+    )
+    assert price.status_code == 400
+    assert error_of(price.json())["field"] == "price.prompt"
+    unknown = await client.post(
+        "/admin/v1/channels",
+        json={"id": "c", "model": "a/zzz", "provider": "p", "upstream_model": "b"},
+    )
+    assert unknown.status_code == 422
+    assert error_of(unknown.json())["field"] == "model"
+    body = await client.post("/admin/v1/keys", content=b"{not json")
+    assert body.status_code == 400
+    assert error_of(body.json())["code"] == "400"
+
+
+async def test_key_secret_is_shown_once(client: Client, store: Store, changes: Any) -> None:
+    await client.post("/admin/v1/accounts", json={"id": "acme"})
+    created = await client.post(
+        "/admin/v1/keys",
+        json={"account": "acme", "name": "ci", "models": ["openai/*"], "credit_limit": "2.5"},
+    )
+    assert created.status_code == 201
+    secret = created.json()["secret"]
+    key = created.json()["key"]
+    assert key["hint"] == f"sk-mx-...{secret[-4:]}"
+    assert key["credit_limit_nano"] == 2_500_000_000
+    assert "digest" not in key
+    stored = await keys.get_key(store, key["id"])
+    assert stored.digest == keys.digest_of(secret)
+    for response in (
+        await client.get(f"/admin/v1/keys/{key['id']}"),
+        await client.get("/admin/v1/keys", params={"account": "acme"}),
+    ):
+        assert secret not in response.text
+        assert stored.digest not in response.text
+
+    rotated = await client.post(f"/admin/v1/keys/{key['id']}/rotate")
+    assert rotated.status_code == 200
+    assert rotated.json()["secret"] != secret
+    disabled = await client.patch(f"/admin/v1/keys/{key['id']}", json={"enabled": False})
+    assert not disabled.json()["usable"]
+    cleared = await client.patch(f"/admin/v1/keys/{key['id']}", json={"credit_limit": None})
+    assert cleared.json()["credit_limit"] is None
+    assert cleared.json()["name"] == "ci"
+    revoked = await client.post(f"/admin/v1/keys/{key['id']}/revoke")
+    assert revoked.json()["revoked_at"] is not None
+    again = await client.patch(f"/admin/v1/keys/{key['id']}", json={"enabled": True})
+    assert again.status_code == 409
+    assert changes.count == 6  # account, create, rotate, 2 updates, revoke
+
+
+async def test_catalog_crud_with_slugs_in_the_path(client: Client, changes: Any) -> None:
+    provider = await client.post(
+        "/admin/v1/providers",
+        json={"id": "openai", "base_url": "https://api.openai.com/v1", "credential": "sk-up"},
+    )
+    assert provider.status_code == 201
+    assert provider.json()["credential_stored"]
+    assert "sk-up" not in provider.text
+    model = await client.post(
+        "/admin/v1/models", json={"slug": "openai/gpt-4o-mini", "aliases": ["mini"]}
+    )
+    assert model.status_code == 201
+    fetched = await client.get("/admin/v1/models/openai/gpt-4o-mini")
+    assert fetched.json()["aliases"] == ["mini"]
+    patched = await client.patch(
+        "/admin/v1/models/openai/gpt-4o-mini", json={"context_length": 128000}
+    )
+    assert patched.json()["context_length"] == 128000
+    clash = await client.post("/admin/v1/models", json={"slug": "other/m", "aliases": ["mini"]})
+    assert clash.status_code == 409
+    assert error_of(clash.json())["field"] == "aliases[0]"
+    channel = await client.post(
+        "/admin/v1/channels",
+        json={
+            "id": "direct",
+            "model": "openai/gpt-4o-mini",
+            "provider": "openai",
+            "upstream_model": "gpt-4o-mini",
+            "price": {"prompt": "0.15", "completion": "0.6"},
+        },
+    )
+    assert channel.status_code == 201
+    assert channel.json()["price"] == {"prompt": "0.15", "completion": "0.6", "cached": "0.15"}
+    listed = await client.get("/admin/v1/channels", params={"model": "openai/gpt-4o-mini"})
+    assert [c["id"] for c in listed.json()] == ["direct"]
+    in_use = await client.delete("/admin/v1/models/openai/gpt-4o-mini")
+    assert in_use.status_code == 409
+    assert (await client.delete("/admin/v1/channels/direct")).status_code == 204
+    assert (await client.delete("/admin/v1/models/openai/gpt-4o-mini")).status_code == 204
+    assert (await client.get("/admin/v1/models/openai/gpt-4o-mini")).status_code == 404
+    assert changes.count == 6
+
+
+async def test_policies_are_stored_without_routing_changes(client: Client, changes: Any) -> None:
+    rule = await client.post(
+        "/admin/v1/insurance-rules",
+        json={"id": "slow", "trigger": "high_latency", "threshold": 5000, "cap_per_day": "3"},
+    )
+    assert rule.status_code == 201
+    assert rule.json()["cap_per_day"] == "3"
+    needs = await client.post(
+        "/admin/v1/insurance-rules", json={"id": "x", "trigger": "low_throughput"}
+    )
+    assert needs.status_code == 422
+    assert error_of(needs.json())["field"] == "threshold"
+    policy = await client.post(
+        "/admin/v1/rate-limit-policies", json={"id": "std", "applies_to": "account", "tpm": 1000}
+    )
+    assert policy.status_code == 201
+    updated = await client.patch("/admin/v1/rate-limit-policies/std", json={"rpm": 10})
+    assert (updated.json()["rpm"], updated.json()["tpm"]) == (10, 1000)
+    assert changes.count == 0

@@ -1,0 +1,113 @@
+"""Store fixtures: every store test runs against SQLite (a fresh file) and PostgreSQL (a
+private database created for the session, emptied before each test)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import delete, insert
+
+from muxgate.store import Store
+from muxgate.store import tables as t
+from muxgate.wire import UsageEvent
+
+SECRET_KEY = "hFSN0DgkcDuoDUQRZ1Zk5ZsJ23hDk3n7tVx7vsdLRx8="
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+EventFactory = Callable[..., UsageEvent]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def _admin_async(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _admin(sql: str) -> None:
+    """Run one statement on the admin database, on a thread of its own: the fixture may be
+    first requested from inside a running event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _admin_async(sql)).result()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A private PostgreSQL database for this test session, dropped at the end."""
+    name = "muxgate_store_" + secrets.token_hex(6)
+    try:
+        _admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def empty(store: Store) -> None:
+    async with store.transaction() as conn:
+        for table in reversed(t.metadata.sorted_tables):
+            await conn.execute(delete(table))
+        await conn.execute(insert(t.routing_versions).values(id=1, version=0))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    opened = await Store.open(url, secret_key=SECRET_KEY)
+    await empty(opened)
+    yield opened
+    await opened.close()
+
+
+def usage_event(
+    request_id: str, account: str, cost: int, key: str = "k1", created: datetime = T0
+) -> UsageEvent:
+    return UsageEvent(
+        request_id=request_id,
+        created_ms=int(created.timestamp() * 1000),
+        account_id=account,
+        key_id=key,
+        model="openai/gpt-4o-mini",
+        channel_id="direct",
+        provider_id="openai",
+        upstream_model="gpt-4o-mini",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cached_tokens=0,
+        reasoning_tokens=0,
+        local_prompt_tokens=10,
+        local_completion_tokens=5,
+        usage_source="provider",
+        cost_nano_usd=cost,
+        ttft_ms=12.5,
+        total_ms=40.0,
+        output_tokens_per_second=100.0,
+        max_chunk_gap_ms=3.0,
+        gateway_overhead_us=80,
+        finish_reason="stop",
+        status="ok",
+        http_status=200,
+        error_type=None,
+        error_message=None,
+        stream=True,
+        cancelled=False,
+        attempts=1,
+        malformed_chunks=0,
+    )
+
+
+@pytest.fixture
+def event() -> EventFactory:
+    """Builds usage events: `event(request_id, account, cost, key="k1", created=T0)`."""
+    return usage_event
