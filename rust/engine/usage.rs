@@ -27,6 +27,11 @@ pub struct UsageEvent {
     pub local_completion_tokens: u64,
     pub usage_source: &'static str,
     pub cost_nano_usd: NanoUsd,
+    /// The channel's prices the cost was computed with (nano-USD per million tokens), so the
+    /// bill can be itemized later whatever the prices have become since.
+    pub price_prompt: NanoUsd,
+    pub price_completion: NanoUsd,
+    pub price_cached: NanoUsd,
     pub ttft_ms: Option<f64>,
     pub total_ms: f64,
     pub output_tokens_per_second: Option<f64>,

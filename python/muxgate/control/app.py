@@ -1,5 +1,6 @@
 """The control plane's Litestar application: the admin API under `/admin/v1`, guarded by the
-admin token, with its OpenAPI document and interactive docs at `/admin/v1/schema`."""
+admin token, and the account's own management API under `/api/v1/management`, guarded by its
+API keys; the OpenAPI document and interactive docs of both are at `/admin/v1/schema`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from muxgate.control.deps import RoutingChanged, provide_changed, provide_store
 from muxgate.control.errors import EXCEPTION_HANDLERS
 from muxgate.control.guards import admin_guard
 from muxgate.control.keys.controllers import KeyController
+from muxgate.control.management import ManagementController
 from muxgate.control.policies.controllers import (
     InsuranceRuleController,
     RateLimitPolicyController,
@@ -58,13 +60,16 @@ def create_app(
             security_schemes={
                 "adminToken": SecurityScheme(
                     type="http", scheme="bearer", description="The admin token"
-                )
+                ),
+                "apiKey": SecurityScheme(
+                    type="http", scheme="bearer", description="One of the account's API keys"
+                ),
             }
         ),
         use_handler_docstrings=True,
     )
     app = Litestar(
-        route_handlers=[admin],
+        route_handlers=[admin, ManagementController],
         dependencies={
             "store": Provide(provide_store, sync_to_thread=False),
             "changed": Provide(provide_changed, sync_to_thread=False),

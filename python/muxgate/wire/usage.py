@@ -26,6 +26,10 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     local_completion_tokens: int
     usage_source: Literal["provider", "local", "none"]
     cost_nano_usd: int
+    # The channel's prices the cost was computed with, nano-USD per million tokens.
+    price_prompt: int = 0
+    price_completion: int = 0
+    price_cached: int = 0
     ttft_ms: float | None
     total_ms: float
     output_tokens_per_second: float | None
