@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Insert, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muxgate.store import settings
@@ -38,24 +37,59 @@ class RecordResult(msgspec.Struct, frozen=True, kw_only=True):
     """Accounts named by events but absent from the store: recorded, not charged."""
 
 
-def _insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Insert:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt: Insert = dialect.insert(table).on_conflict_do_nothing()
-    return stmt
+def _placeholders(paramstyle: str, count: int) -> str:
+    if paramstyle == "qmark":
+        return ", ".join("?" * count)
+    return ", ".join(f"${i}" for i in range(1, count + 1))  # asyncpg: numeric_dollar
 
 
-def _row(event: UsageEvent) -> dict[str, Any]:
-    row = {name: getattr(event, name) for name in _EVENT_FIELDS}
-    row["created_at"] = datetime.fromtimestamp(event.created_ms / 1000, UTC)
-    return row
+_COLUMNS = ["created_at", *_EVENT_FIELDS]
+_CHARGE_COLUMNS = [
+    "account_id",
+    "kind",
+    "purchased_nano",
+    "bonus_nano",
+    "request_id",
+    "key_id",
+    "note",
+    "created_at",
+]
 
 
 async def _insert_new(conn: AsyncConnection, events: list[UsageEvent]) -> set[str]:
-    """Insert the records; the request ids that were new."""
-    table = t.usage_records
-    stmt = _insert_ignoring_conflicts(conn, table).returning(table.c.request_id)
-    result = await conn.execute(stmt, [_row(e) for e in events])
-    return set(result.scalars())
+    """Insert the records; the request ids that were new.
+
+    The one bulk write of the metering path, so it bypasses SQLAlchemy's per-row parameter
+    processing: ids already present are read first (the caller holds the account locks, and
+    the insert still ignores conflicts), then the new rows go to the driver's executemany."""
+    u = t.usage_records
+    ids = [e.request_id for e in events]
+    seen = set(
+        (await conn.execute(select(u.c.request_id).where(u.c.request_id.in_(ids)))).scalars()
+    )
+    fresh = [e for e in events if e.request_id not in seen]
+    if not fresh:
+        return set()
+    sqlite_naive = conn.dialect.name == "sqlite"
+    rows = []
+    for e in fresh:
+        created = datetime.fromtimestamp(e.created_ms / 1000, UTC)
+        stamp = created.replace(tzinfo=None) if sqlite_naive else created
+        rows.append((stamp, *(getattr(e, name) for name in _EVENT_FIELDS)))
+    await _bulk_insert(conn, "usage_records", _COLUMNS, rows)
+    return {e.request_id for e in fresh}
+
+
+async def _bulk_insert(
+    conn: AsyncConnection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """One executemany at the driver, conflicting rows skipped."""
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({_placeholders(conn.dialect.paramstyle, len(columns))}) "
+        "ON CONFLICT DO NOTHING"
+    )
+    await conn.exec_driver_sql(sql, rows)
 
 
 async def record_usage(
@@ -87,7 +121,8 @@ async def record_usage(
         limited = await _limited_keys(conn, {e.key_id for e in charges})
         spend_before = await spent(conn, list(limited))
         bonus = {a: b.bonus_nano for a, b in before.items()}
-        rows: list[dict[str, Any]] = []
+        created = now.replace(tzinfo=None) if conn.dialect.name == "sqlite" else now
+        rows: list[tuple[Any, ...]] = []
         charged: dict[str, int] = {}
         by_key: dict[str, int] = {}
         for event in charges:
@@ -97,23 +132,21 @@ async def record_usage(
             charged[event.account_id] = charged.get(event.account_id, 0) + cost
             by_key[event.key_id] = by_key.get(event.key_id, 0) + cost
             rows.append(
-                {
-                    "account_id": event.account_id,
-                    "kind": "charge",
-                    "purchased_nano": purchased_part,
-                    "bonus_nano": bonus_part,
-                    "request_id": event.request_id,
-                    "key_id": event.key_id,
-                    "grant_id": None,
-                    "expires_at": None,
-                    "note": "",
-                    "created_at": now,
-                }
+                (
+                    event.account_id,
+                    "charge",
+                    purchased_part,
+                    bonus_part,
+                    event.request_id,
+                    event.key_id,
+                    "",
+                    created,
+                )
             )
         if rows:
             # A charge can outlive its usage record (purged, then the event replayed): the
             # (kind, request_id) key keeps it single.
-            await conn.execute(_insert_ignoring_conflicts(conn, t.ledger_entries), rows)
+            await _bulk_insert(conn, "ledger_entries", _CHARGE_COLUMNS, rows)
         blocked = sorted(
             a for a, b in before.items() if b.total_nano > 0 >= b.total_nano - charged[a]
         )
