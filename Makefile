@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: serve test build prereqs lint rust-test py-test bench clean
+.PHONY: serve test build prereqs lint rust-test py-test bench bench-control clean
 
 serve: build
 	muxgate serve $(ARGS)
@@ -37,10 +37,14 @@ rust-test:
 	cargo test
 
 py-test:
+	@scripts/check-prereqs --test
 	$(BIN)/pytest
 
 bench: build
 	$(BIN)/python bench/run.py $(ARGS)
+
+bench-control: build
+	$(BIN)/python bench/control.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) target .muxgate
