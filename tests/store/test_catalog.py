@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from muxgate.credentials import CredentialCipher
 from muxgate.store import (
     Conflict,
     Invalid,
@@ -20,7 +21,6 @@ from muxgate.store import (
     policies,
 )
 from muxgate.store import tables as t
-from muxgate.store.crypto import CredentialCipher
 
 
 async def seed_catalog(store: Store) -> None:

@@ -12,10 +12,10 @@ import msgspec
 from granian.rsgi import HTTPProtocol, Scope
 
 from muxgate._native import Engine
+from muxgate.credentials import CredentialCipher
 from muxgate.gateway.metering import Meter
 from muxgate.gateway.protocols import openai
 from muxgate.gateway.runtime import RedisRuntime, WorkerRuntime
-from muxgate.store.crypto import CredentialCipher
 from muxgate.wire.errors import error_json
 from muxgate.wire.snapshot import RoutingSnapshot
 

@@ -12,8 +12,9 @@ import msgspec
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from muxgate import credentials
 from muxgate.store import tables as t
-from muxgate.store.errors import Conflict, Invalid
+from muxgate.store.errors import Conflict, Invalid, SecretKeyMissing
 from muxgate.store.ledger import now_utc
 from muxgate.store.rows import conflict_on_integrity, delete, fetch, to_record, unset_free, update
 from muxgate.store.store import Store
@@ -84,9 +85,12 @@ def _provider_values(store: Store, given: dict[str, Any]) -> dict[str, Any]:
     if credential not in (msgspec.UNSET, None) and env is not None:
         raise Invalid("give credential or credential_env, not both", "credential")
     if credential is not msgspec.UNSET:
-        values["credential_encrypted"] = (
-            None if credential is None else store.cipher.encrypt(credential)
-        )
+        try:
+            values["credential_encrypted"] = (
+                None if credential is None else store.cipher.encrypt(credential)
+            )
+        except credentials.SecretKeyMissing as exc:
+            raise SecretKeyMissing(str(exc), "credential") from exc
         if credential is not None:
             values["credential_env"] = None
     if env is not None:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from muxgate.store.crypto import CredentialCipher
+from muxgate.credentials import CredentialCipher
 from muxgate.store.migrations import upgrade
 
 _IMMEDIATE = "muxgate_immediate"

@@ -1,7 +1,8 @@
 """Provider credentials at rest: Fernet-encrypted with a key from `MUXGATE_SECRET_KEY`.
 
-The encrypted token is what the routing snapshot carries; only a worker holding the same key
-can read it, so the secret never crosses Redis or an API response in clear."""
+The control plane stores and publishes the encrypted token; only a worker holding the same key
+can read it, so the secret never crosses Redis or an API response in clear. Shared by both
+planes, so it depends on neither."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import os
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from muxgate.store.errors import SecretKeyMissing
-
 SECRET_KEY_ENV = "MUXGATE_SECRET_KEY"
+
+
+class SecretKeyMissing(ValueError):
+    """A credential must be encrypted or decrypted but no key is configured."""
 
 
 class CredentialCipher:
@@ -36,12 +39,11 @@ class CredentialCipher:
     def available(self) -> bool:
         return self._fernet is not None
 
-    def encrypt(self, secret: str, field: str = "credential") -> str:
+    def encrypt(self, secret: str) -> str:
         if self._fernet is None:
             raise SecretKeyMissing(
                 f"{SECRET_KEY_ENV} is not set, so an encrypted credential cannot be stored; "
-                "set it or use credential_env",
-                field,
+                "set it or use credential_env"
             )
         return self._fernet.encrypt(secret.encode()).decode()
 
