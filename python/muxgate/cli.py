@@ -136,6 +136,8 @@ def control(args: argparse.Namespace) -> int:
     if not token:
         return fail(f"set {ADMIN_TOKEN_ENV} to the admin token the admin API must require")
     env = {"MUXGATE_DATABASE": args.database, "MUXGATE_REDIS": args.redis}
+    if args.consumer:
+        env["MUXGATE_CONSUMER"] = args.consumer
     server.run_control(env=env, host=args.host, port=args.port)
     return 0
 
@@ -148,6 +150,10 @@ def gateway(args: argparse.Namespace) -> int:
         "MUXGATE_REDIS": args.redis,
         "MUXGATE_SPILL_DIR": str(Path(args.spill_dir).resolve()),
     }
+    if args.usage_queue_bytes is not None:
+        if args.usage_queue_bytes < 1:
+            return fail("--usage-queue-bytes must be positive")
+        env["MUXGATE_USAGE_QUEUE_BYTES"] = str(args.usage_queue_bytes)
     server.run_gateway(
         env=env,
         host=args.host,
@@ -214,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
+    p.add_argument(
+        "--consumer",
+        help="name in the usage consumer group, kept across restarts so a restarted control "
+        "plane resumes the usage it had not acknowledged (default: the host name; give each "
+        "control plane on one host its own)",
+    )
     p.set_defaults(func=control)
 
     p = commands.add_parser("gateway", help="run gateway workers fed by Redis")
@@ -225,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         "--spill-dir",
         default=".muxgate/spill",
         help="where usage waits on disk while Redis is unreachable",
+    )
+    p.add_argument(
+        "--usage-queue-bytes",
+        type=int,
+        help="usage each worker keeps in memory while Redis is unreachable before it spills "
+        "to the spill directory (default $MUXGATE_USAGE_QUEUE_BYTES, else 64 MiB)",
     )
     p.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
     p.set_defaults(func=gateway)

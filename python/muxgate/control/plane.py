@@ -7,13 +7,13 @@ The same object runs in production (Redis buses) and in embedded mode (the local
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 
 from litestar import Litestar
 
 from muxgate.bus.base import BusUnavailable, SnapshotBus, UsageBus
+from muxgate.bus.tasks import cancel_and_wait
 from muxgate.control.app import create_app
 from muxgate.control.metering.consumer import UsageConsumer
 from muxgate.control.routing.compile import compile_snapshot, next_key_expiry, stored_snapshot
@@ -59,11 +59,7 @@ class ControlPlane:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self.consumer.stop()
 
@@ -99,16 +95,24 @@ class ControlPlane:
             await asyncio.sleep(self.watch_interval)
             try:
                 current = await self.snapshots.current_version()
+                version, data = await stored_snapshot(self.store)
             except BusUnavailable:
                 continue
-            version, data = await stored_snapshot(self.store)
+            except Exception:
+                # E.g. the database restarting: this watch must outlive it.
+                log.exception("reading the stored routing snapshot failed; retrying")
+                continue
             if data is not None and (current is None or current < version):
                 log.info("republishing routing snapshot %d", version)
                 async with self._publish_lock:
                     await self._send(version, data)
 
     async def _jobs(self) -> None:
-        next_expiry: datetime | None = await next_key_expiry(self.store)
+        next_expiry: datetime | None = None
+        try:
+            next_expiry = await next_key_expiry(self.store)
+        except Exception:
+            log.exception("reading key expiries failed; the jobs recompute them at their interval")
         while True:
             await asyncio.sleep(self.job_interval if next_expiry is None else 0.5)
             now = now_utc()

@@ -18,10 +18,16 @@ from muxgate.store import Store
 class ControlServer:
     """ASGI entry point: lifespan starts and stops the control plane; HTTP goes to its API."""
 
-    def __init__(self, database: str, redis_url: str, admin_token: str) -> None:
+    def __init__(
+        self, database: str, redis_url: str, admin_token: str, consumer: str | None = None
+    ) -> None:
         self.database = database
         self.redis_url = redis_url
         self.admin_token = admin_token
+        # Stable across restarts: a control plane that crashed mid-batch finds its own pending
+        # usage entries at once under the same name, instead of waiting for them to go stale
+        # and be claimed (see `UsageConsumer`).
+        self.consumer = consumer or socket.gethostname()
         self.plane: ControlPlane | None = None
         self._api: MountedASGI | None = None
         self._store: Store | None = None
@@ -33,14 +39,14 @@ class ControlServer:
             os.environ["MUXGATE_DATABASE"],
             os.environ.get("MUXGATE_REDIS", "redis://127.0.0.1:6379/0"),
             os.environ["MUXGATE_ADMIN_TOKEN"],
+            os.environ.get("MUXGATE_CONSUMER") or None,
         )
 
     async def start(self) -> None:
         self._store = await Store.open(self.database)
         self._bus = RedisBus.from_url(self.redis_url)
-        consumer = f"{socket.gethostname()}.{os.getpid()}"
         self.plane = ControlPlane(
-            self._store, self._bus, self._bus, admin_token=self.admin_token, consumer=consumer
+            self._store, self._bus, self._bus, admin_token=self.admin_token, consumer=self.consumer
         )
         self._api = MountedASGI(self.plane.app)
         await self._api.startup()

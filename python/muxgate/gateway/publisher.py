@@ -9,7 +9,6 @@ renaming it, so two workers never send the same file."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from muxgate.bus.base import BusUnavailable, UsageBus
+from muxgate.bus.tasks import cancel_and_wait
 
 log = logging.getLogger("muxgate.gateway.publisher")
 
@@ -81,6 +81,7 @@ class UsagePublisher:
         self._reachable = True
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
+        self._down = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._seq = self._last_seq()
 
@@ -122,14 +123,23 @@ class UsagePublisher:
         return True
 
     async def aclose(self, wait_s: float = 5.0) -> None:
-        """Send what can be sent within `wait_s` seconds, then spill the rest."""
+        """Send what can be sent within `wait_s` seconds, then spill the rest. Once the bus is
+        found unreachable nothing more is waited for: during an outage a shutdown spills at
+        once instead of holding the worker (and the deploy) for `wait_s`."""
         if not self._closed:
-            await self.flush(wait_s)
+            idle = asyncio.ensure_future(self._idle.wait())
+            down = asyncio.ensure_future(self._down.wait())
+            try:
+                await asyncio.wait(
+                    {idle, down}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                idle.cancel()
+                down.cancel()
         task = self._task
         self.close()
         if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
 
     def close(self) -> None:
         """Stop sending and spill whatever is unsent (synchronous, for `UsageSink`)."""
@@ -150,12 +160,13 @@ class UsagePublisher:
 
     async def _run(self) -> None:
         delay = self.retry_initial
-        while True:
+        while not self._closed:  # (a cancellation can be lost, see `bus.tasks`)
             try:
                 if self._replay:
                     self._replay = False
                     try:
-                        await self._replay_spills()
+                        if await self._replay_spills():
+                            self._reached()
                     except BusUnavailable:
                         self._replay = True
                         raise
@@ -191,11 +202,13 @@ class UsagePublisher:
         return b"".join(parts)
 
     def _lost(self, exc: BusUnavailable) -> None:
+        self._down.set()
         if self._reachable:
             self._reachable = False
             log.warning("usage bus unreachable (%s); buffering usage", exc)
 
     def _reached(self) -> None:
+        self._down.clear()
         if not self._reachable:
             self._reachable = True
             self._replay = True  # files spilled during the outage, here or by other workers
@@ -243,7 +256,9 @@ class UsagePublisher:
                 continue  # another worker claimed it first
             yield claimed, path.with_name(name)
 
-    async def _replay_spills(self) -> None:
+    async def _replay_spills(self) -> int:
+        """Send every spill file that can be claimed; the number of entries sent."""
+        entries = 0
         for claimed, original in self._claim():
             data = await asyncio.to_thread(claimed.read_bytes)
             chunks = list(split_lines(data, self.entry_bytes))
@@ -252,6 +267,7 @@ class UsagePublisher:
                 for chunk in chunks:
                     await self.bus.append_usage(chunk)
                     sent += 1
+                    entries += 1
             finally:
                 if sent < len(chunks):
                     if sent:
@@ -262,3 +278,4 @@ class UsagePublisher:
                     claimed.rename(original)
             claimed.unlink()
             log.info("replayed %d bytes of spilled usage from %s", len(data), original.name)
+        return entries

@@ -13,11 +13,24 @@ from typing import TYPE_CHECKING, Protocol
 from muxgate.bus.redis import RedisBus
 from muxgate.gateway.metering import UsageSink
 from muxgate.gateway.mount import MountedASGI
-from muxgate.gateway.publisher import UsagePublisher
+from muxgate.gateway.publisher import MiB, UsagePublisher
 from muxgate.gateway.snapshots import SnapshotWatcher
 
 if TYPE_CHECKING:
     from muxgate.gateway.app import Gateway
+
+QUEUE_BYTES_ENV = "MUXGATE_USAGE_QUEUE_BYTES"
+DEFAULT_QUEUE_BYTES = 64 * MiB
+
+
+def queue_bytes_from_env() -> int:
+    """How much usage a worker holds in memory while the bus is down before spilling."""
+    value = os.environ.get(QUEUE_BYTES_ENV)
+    if not value:
+        return DEFAULT_QUEUE_BYTES
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{QUEUE_BYTES_ENV} must be a positive number of bytes, not {value!r}")
+    return int(value)
 
 
 def worker_id() -> str:
@@ -45,14 +58,22 @@ class WorkerRuntime(Protocol):
 
 
 class RedisRuntime:
-    """Snapshots from Redis (pub/sub hint plus polling), usage to the Redis stream, spilled to
-    `spill_dir` while Redis is unreachable."""
+    """Snapshots from Redis (pub/sub hint plus polling), usage to the Redis stream. While Redis
+    is unreachable usage waits in memory, up to `queue_bytes` (default from the environment),
+    then in `spill_dir`."""
 
     control = None
 
-    def __init__(self, redis_url: str, spill_dir: str | Path, poll_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        spill_dir: str | Path,
+        poll_interval: float = 1.0,
+        queue_bytes: int | None = None,
+    ) -> None:
         self.bus = RedisBus.from_url(redis_url)
-        self.publisher = UsagePublisher(self.bus, spill_dir, worker_id())
+        capacity = queue_bytes if queue_bytes is not None else queue_bytes_from_env()
+        self.publisher = UsagePublisher(self.bus, spill_dir, worker_id(), capacity_bytes=capacity)
         self.poll_interval = poll_interval
         self.watcher: SnapshotWatcher | None = None
 

@@ -4,10 +4,31 @@ their settings from the environment set here."""
 
 from __future__ import annotations
 
+import copy
 import os
+from typing import Any
 
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops
+from granian.log import LOGGING_CONFIG
+
+
+def logging_config() -> dict[str, Any]:
+    """Granian's logging plus ours: without a handler of their own, the `muxgate.*` loggers of a
+    worker would only show warnings (through logging's last resort), and lose the INFO lines an
+    operator follows an outage by (snapshots loaded, usage spilled and replayed)."""
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["muxgate"] = {
+        "()": "logging.Formatter",
+        "fmt": "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    }
+    config["handlers"]["muxgate"] = {
+        "formatter": "muxgate",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["muxgate"] = {"handlers": ["muxgate"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _serve(target: str, interface: Interfaces, host: str, port: int, workers: int) -> None:
@@ -20,6 +41,7 @@ def _serve(target: str, interface: Interfaces, host: str, port: int, workers: in
         loop=Loops.uvloop,
         http=HTTPModes.http1,
         log_access=False,
+        log_dictconfig=logging_config(),
     ).serve()
 
 

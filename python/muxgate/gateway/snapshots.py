@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from muxgate.bus.base import BusUnavailable, SnapshotBus
+from muxgate.bus.tasks import cancel_and_wait
 
 log = logging.getLogger("muxgate.gateway.snapshots")
 
@@ -47,11 +48,7 @@ class SnapshotWatcher:
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._poll())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     async def refresh(self) -> int:

@@ -8,7 +8,6 @@ handler must be idempotent on the request id. Undecodable lines go to the dead-l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -17,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from muxgate.bus.base import BusUnavailable, UsageBus, UsageEntry
+from muxgate.bus.tasks import cancel_and_wait
 from muxgate.wire.usage import UsageEvent, decode_usage_lines
 
 log = logging.getLogger("muxgate.control.metering")
@@ -89,9 +89,7 @@ class UsageConsumer:
     async def stop(self) -> None:
         """Stop at once; entries being handled stay pending and are delivered again later."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
 
     async def run(self) -> None:
