@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import QueryParameter
+from litestar.params import FromQuery, QueryParameter
 
 from muxgate.control.errors import responses
 from muxgate.store import Store
@@ -35,7 +35,9 @@ def documented(model: type[msgspec.Struct], *errors: int) -> dict[int, ResponseS
     return {200: ResponseSpec(model, generate_examples=False), **responses(*errors)}
 
 
-async def provide_caller(request: Request[Any, Any, Any], store: Store) -> KeyRecord:
+async def provide_caller(
+    request: Request[Any, Any, Any], store: NamedDependency[Store]
+) -> KeyRecord:
     scheme, _sep, token = request.headers.get("authorization", "").partition(" ")
     secret = token.strip() if scheme.lower() == "bearer" else ""
     secret = secret or request.headers.get("x-api-key", "").strip()
@@ -81,9 +83,9 @@ class ManagementController(Controller):
         *,
         store: NamedDependency[Store],
         caller: NamedDependency[KeyRecord],
-        starting_at: datetime | None = None,
-        ending_at: datetime | None = None,
-        bucket_width: BucketWidth = "1d",
+        starting_at: FromQuery[datetime | None] = None,
+        ending_at: FromQuery[datetime | None] = None,
+        bucket_width: FromQuery[BucketWidth] = "1d",
         model: Annotated[str | None, QueryParameter(max_length=200)] = None,
         key_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
     ) -> Response[bytes]:
