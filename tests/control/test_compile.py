@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
+from factories import usage_event
 from muxgate._native import Engine
 from muxgate.control import compile_snapshot, next_key_expiry
 from muxgate.control.routing import stored_snapshot
@@ -56,37 +57,12 @@ async def seed(store: Store) -> dict[str, str]:
 
 
 def spend(key: str, cost: int) -> UsageEvent:
-    return UsageEvent(
-        request_id=f"req-{key}",
+    return usage_event(
+        f"req-{key}",
         created_ms=int(NOW.timestamp() * 1000),
         account_id="acme",
         key_id=key,
-        model="openai/gpt-4o-mini",
-        channel_id="a",
-        provider_id="openai",
-        upstream_model="gpt-4o-mini",
-        prompt_tokens=1,
-        completion_tokens=1,
-        cached_tokens=0,
-        reasoning_tokens=0,
-        local_prompt_tokens=1,
-        local_completion_tokens=1,
-        usage_source="provider",
         cost_nano_usd=cost,
-        ttft_ms=None,
-        total_ms=1.0,
-        output_tokens_per_second=None,
-        max_chunk_gap_ms=None,
-        gateway_overhead_us=1,
-        finish_reason="stop",
-        status="ok",
-        http_status=200,
-        error_type=None,
-        error_message=None,
-        stream=False,
-        cancelled=False,
-        attempts=1,
-        malformed_chunks=0,
     )
 
 

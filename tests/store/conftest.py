@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from sqlalchemy import delete, insert
 
+import factories
 from muxgate.store import Store
 from muxgate.store import tables as t
 from muxgate.wire import UsageEvent
@@ -73,37 +74,13 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 def usage_event(
     request_id: str, account: str, cost: int, key: str = "k1", created: datetime = T0
 ) -> UsageEvent:
-    return UsageEvent(
-        request_id=request_id,
+    return factories.usage_event(
+        request_id,
         created_ms=int(created.timestamp() * 1000),
         account_id=account,
         key_id=key,
-        model="openai/gpt-4o-mini",
-        channel_id="direct",
-        provider_id="openai",
-        upstream_model="gpt-4o-mini",
-        prompt_tokens=10,
-        completion_tokens=5,
-        cached_tokens=0,
-        reasoning_tokens=0,
-        local_prompt_tokens=10,
-        local_completion_tokens=5,
-        usage_source="provider",
         cost_nano_usd=cost,
-        ttft_ms=12.5,
-        total_ms=40.0,
-        output_tokens_per_second=100.0,
-        max_chunk_gap_ms=3.0,
-        gateway_overhead_us=80,
-        finish_reason="stop",
-        status="ok",
-        http_status=200,
-        error_type=None,
-        error_message=None,
         stream=True,
-        cancelled=False,
-        attempts=1,
-        malformed_chunks=0,
     )
 
 
