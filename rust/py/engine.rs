@@ -1,12 +1,9 @@
 //! Python face of the engine. The runtime threads never take the GIL: finished work is queued
-//! and a byte is written to a socketpair the event loop watches (`loop.add_reader`); the loop
-//! then calls `drain()` once and resolves every ready future in a batch. Under load one wake-up
-//! covers many requests.
+//! and the event loop's doorbell rung (`Wakeup`, which the loop watches with `add_reader`); the
+//! loop then calls `drain()` once and resolves every ready future in a batch. Under load one
+//! wake-up covers many requests.
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,6 +12,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::wakeup::Wakeup;
 use crate::engine::error::{ErrorKind, GatewayError};
 use crate::engine::stream::{Read, StreamBuffer};
 use crate::engine::{self as core, Headers, Reply, error_response, new_request_id};
@@ -27,20 +25,15 @@ enum Completion {
 struct Notifier {
     ready: Mutex<Vec<Completion>>,
     signalled: AtomicBool,
-    reader: UnixStream,
-    writer: UnixStream,
+    wakeup: Wakeup,
 }
 
 impl Notifier {
     fn new() -> std::io::Result<Self> {
-        let (reader, writer) = UnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
         Ok(Self {
             ready: Mutex::new(Vec::new()),
             signalled: AtomicBool::new(false),
-            reader,
-            writer,
+            wakeup: Wakeup::new()?,
         })
     }
 
@@ -49,18 +42,17 @@ impl Notifier {
         self.signal();
     }
 
-    /// Wake the loop unless a wake-up is already pending; a full socket buffer also means one is.
+    /// Wake the loop unless a wake-up is already pending.
     fn signal(&self) {
         if !self.signalled.swap(true, Ordering::AcqRel) {
-            let _ = (&self.writer).write(&[1]);
+            self.wakeup.ring();
         }
     }
 
     fn take(&self) -> Vec<Completion> {
-        // One read empties the socket: at most one byte is written per reset of `signalled`.
-        // Should a stray byte remain, the loop calls again and finds an empty queue.
-        let mut sink = [0u8; 64];
-        let _ = (&self.reader).read(&mut sink);
+        // Should a ring land between this clear and the reset below, the loop calls again and
+        // finds an empty queue.
+        self.wakeup.clear();
         // Reset before taking: a completion queued after this point signals again.
         self.signalled.store(false, Ordering::Release);
         std::mem::take(&mut *self.ready.lock())
@@ -136,7 +128,7 @@ impl Engine {
     /// File descriptor to watch for readability; call `drain()` when it fires.
     #[getter]
     fn wakeup_fd(&self) -> i32 {
-        self.notifier.reader.as_raw_fd()
+        self.notifier.wakeup.fd()
     }
 
     #[getter]

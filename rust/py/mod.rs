@@ -6,6 +6,10 @@ use pyo3::prelude::*;
 mod engine;
 mod mock;
 mod tokens;
+mod wakeup;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[pymodule(gil_used = false)]
 mod _native {

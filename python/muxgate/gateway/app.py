@@ -123,16 +123,20 @@ class Gateway:
         status = 200 if version else 503
         proto.response_bytes(status, JSON, b'{"routing_version":%d}' % version)
 
-    async def read_body(self, scope: Scope, proto: HTTPProtocol) -> bytes | None:
-        """The request body, or None after answering 413 when it exceeds the cap."""
+    def read_body(self, scope: Scope, proto: HTTPProtocol) -> Awaitable[bytes | None]:
+        """The request body, or None after answering 4xx when it is malformed or exceeds the cap.
+        Not a coroutine: a request with a valid Content-Length awaits granian's read directly."""
         declared = scope.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) <= self.max_body_bytes:
+            return proto()
+        return self._read_body_checked(proto, declared)
+
+    async def _read_body_checked(self, proto: HTTPProtocol, declared: str | None) -> bytes | None:
         if declared is not None:
             if not declared.isdigit():
                 message = "Content-Length is not a number"
                 proto.response_bytes(400, JSON, error_json(400, "invalid_params", message))
                 return None
-            if int(declared) <= self.max_body_bytes:
-                return await proto()
         else:
             parts: list[bytes] = []
             size = 0
