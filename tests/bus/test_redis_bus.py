@@ -115,3 +115,31 @@ async def test_pending_and_claim_and_dead_letter(
     assert summary["pending"] == 0
     dead = await redis_bus.dead_usage()
     assert [(d.entry, d.lines, d.reason) for d in dead] == [(ids[2], b"not json\n", "bad")]
+
+
+async def test_acknowledged_entries_leave_the_stream_and_unread_ones_stay(
+    redis_bus: RedisBus, raw_redis: aioredis.Redis
+) -> None:
+    ids = [await redis_bus.append_usage(usage_lines(f"r{i}")) for i in range(4)]
+    assert len(await redis_bus.read_usage("control", "a", 10, 100)) == 4
+    await redis_bus.ack_usage("control", ids[:2])
+    assert [e[0].decode() for e in await raw_redis.xrange("muxgate:usage")] == ids[2:]
+    unread = await redis_bus.append_usage(usage_lines("r4"))
+    await redis_bus.ack_usage("control", ids[2:])
+    # The last delivered entry may stay; the unread one must.
+    remaining = [e[0].decode() for e in await raw_redis.xrange("muxgate:usage")]
+    assert remaining[-1] == unread
+    assert set(remaining) <= {ids[3], unread}
+
+
+async def test_entries_stay_until_every_group_has_acknowledged_them(
+    redis_bus: RedisBus, raw_redis: aioredis.Redis
+) -> None:
+    ids = [await redis_bus.append_usage(usage_lines(f"r{i}")) for i in range(3)]
+    await redis_bus.ensure_group("audit")
+    assert len(await redis_bus.read_usage("control", "a", 10, 100)) == 3
+    await redis_bus.ack_usage("control", ids)
+    assert await raw_redis.xlen("muxgate:usage") == 3
+    assert len(await redis_bus.read_usage("audit", "b", 10, 100)) == 3
+    await redis_bus.ack_usage("audit", ids[:1])
+    assert [e[0].decode() for e in await raw_redis.xrange("muxgate:usage")] == ids[1:]

@@ -37,6 +37,35 @@ end
 return result
 """
 
+# KEYS: usage stream. ARGV: group, entry ids. Acknowledges the ids, then drops the entries every
+# group has read and acknowledged: those below the oldest pending entry of each group, or below
+# its last delivered one when nothing is pending. Entries are batches of up to ~1 MiB, so a
+# consumed stream left to MAXLEN alone would hold gigabytes; unread entries are never dropped.
+ACK_SCRIPT = """
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+local floor = nil
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local fields = {}
+  for i = 1, #group, 2 do
+    fields[group[i]] = group[i + 1]
+  end
+  local pending = redis.call('XPENDING', KEYS[1], fields['name'])
+  local oldest = fields['last-delivered-id']
+  if pending[1] > 0 then
+    oldest = pending[2]
+  end
+  local ms, seq = string.match(oldest, '^(%d+)-(%d+)$')
+  local key = {tonumber(ms), tonumber(seq)}
+  if floor == nil or key[1] < floor[1] or (key[1] == floor[1] and key[2] < floor[2]) then
+    floor = key
+  end
+end
+if floor == nil then
+  return 0
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', floor[1], floor[2]))
+"""
+
 _fields = msgspec.json.Encoder()
 
 
@@ -95,6 +124,7 @@ class RedisBus:
         self.usage_key = f"{prefix}:usage"
         self.dead_key = f"{prefix}:usage:dead"
         self._publish = client.register_script(PUBLISH_SCRIPT)
+        self._ack = client.register_script(ACK_SCRIPT)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBus:
@@ -217,7 +247,7 @@ class RedisBus:
         if not ids:
             return
         try:
-            await self.client.xack(self.usage_key, group, *ids)
+            await self._ack(keys=[self.usage_key], args=[group, *ids])
         except RedisError as exc:
             raise _unavailable(exc) from exc
 
