@@ -1,10 +1,9 @@
-"""Control-plane benchmark: snapshot propagation to gateways, metering consumer throughput on
-SQLite and PostgreSQL, and the gateway's cost with Redis metering next to nginx and embedded
-`muxgate serve`, all on 127.0.0.1.
+"""Control-plane benchmark: snapshot propagation to gateways and metering consumer throughput on
+SQLite and PostgreSQL, all on 127.0.0.1. (The gateway's own cost with Redis metering is
+bench/run.py's `muxgate` target.)
 
 Starts a private redis-server, `muxgate control` processes and `muxgate gateway --redis`
-workers (plus bench/run.py's mock provider, nginx and `muxgate serve` for the gateway
-comparison), prints one markdown table per figure and stops every process it started by PID.
+workers, prints one markdown table per figure and stops every process it started by PID.
 See bench/README.md, section "Control plane".
 
 Run: `make bench-control` or `.venv/bin/python bench/control.py [--quick] [--output FILE]`.
@@ -26,23 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import control_consumer
-import control_gateway
 import control_propagation
 from control_stack import pg_version, start_redis
-from run import (
-    VENV_BIN,
-    BenchError,
-    Measurement,
-    Services,
-    Settings,
-    cleanup_on_sigterm,
-    cpu_model,
-    find_nginx,
-    package_version,
-    tool_version,
-)
+from procs import BenchError, Services
+from run import VENV_BIN, cleanup_on_sigterm, cpu_model, package_version, tool_version
 
-PARTS = ("propagation", "consumer", "gateway")
+PARTS = ("propagation", "consumer")
 BACKENDS = ("sqlite", "postgresql")
 POLL_INTERVAL_S = 0.001
 PROPAGATION_TIMEOUT_S = 5.0
@@ -72,10 +60,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(BACKENDS),
         help=f"stores for the consumer, subset of {','.join(BACKENDS)}",
     )
-    parser.add_argument(
-        "--duration", type=int, help="seconds of each gateway c=32 run (default 10, --quick 2)"
-    )
-    parser.add_argument("--warmup", type=int, help="gateway warm-up seconds (default 3, --quick 1)")
     parser.add_argument("--output", type=Path, help="also write the markdown report here")
     parser.add_argument("--json", type=Path, help="also write the raw numbers here as JSON")
     parser.add_argument(
@@ -101,22 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def gateway_settings(args: argparse.Namespace) -> Settings:
-    duration = args.duration or (2 if args.quick else 10)
-    warmup = args.warmup or (1 if args.quick else 3)
-    return Settings(
-        warmup_s=warmup,
-        c32_s=duration,
-        c1_s=duration,
-        latency_rounds=1,
-        rss_requests=0,
-        rss_cap_s=0,
-    )
-
-
-def environment_lines(
-    args: argparse.Namespace, nginx: str | None, load: tuple[float, ...]
-) -> list[str]:
+def environment_lines(args: argparse.Namespace, load: tuple[float, ...]) -> list[str]:
     versions = [
         f"muxgate {package_version('muxgate')}",
         f"granian {package_version('granian')}",
@@ -125,8 +94,6 @@ def environment_lines(
     ]
     if "postgresql" in args.backends and "consumer" in args.parts:
         versions.append(f"PostgreSQL {pg_version()}")
-    if nginx:
-        versions += [tool_version([nginx, "-v"]), tool_version(["wrk", "-v"])]
     return [
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {os.cpu_count()} CPUs, {cpu_model()}, Linux {platform.release()}",
@@ -151,18 +118,11 @@ def without_nan(value: object) -> object:
 def run(args: argparse.Namespace) -> int:
     if not args.muxgate.exists():
         raise BenchError(f"{args.muxgate} not found; run `make build` first")
-    nginx = None
-    if "gateway" in args.parts:
-        if shutil.which("wrk") is None:
-            raise BenchError("wrk not found; install it (Debian: apt-get install -y wrk)")
-        nginx = find_nginx(install=False)
-    settings = gateway_settings(args)
     workdir = Path(tempfile.mkdtemp(prefix="muxgate-bench-control-"))
     services = Services(workdir)
     started, load = time.monotonic(), os.getloadavg()
     propagation: list[control_propagation.Propagation] = []
     consumer: list[control_consumer.Throughput] = []
-    gateway: tuple[dict[str, Measurement], control_gateway.Metering] | None = None
     try:
         redis_proc = start_redis(services, workdir)
         if "propagation" in args.parts:
@@ -186,11 +146,6 @@ def run(args: argparse.Namespace) -> int:
                 per_entry=args.events_per_entry,
                 cap_s=CONSUMER_CAP_S,
             )
-        if nginx is not None:
-            rows, metering = control_gateway.measure(
-                services, args.muxgate, nginx, redis_proc, settings
-            )
-            gateway = (rows, metering)
     finally:
         services.stop_all()
         if args.keep_workdir:
@@ -198,13 +153,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    lines = ["## muxgate control plane", "", *environment_lines(args, nginx, load), ""]
+    lines = ["## muxgate control plane", "", *environment_lines(args, load), ""]
     if propagation:
         lines += control_propagation.table(propagation, POLL_INTERVAL_S, PROPAGATION_TIMEOUT_S)
     if consumer:
         lines += control_consumer.table(consumer, args.events_per_entry, CONSUMER_CAP_S)
-    if gateway is not None:
-        lines += control_gateway.table(*gateway, settings)
     lines.append(f"Total run time {time.monotonic() - started:.0f}s.")
     report = "\n".join(lines) + "\n"
     print(report)
@@ -214,18 +167,9 @@ def run(args: argparse.Namespace) -> int:
         raw: dict[str, object] = {
             "propagation": [asdict(r) for r in propagation],
             "consumer": [asdict(r) for r in consumer],
-            "gateway": None,
         }
-        if gateway is not None:
-            rows, metering = gateway
-            raw["gateway"] = {
-                "rows": {n: asdict(m) for n, m in rows.items()},
-                "metering": asdict(metering),
-            }
         args.json.write_text(json.dumps(without_nan(raw), indent=2) + "\n")
     failed = sum(r.failures for r in propagation) + sum(not r.complete for r in consumer)
-    if gateway is not None:
-        failed += sum(m.errors for m in gateway[0].values())
     if failed:
         print(f"warning: {failed} failed measurements", file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ from control_stack import (
     wait_for,
 )
 from muxgate.wire.usage import UsageEvent
-from run import BenchError, Services, cpu_seconds, system_busy_seconds
+from procs import BenchError, Services, cpu_seconds, system_busy_seconds
 
 ACCOUNTS = 100
 PRICE_PROMPT_NANO = 150  # $0.15 per million tokens

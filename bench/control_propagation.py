@@ -26,7 +26,7 @@ from control_stack import (
     start_gateway,
     stop_services,
 )
-from run import BenchError, Services, system_busy_seconds
+from procs import BenchError, Services, system_busy_seconds
 
 # Nothing listens on the provider's port: the gateways only answer `/api/v1/models` here.
 CONFIG = """\

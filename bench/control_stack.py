@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from muxgate.store import Store
 from muxgate.store.usage import usage_count
-from run import BenchError, Service, Services, free_port, stop, wait_ready
+from procs import BenchError, Service, Services, free_port, stop, wait_ready
 
 ADMIN_TOKEN = "mxa-bench-" + secrets.token_hex(8)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"

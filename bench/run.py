@@ -15,35 +15,54 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import math
 import os
 import platform
-import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
+import redis
+
+from control_stack import (
+    ADMIN_TOKEN,
+    admin_request,
+    import_config,
+    start_control,
+    start_gateway,
+    start_redis,
+    stream_state,
+)
+from procs import (
+    API_KEY,
+    ROOT,
+    BenchError,
+    Service,
+    Services,
+    cpu_seconds,
+    free_port,
+    http_request,
+    process_tree,
+    rss_bytes,
+    system_busy_seconds,
+    wait_ready,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 POST_LUA = BENCH_DIR / "post.lua"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KB = 1024
 
-API_KEY = "sk-bench"
 CHUNKS = 100
 PACED_TPS = 2000
 # 100 words (= CHUNKS) so each stream chunk carries one word.
@@ -57,13 +76,19 @@ REPLY = (
     "interface on this machine and then reports the cost per request"
 )
 
-TARGETS = ("mock", "nginx", "bare", "muxgate")
+TARGETS = ("mock", "nginx", "bare", "muxgate", "embedded")
 TARGET_TITLES = {
     "mock": "direct to mock",
     "nginx": "nginx proxy_pass",
     "bare": "bare granian RSGI",
-    "muxgate": "muxgate",
+    "muxgate": "muxgate gateway",
+    "embedded": "muxgate serve (embedded)",
 }
+# Top-up for the bench account, so the trial credit never runs out mid-run (USD).
+BENCH_CREDIT = "1000000"
+# A process tree counts as idle below this share of one core.
+IDLE_SHARE = 0.05
+SETTLE_CAP_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -92,208 +117,6 @@ GOAL_ADDED_P50_US = 200.0
 GOAL_ADDED_P99_US = 1000.0
 GOAL_RSS_GROWTH_MB = 10.0
 TIMES = "\u00d7"
-
-
-class BenchError(RuntimeError):
-    """A setup or measurement failure that makes the run meaningless."""
-
-
-# --------------------------------------------------------------------------- /proc accounting
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (field 3 onwards), or None if gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2 :].split()
-
-
-def _start_time(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and all its live descendants, from the parent links in /proc/*/stat."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if _stat_fields(pid) is None:
-            continue
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_seconds(root: int) -> float:
-    """utime+stime of every process in the tree (each process's stat covers all its threads)."""
-    ticks = 0
-    for pid in process_tree(root):
-        fields = _stat_fields(pid)
-        if fields:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLK_TCK
-
-
-def system_busy_seconds() -> float:
-    """Non-idle CPU time of the whole machine, all cores, from /proc/stat."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
-
-
-def rss_bytes(root: int) -> int:
-    """Sum of VmRSS over the process tree."""
-    total = 0
-    for pid in process_tree(root):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * PAGE_KB
-    return total
-
-
-# --------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Service:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    # (pid, start time) of every process seen in its tree, so cleanup never signals a reused PID.
-    seen: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def remember_tree(self) -> None:
-        for pid in process_tree(self.pid):
-            start = _start_time(pid)
-            if start is not None:
-                self.seen.setdefault(pid, start)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-class Services:
-    """Everything this run started; `stop_all` signals them by PID, children included."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.started: list[Service] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Service:
-        log = self.workdir / f"{name}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                env={**os.environ, **(env or {})},
-                start_new_session=True,
-            )
-        service = Service(name, proc, log)
-        self.started.append(service)
-        service.remember_tree()
-        return service
-
-    def own_cpu_seconds(self) -> float:
-        """CPU of everything this run started: services, finished wrk runs and this script."""
-        me = resource.getrusage(resource.RUSAGE_SELF)
-        done = resource.getrusage(resource.RUSAGE_CHILDREN)
-        total = me.ru_utime + me.ru_stime + done.ru_utime + done.ru_stime
-        return total + sum(cpu_seconds(s.pid) for s in self.started)
-
-    def stop_all(self) -> None:
-        for service in reversed(self.started):
-            stop(service)
-        self.started.clear()
-
-
-def stop(service: Service) -> None:
-    service.remember_tree()
-    if service.proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            service.proc.send_signal(signal.SIGTERM)
-        try:
-            service.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                service.proc.kill()
-            service.proc.wait(timeout=5)
-    # Children that outlived their parent (same PID *and* start time as recorded) are killed.
-    for pid, start in service.seen.items():
-        if pid != service.pid and _start_time(pid) == start:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http_request(
-    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 10.0
-) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-def wait_ready(
-    service: Service,
-    port: int,
-    *,
-    method: str,
-    path: str,
-    body: bytes | None,
-    timeout: float = 30.0,
-) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if service.proc.poll() is not None:
-            raise BenchError(
-                f"{service.name} exited with {service.proc.returncode}:\n{service.log_tail()}"
-            )
-        try:
-            status, data = http_request(port, method, path, body, timeout=2.0)
-        except OSError as exc:
-            last = str(exc)
-        else:
-            if status == 200:
-                service.remember_tree()
-                return
-            last = f"HTTP {status}: {data[:200]!r}"
-        time.sleep(0.1)
-    raise BenchError(
-        f"{service.name} not ready after {timeout:.0f}s ({last}):\n{service.log_tail()}"
-    )
 
 
 # --------------------------------------------------------------------------- configs
@@ -424,6 +247,39 @@ def run_wrk(
 
 
 @dataclass(frozen=True)
+class MeteringBackend:
+    """What bills the gateway's usage events: `muxgate control` and the redis-server between."""
+
+    control: Service
+    redis_server: Service
+    client: redis.Redis
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.control.pid) + cpu_seconds(self.redis_server.pid)
+
+    def pause(self) -> None:
+        """Stop the control plane (SIGSTOP, its whole tree): events wait in the stream."""
+        for pid in process_tree(self.control.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in process_tree(self.control.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def wait_drained(self) -> None:
+        deadline = time.monotonic() + SETTLE_CAP_S
+        while not stream_state(self.client).drained:
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"usage stream not drained after {SETTLE_CAP_S:.0f}s:\n"
+                    f"{self.control.log_tail()}"
+                )
+            time.sleep(0.05)
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     service: Service
@@ -431,6 +287,7 @@ class Target:
     path: str
     model_prefix: str
     cases: tuple[str, ...]
+    metering: MeteringBackend | None = None
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.path}"
@@ -452,6 +309,8 @@ class Measurement:
     p50_c1_us: float = 0.0
     p99_c1_us: float = 0.0
     errors: int = 0
+    # muxgate gateway: CPU of its metering backend (control plane + redis-server) per request.
+    metering_cpu_us_per_req: float | None = None
 
 
 @dataclass(frozen=True)
@@ -485,12 +344,30 @@ def measure_load(
     check_answer(target, case)
     url, body = target.url(), target.body(case)
     result = Measurement(target.name, case.name)
-    run_wrk(url, body, threads=2, connections=32, seconds=settings.warmup_s)
-    cpu_before, mock_before = cpu_seconds(target.service.pid), cpu_seconds(mock.pid)
-    busy_before, ours_before = system_busy_seconds(), services.own_cpu_seconds()
-    loaded = run_wrk(url, body, threads=2, connections=32, seconds=settings.c32_s)
-    cpu_after, mock_after = cpu_seconds(target.service.pid), cpu_seconds(mock.pid)
-    busy_after, ours_after = system_busy_seconds(), services.own_cpu_seconds()
+    metering = target.metering
+    if metering is not None:
+        metering.wait_drained()
+        metering_before = metering.cpu_seconds()
+        metering.pause()
+    try:
+        warm = run_wrk(url, body, threads=2, connections=32, seconds=settings.warmup_s)
+        cpu_before, mock_before = cpu_seconds(target.service.pid), cpu_seconds(mock.pid)
+        busy_before, ours_before = system_busy_seconds(), services.own_cpu_seconds()
+        loaded = run_wrk(url, body, threads=2, connections=32, seconds=settings.c32_s)
+        cpu_after, mock_after = cpu_seconds(target.service.pid), cpu_seconds(mock.pid)
+        busy_after, ours_after = system_busy_seconds(), services.own_cpu_seconds()
+    finally:
+        if metering is not None:
+            metering.resume()
+    if metering is not None:
+        metering.wait_drained()
+        billed = warm.requests + loaded.requests
+        if billed:
+            spent = metering.cpu_seconds() - metering_before
+            result.metering_cpu_us_per_req = spent * 1e6 / billed
+    # Whatever the target still does for this load (embedded mode billing its backlog) is done
+    # before anything else is measured.
+    wait_idle(target.service)
     if loaded.duration_s:
         other = (busy_after - busy_before) - (ours_after - ours_before)
         result.other_cpu_pct = max(0.0, other) * 100 / loaded.duration_s
@@ -501,6 +378,25 @@ def measure_load(
         result.mock_cpu_us_per_req = (mock_after - mock_before) * 1e6 / loaded.requests
     result.errors = loaded.errors
     return result
+
+
+def wait_idle(service: Service) -> None:
+    """Until the process tree uses less than IDLE_SHARE of a core over half a second."""
+    deadline = time.monotonic() + SETTLE_CAP_S
+    while time.monotonic() < deadline:
+        before = cpu_seconds(service.pid)
+        time.sleep(0.5)
+        if cpu_seconds(service.pid) - before < IDLE_SHARE * 0.5:
+            return
+    raise BenchError(f"{service.name} still busy {SETTLE_CAP_S:.0f}s after its load ended")
+
+
+def top_up(port: int, path: str) -> None:
+    """Credit the bench account through the admin API, so no run ends in 402s."""
+    body = {"kind": "top_up", "amount": BENCH_CREDIT}
+    status, data = admin_request(port, "POST", path, body)
+    if status != 201:
+        raise BenchError(f"top-up of the bench account failed: HTTP {status}: {data[:300]!r}")
 
 
 def measure_latency(
@@ -633,6 +529,19 @@ def case_table(case: Case, rows: dict[str, Measurement], targets: list[str]) -> 
     )
     if mock_costs:
         lines += ["", f"Mock provider CPU µs/req during the c=32 runs: {mock_costs}."]
+    gateway = rows.get("muxgate")
+    if gateway is not None and gateway.metering_cpu_us_per_req is not None:
+        billing = gateway.metering_cpu_us_per_req
+        nginx = rows.get("nginx")
+        total = gateway.cpu_us_per_req + billing
+        ratio = f" ({total / nginx.cpu_us_per_req:.2f}{TIMES} nginx)" if nginx else ""
+        lines += [
+            "",
+            f"Billing the muxgate gateway's usage events (`muxgate control` and redis-server, "
+            f"paused during the c=32 run and measured while draining the stream): "
+            f"{fmt_us(billing)} µs CPU/req; gateway and billing together {fmt_us(total)} µs"
+            f"{ratio}. `muxgate serve` does both in one process.",
+        ]
     other = max((r.other_cpu_pct for r in rows.values()), default=0.0)
     lines += [
         "",
@@ -919,11 +828,29 @@ def start_targets(
         targets["bare"] = Target("bare", service, port, path, "", ("json",))
 
     if "muxgate" in args.targets:
+        redis_proc = start_redis(services, workdir)
+        database = f"sqlite:///{workdir / 'control.db'}"
+        import_config(args.muxgate, muxgate_toml(mock_port), workdir / "control.toml", database)
+        control = start_control(services, args.muxgate, "control", database, redis_proc.url(0))
+        top_up(control.port, "/admin/v1/accounts/bench/ledger")
+        gateway = start_gateway(services, args.muxgate, "muxgate", redis_proc.url(0))
+        metering = MeteringBackend(control.service, redis_proc.service, redis_proc.client(0))
+        targets["muxgate"] = Target(
+            "muxgate",
+            gateway.service,
+            gateway.port,
+            "/api/v1/chat/completions",
+            "bench/",
+            all_cases,
+            metering,
+        )
+
+    if "embedded" in args.targets:
         port = free_port()
-        config = workdir / "muxgate.toml"
+        config = workdir / "embedded.toml"
         config.write_text(muxgate_toml(mock_port))
         service = services.start(
-            "muxgate",
+            "embedded",
             [
                 str(args.muxgate),
                 "serve",
@@ -934,14 +861,16 @@ def start_targets(
                 "--port",
                 str(port),
                 "--data-dir",
-                str(workdir / "muxgate-data"),
+                str(workdir / "embedded-data"),
                 "--workers",
                 "1",
             ],
+            env={"MUXGATE_ADMIN_TOKEN": ADMIN_TOKEN},
         )
         wait_ready(service, port, method="GET", path="/healthz", body=None)
-        targets["muxgate"] = Target(
-            "muxgate", service, port, "/api/v1/chat/completions", "bench/", all_cases
+        top_up(port, "/admin/v1/accounts/bench/ledger")
+        targets["embedded"] = Target(
+            "embedded", service, port, "/api/v1/chat/completions", "bench/", all_cases
         )
     return mock, targets
 
