@@ -143,3 +143,13 @@ async def test_entries_stay_until_every_group_has_acknowledged_them(
     assert len(await redis_bus.read_usage("audit", "b", 10, 100)) == 3
     await redis_bus.ack_usage("audit", ids[:1])
     assert [e[0].decode() for e in await raw_redis.xrange("muxgate:usage")] == ids[1:]
+
+
+async def test_a_redis_without_persistence_is_reported(
+    redis_bus: RedisBus, raw_redis: aioredis.Redis
+) -> None:
+    warning = await redis_bus.durability_warning()
+    assert warning is not None
+    assert "appendonly" in warning
+    await raw_redis.config_set("appendonly", "yes")
+    assert await redis_bus.durability_warning() is None

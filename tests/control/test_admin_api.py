@@ -220,3 +220,27 @@ async def test_policies_are_stored_without_routing_changes(client: Client, chang
     updated = await client.patch("/admin/v1/rate-limit-policies/std", json={"rpm": 10})
     assert (updated.json()["rpm"], updated.json()["tpm"]) == (10, 1000)
     assert changes.count == 0
+
+
+async def test_settings_change_the_trial_of_new_accounts_and_the_snapshot(
+    client: Client, changes: Any
+) -> None:
+    shown = (await client.get("/admin/v1/settings")).json()
+    assert shown["trial_credit"] == "5"
+    assert shown["trial_days"] == 30
+    assert shown["max_attempts"] == 3
+    before = changes.count
+    response = await client.patch(
+        "/admin/v1/settings", json={"trial_credit": "0.5", "max_attempts": 5}
+    )
+    assert response.status_code == 200
+    assert response.json()["trial_credit_nano"] == 500_000_000
+    assert response.json()["trial_days"] == 30
+    assert changes.count == before + 1
+    created = await client.post("/admin/v1/accounts", json={"id": "later"})
+    assert created.json()["balance"]["bonus"] == "0.5"
+    for bad in ({"max_attempts": 0}, {"trial_credit": "-1"}, {"retention": 5}):
+        refused = await client.patch("/admin/v1/settings", json=bad)
+        assert refused.status_code == 400, bad
+        assert error_of(refused.json())["type"] == "invalid_request"
+    assert (await client.get("/admin/v1/settings")).json()["max_attempts"] == 5

@@ -31,6 +31,7 @@ def test_gateway_started_without_redis_waits_then_serves(deploy: Deploy) -> None
     late = d.add_gateway(1, healthy=False)
     health = httpx.get(f"{late.url}/healthz", timeout=5)
     assert health.status_code == 503
+    assert health.json()["error"]["type"] == "service_unavailable", health.text
     with sdk(late, secret) as client, pytest.raises(openai.APIStatusError) as refused:
         chat(client)
     assert refused.value.status_code == 503

@@ -198,6 +198,24 @@ class RedisBus:
             with contextlib.suppress(RedisError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    async def durability_warning(self) -> str | None:
+        """Why usage waiting in the stream would not survive a Redis restart; None when Redis
+        persists it, or does not let us look (managed services often disable CONFIG)."""
+        try:
+            raw: Any = await self.client.config_get("appendonly", "save")
+        except RedisError:
+            return None
+        config = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+        if config.get("appendonly") == "yes" or config.get("save"):
+            return None
+        return (
+            "Redis keeps nothing on disk (appendonly no, no save points): usage events not yet "
+            "recorded are lost if it restarts; enable appendonly"
+        )
+
     # --- usage stream ------------------------------------------------------------------------
 
     async def append_usage(self, batch: bytes) -> str:

@@ -27,6 +27,7 @@ from muxgate.control.policies.controllers import (
     InsuranceRuleController,
     RateLimitPolicyController,
 )
+from muxgate.control.settings.controllers import SettingsController
 from muxgate.store import Store
 
 API_PREFIX = "/admin/v1"
@@ -47,6 +48,7 @@ def create_app(
             ChannelController,
             InsuranceRuleController,
             RateLimitPolicyController,
+            SettingsController,
         ],
         guards=[admin_guard(admin_token)],
         security=[{"adminToken": []}],

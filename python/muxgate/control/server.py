@@ -5,6 +5,7 @@ Configured from the environment set by the CLI, so granian can import it by name
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import Any
@@ -13,6 +14,8 @@ from muxgate.bus.redis import RedisBus
 from muxgate.control.plane import ControlPlane
 from muxgate.gateway.mount import MountedASGI, Receive, Send
 from muxgate.store import Store
+
+log = logging.getLogger("muxgate.control")
 
 
 class ControlServer:
@@ -45,6 +48,8 @@ class ControlServer:
     async def start(self) -> None:
         self._store = await Store.open(self.database)
         self._bus = RedisBus.from_url(self.redis_url)
+        if warning := await self._bus.durability_warning():
+            log.warning("%s", warning)
         self.plane = ControlPlane(
             self._store, self._bus, self._bus, admin_token=self.admin_token, consumer=self.consumer
         )

@@ -119,9 +119,14 @@ class Gateway:
         await handler(self, scope, proto)
 
     def _health(self, proto: HTTPProtocol) -> None:
+        """200 with the routing version once a snapshot is loaded; before that 503, in the error
+        format the API's clients parse, so a load balancer keeps traffic away."""
         version = self.engine.routing_version
-        status = 200 if version else 503
-        proto.response_bytes(status, JSON, b'{"routing_version":%d}' % version)
+        if version:
+            proto.response_bytes(200, JSON, b'{"routing_version":%d}' % version)
+            return
+        message = "No routing snapshot loaded yet: waiting for the control plane"
+        proto.response_bytes(503, JSON, error_json(503, "service_unavailable", message))
 
     def read_body(self, scope: Scope, proto: HTTPProtocol) -> Awaitable[bytes | None]:
         """The request body, or None after answering 4xx when it is malformed or exceeds the cap.

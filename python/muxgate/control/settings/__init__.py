@@ -1,0 +1,1 @@
+"""Operator settings: the trial credit, usage retention and the gateway's failover behaviour."""
