@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from muxgate.store import Invalid, NotFound, Store, accounts, ledger, settings, usage
+from muxgate.store import Invalid, NotFound, Store, accounts, keys, ledger, settings, usage
 from muxgate.wire import UsageEvent
 
 EventFactory = Callable[..., UsageEvent]
@@ -181,3 +181,35 @@ async def test_listing_pages_newest_first(store: Store) -> None:
     assert [e.id for e in page] == ids[:-3:-1]
     rest = await ledger.list_entries(store, "acme", before_id=page[-1].id)
     assert [e.id for e in rest] == ids[-3::-1]
+
+
+async def test_running_sums_equal_the_ledger_they_sum(store: Store, event: EventFactory) -> None:
+    """Balances and key spend are read from running sums; every way of writing the ledger
+    (trial, operator entries, charges, replays, expiry) must keep them equal to the entries."""
+    await accounts.create_account(store, "acme", now=T0)
+    await accounts.create_account(store, "beta", now=T0)
+    await grant(store, 70, days=3)
+    await ledger.add_entry(store, "acme", "top_up", 5 * USD, now=T0)
+    await ledger.add_entry(store, "beta", "adjustment", -USD, now=T0)
+    batch = [
+        event(f"r{i}", "acme" if i % 3 else "beta", 1000 + i, key=f"k{i % 2}") for i in range(30)
+    ]
+    await usage.record_usage(store, batch)
+    await usage.record_usage(store, batch[:10])  # a replay charges nothing twice
+    await usage.purge_usage(store, older_than=T0 + timedelta(days=1))
+    await usage.record_usage(store, batch[:5])  # nor after the records were purged
+    await ledger.expire_bonus(store, T0 + timedelta(days=400))
+
+    entries = [e for a in ("acme", "beta") for e in await ledger.list_entries(store, a, limit=1000)]
+    for account in ("acme", "beta"):
+        mine = [e for e in entries if e.account_id == account]
+        expected = ledger.Balance(
+            purchased_nano=sum(e.purchased_nano for e in mine),
+            bonus_nano=sum(e.bonus_nano for e in mine),
+        )
+        assert await ledger.balance(store, account) == expected
+    async with store.read() as conn:
+        spend = await keys.spent(conn, None)
+    for key in ("k0", "k1"):
+        charged = [e for e in entries if e.kind == "charge" and e.key_id == key]
+        assert spend[key] == -sum(e.purchased_nano + e.bonus_nano for e in charged) > 0

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, and_, exists, func, select
+from sqlalchemy import Row, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muxgate.store import tables as t
@@ -81,18 +81,15 @@ def _check_limits(values: dict[str, Any]) -> None:
 
 
 async def spent(conn: AsyncConnection, key_ids: Sequence[str] | None) -> dict[str, int]:
-    """Charges made through each key, as a positive amount; `None` means every key."""
-    le = t.ledger_entries
-    query = (
-        select(le.c.key_id, func.sum(le.c.purchased_nano + le.c.bonus_nano))
-        .where(le.c.kind == "charge", le.c.key_id.is_not(None))
-        .group_by(le.c.key_id)
-    )
+    """Charges made through each key, as a positive amount; `None` means every key. Read from
+    the running sums the charges update."""
+    ks = t.key_spend
+    query = select(ks.c.key_id, ks.c.spent_nano)
     if key_ids is not None:
         if not key_ids:
             return {}
-        query = query.where(le.c.key_id.in_(sorted(set(key_ids))))
-    return {k: -int(total) for k, total in await conn.execute(query)}
+        query = query.where(ks.c.key_id.in_(sorted(set(key_ids))))
+    return {k: int(total) for k, total in await conn.execute(query)}
 
 
 async def _records(

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import Row, and_, exists, func, select
+from sqlalchemy import Row, and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muxgate.store import tables as t
+from muxgate.store.bulk import add_to_sums
 from muxgate.store.errors import Invalid, NotFound
 from muxgate.store.rows import to_record
 from muxgate.store.store import Store
@@ -84,24 +85,32 @@ async def lock_accounts(conn: AsyncConnection, account_ids: Iterable[str]) -> se
 
 async def balances(conn: AsyncConnection, account_ids: Iterable[str] | None) -> dict[str, Balance]:
     """Balances of the given accounts (zero for accounts with no entries); `None` means every
-    account with entries, in one grouped scan instead of a long `IN` list."""
-    le = t.ledger_entries
-    query = select(
-        le.c.account_id,
-        func.coalesce(func.sum(le.c.purchased_nano), 0),
-        func.coalesce(func.sum(le.c.bonus_nano), 0),
-    ).group_by(le.c.account_id)
+    account with entries. Read from the running sums, one row per account."""
+    ab = t.account_balances
+    query = select(ab.c.account_id, ab.c.purchased_nano, ab.c.bonus_nano)
     ids: list[str] = []
     if account_ids is not None:
         ids = sorted(set(account_ids))
         if not ids:
             return {}
-        query = query.where(le.c.account_id.in_(ids))
+        query = query.where(ab.c.account_id.in_(ids))
     rows = await conn.execute(query)
     found = {a: Balance(purchased_nano=int(p), bonus_nano=int(b)) for a, p, b in rows}
     if account_ids is None:
         return found
     return {a: found.get(a, Balance()) for a in ids}
+
+
+async def add_to_balances(conn: AsyncConnection, amounts: Iterable[tuple[str, int, int]]) -> None:
+    """Add new entries' (account, purchased, bonus) amounts to the running balances; called in
+    the transaction that inserts the entries, for exactly the entries inserted."""
+    deltas: dict[str, tuple[int, int]] = {}
+    for account, purchased, bonus in amounts:
+        p, b = deltas.get(account, (0, 0))
+        deltas[account] = (p + purchased, b + bonus)
+    await add_to_sums(
+        conn, "account_balances", "account_id", ["purchased_nano", "bonus_nano"], deltas
+    )
 
 
 async def account_exists(conn: AsyncConnection, account_id: str) -> bool:
@@ -141,6 +150,7 @@ async def insert_entry(
     row = (
         await conn.execute(t.ledger_entries.insert().values(values).returning(t.ledger_entries))
     ).one()
+    await add_to_balances(conn, [(account_id, purchased_nano, bonus_nano)])
     return _entry(row)
 
 
@@ -257,6 +267,7 @@ async def expire_bonus(store: Store, now: datetime | None = None) -> ExpiryResul
         for r in rows:
             live.setdefault(r.account_id, []).append(_Grant(*r))
         new_rows: list[dict[str, object]] = []
+        written_off: list[tuple[str, int, int]] = []
         for account in accounts:
             grants = sorted(live.get(account, []), key=_Grant.order)
             bonus = before[account].bonus_nano
@@ -267,6 +278,7 @@ async def expire_bonus(store: Store, now: datetime | None = None) -> ExpiryResul
                 grants = [g for g in grants if g.id != grant.id]
                 bonus -= amount
                 expired_total += amount
+                written_off.append((account, 0, -amount))
                 new_rows.append(
                     {
                         "account_id": account,
@@ -285,5 +297,6 @@ async def expire_bonus(store: Store, now: datetime | None = None) -> ExpiryResul
                 blocked.append(account)
         if new_rows:
             await conn.execute(t.ledger_entries.insert(), new_rows)
+            await add_to_balances(conn, written_off)
         entries = len(new_rows)
     return ExpiryResult(entries=entries, expired_nano=expired_total, blocked_accounts=blocked)

@@ -232,6 +232,30 @@ ledger_entries = Table(
     Index(None, "key_id"),
 )
 
+# Running sums of the ledger, written in the same transaction as the entries they sum, so a
+# balance or a key's spend is one row to read however long the history grows. The ledger stays
+# the record; these are derived from it (migration 0003 computes them from the entries).
+account_balances = Table(
+    "account_balances",
+    metadata,
+    Column(
+        "account_id",
+        String(128),
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("purchased_nano", BigInteger, nullable=False),
+    Column("bonus_nano", BigInteger, nullable=False),
+)
+
+key_spend = Table(
+    "key_spend",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    # Charges made through the key, as a positive amount.
+    Column("spent_nano", BigInteger, nullable=False),
+)
+
 usage_records = Table(
     "usage_records",
     metadata,

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muxgate.store import settings
 from muxgate.store import tables as t
+from muxgate.store.bulk import add_to_sums, insert_rows
 from muxgate.store.keys import spent
-from muxgate.store.ledger import balances, lock_accounts, now_utc, split_charge
+from muxgate.store.ledger import add_to_balances, balances, lock_accounts, now_utc, split_charge
 from muxgate.store.store import Store
 from muxgate.wire.usage import UsageEvent
 
@@ -35,12 +36,6 @@ class RecordResult(msgspec.Struct, frozen=True, kw_only=True):
     """Keys whose charges reached their credit limit in this batch."""
     unknown_accounts: list[str]
     """Accounts named by events but absent from the store: recorded, not charged."""
-
-
-def _placeholders(paramstyle: str, count: int) -> str:
-    if paramstyle == "qmark":
-        return ", ".join("?" * count)
-    return ", ".join(f"${i}" for i in range(1, count + 1))  # asyncpg: numeric_dollar
 
 
 _COLUMNS = ["created_at", *_EVENT_FIELDS]
@@ -76,20 +71,8 @@ async def _insert_new(conn: AsyncConnection, events: list[UsageEvent]) -> set[st
         created = datetime.fromtimestamp(e.created_ms / 1000, UTC)
         stamp = created.replace(tzinfo=None) if sqlite_naive else created
         rows.append((stamp, *(getattr(e, name) for name in _EVENT_FIELDS)))
-    await _bulk_insert(conn, "usage_records", _COLUMNS, rows)
+    await insert_rows(conn, "usage_records", _COLUMNS, rows)
     return {e.request_id for e in fresh}
-
-
-async def _bulk_insert(
-    conn: AsyncConnection, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """One executemany at the driver, conflicting rows skipped."""
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"VALUES ({_placeholders(conn.dialect.paramstyle, len(columns))}) "
-        "ON CONFLICT DO NOTHING"
-    )
-    await conn.exec_driver_sql(sql, rows)
 
 
 async def record_usage(
@@ -116,6 +99,7 @@ async def record_usage(
         known = await lock_accounts(conn, {e.account_id for e in costly})
         new_ids = await _insert_new(conn, list(unique.values()))
         charges = [e for e in costly if e.request_id in new_ids and e.account_id in known]
+        charges = await _uncharged(conn, charges)
         unknown = sorted({e.account_id for e in costly if e.request_id in new_ids} - known)
         before = await balances(conn, {e.account_id for e in charges})
         limited = await _limited_keys(conn, {e.key_id for e in charges})
@@ -144,9 +128,11 @@ async def record_usage(
                 )
             )
         if rows:
-            # A charge can outlive its usage record (purged, then the event replayed): the
-            # (kind, request_id) key keeps it single.
-            await _bulk_insert(conn, "ledger_entries", _CHARGE_COLUMNS, rows)
+            await insert_rows(conn, "ledger_entries", _CHARGE_COLUMNS, rows)
+            await add_to_balances(conn, [(r[0], r[2], r[3]) for r in rows])
+            await add_to_sums(
+                conn, "key_spend", "key_id", ["spent_nano"], {k: (v,) for k, v in by_key.items()}
+            )
         blocked = sorted(
             a for a, b in before.items() if b.total_nano > 0 >= b.total_nano - charged[a]
         )
@@ -163,6 +149,19 @@ async def record_usage(
         exhausted_keys=exhausted,
         unknown_accounts=unknown,
     )
+
+
+async def _uncharged(conn: AsyncConnection, events: list[UsageEvent]) -> list[UsageEvent]:
+    """Drop events already charged: a charge can outlive its usage record (purged, then the
+    event replayed). The caller holds the accounts' locks, so nothing charges them meanwhile."""
+    if not events:
+        return events
+    le = t.ledger_entries
+    query = select(le.c.request_id).where(
+        le.c.kind == "charge", le.c.request_id.in_([e.request_id for e in events])
+    )
+    charged = set((await conn.execute(query)).scalars())
+    return [e for e in events if e.request_id not in charged]
 
 
 async def _limited_keys(conn: AsyncConnection, key_ids: set[str]) -> dict[str, int]:
