@@ -27,8 +27,8 @@ from pathlib import Path
 import control_consumer
 import control_propagation
 from control_stack import pg_version, start_redis
-from procs import BenchError, Services
-from run import VENV_BIN, cleanup_on_sigterm, cpu_model, package_version, tool_version
+from procs import BenchError, Services, run_main
+from run import VENV_BIN, cpu_model, package_version, tool_version
 
 PARTS = ("propagation", "consumer")
 BACKENDS = ("sqlite", "postgresql")
@@ -177,13 +177,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    with cleanup_on_sigterm():
-        try:
-            return run(args)
-        except BenchError as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return 2
+    return run_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":

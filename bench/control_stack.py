@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import secrets
 import shutil
@@ -23,7 +22,7 @@ from sqlalchemy import text
 
 from muxgate.store import Store
 from muxgate.store.usage import usage_count
-from procs import BenchError, Service, Services, free_port, stop, wait_ready
+from procs import BenchError, Service, Services, free_port, http_request, stop, wait_ready
 
 ADMIN_TOKEN = "mxa-bench-" + secrets.token_hex(8)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -104,15 +103,8 @@ def admin_request(
     port: int, method: str, path: str, body: object = None, timeout: float = 10.0
 ) -> tuple[int, bytes]:
     """One call to the admin API with the bench's admin token, on a fresh connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        payload = None if body is None else json.dumps(body).encode()
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
-        conn.request(method, path, body=payload, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    payload = None if body is None else json.dumps(body).encode()
+    return http_request(port, method, path, payload, timeout, token=ADMIN_TOKEN)
 
 
 def start_control(

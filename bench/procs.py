@@ -11,14 +11,19 @@ import resource
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = 1024
 API_KEY = "sk-bench"
+T = TypeVar("T")
 
 
 class BenchError(RuntimeError):
@@ -180,11 +185,18 @@ def free_port() -> int:
 
 
 def http_request(
-    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 10.0
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    timeout: float = 10.0,
+    *,
+    token: str = API_KEY,
 ) -> tuple[int, bytes]:
+    """One request on a fresh connection, authenticated with `token` (the bench's API key)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         return response.status, response.read()
@@ -221,3 +233,20 @@ def wait_ready(
     raise BenchError(
         f"{service.name} not ready after {timeout:.0f}s ({last}):\n{service.log_tail()}"
     )
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run_main(run: Callable[[T], int], args: T) -> int:
+    """A benchmark's entry point: SIGTERM unwinds like Ctrl-C, so every process started is
+    stopped; a setup failure prints its reason and exits 2."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)

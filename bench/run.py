@@ -26,12 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from types import FrameType
 
 import redis
 
@@ -55,6 +53,7 @@ from procs import (
     http_request,
     process_tree,
     rss_bytes,
+    run_main,
     system_busy_seconds,
     wait_ready,
 )
@@ -952,27 +951,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def cleanup_on_sigterm() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    with cleanup_on_sigterm():
-        try:
-            return run(args)
-        except BenchError as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return 2
+    return run_main(run, parse_args(argv))
 
 
 if __name__ == "__main__":
