@@ -8,8 +8,10 @@ delivered and acknowledged."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,6 +194,16 @@ def measure_backend(
         stop_services(services, [control.service])
 
 
+@contextlib.contextmanager
+def _database(backend: str, workdir: Path) -> Iterator[str]:
+    """A SQLite file in the work directory, or a private PostgreSQL database for the run."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'consumer.db'}"
+    else:
+        with pg_database() as database:
+            yield database
+
+
 def measure(
     services: Services,
     muxgate: Path,
@@ -205,8 +217,7 @@ def measure(
     results = []
     for backend in backends:
         print(f"· consumer {backend} {events:,} events ...", end="", flush=True, file=sys.stderr)
-        if backend == "sqlite":
-            database = f"sqlite:///{services.workdir / 'consumer.db'}"
+        with _database(backend, services.workdir) as database:
             row = measure_backend(
                 services,
                 muxgate,
@@ -217,18 +228,6 @@ def measure(
                 per_entry=per_entry,
                 cap_s=cap_s,
             )
-        else:
-            with pg_database() as database:
-                row = measure_backend(
-                    services,
-                    muxgate,
-                    redis_proc,
-                    backend=backend,
-                    database=database,
-                    events=events,
-                    per_entry=per_entry,
-                    cap_s=cap_s,
-                )
         print(f" {row.events_per_s:,.0f} events/s", file=sys.stderr)
         results.append(row)
     return results
