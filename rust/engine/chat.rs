@@ -588,12 +588,12 @@ impl Context<'_> {
 
 /// The usage event for what happened so far. Provider-reported usage is billed when present;
 /// otherwise the local counts are (a stream cut before its usage chunk).
-fn meter(
-    ctx: &Context<'_>,
-    channel: Option<&ChannelRoute>,
-    observed: Option<&Observed>,
+fn meter<'e>(
+    ctx: &'e Context<'_>,
+    channel: Option<&'e ChannelRoute>,
+    observed: Option<&'e Observed>,
     progress: &Progress,
-) -> UsageEvent {
+) -> UsageEvent<'e> {
     let encoding = ctx.model.encoding;
     let local_completion = observed.map_or(0, |o| encoding.count(&o.output_text) as u64);
     let delivered_output = observed.is_some_and(|o| o.token_chunks > 0 || o.completed);
@@ -615,14 +615,14 @@ fn meter(
         _ => None,
     });
     UsageEvent {
-        request_id: ctx.request_id.clone(),
+        request_id: &ctx.request_id,
         created_ms: ctx.created_ms,
-        account_id: ctx.account_id.clone(),
-        key_id: ctx.key_id.clone(),
-        model: ctx.model.slug.clone(),
-        channel_id: channel.map(|c| c.id.clone()),
-        provider_id: channel.map(|c| c.provider.id.clone()),
-        upstream_model: channel.map(|c| c.upstream_model.clone()),
+        account_id: &ctx.account_id,
+        key_id: &ctx.key_id,
+        model: &ctx.model.slug,
+        channel_id: channel.map(|c| c.id.as_str()),
+        provider_id: channel.map(|c| c.provider.id.as_str()),
+        upstream_model: channel.map(|c| c.upstream_model.as_str()),
         prompt_tokens: prompt,
         completion_tokens: completion,
         cached_tokens: cached,
@@ -641,7 +641,7 @@ fn meter(
             .filter(|o| o.token_chunks > 1)
             .map(|o| ms(o.max_gap)),
         gateway_overhead_us: overhead_us(ctx, progress),
-        finish_reason: observed.and_then(|o| o.finish_reason.clone()),
+        finish_reason: observed.and_then(|o| o.finish_reason.as_deref()),
         status: "ok",
         http_status: 200,
         error_type: None,

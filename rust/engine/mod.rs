@@ -285,9 +285,15 @@ pub fn error_response(error: &GatewayError, request_id: &str) -> Response {
 
 /// 32 hex digits: time-ordered high half (so ids sort by arrival), random low half.
 pub fn new_request_id() -> String {
-    let millis = unix_ms() & 0xffff_ffff_ffff;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let millis = u128::from(unix_ms() & 0xffff_ffff_ffff);
     let random: u128 = rand::random::<u128>() & ((1 << 80) - 1);
-    format!("{millis:012x}{random:020x}")
+    let value = (millis << 80) | random;
+    let digits: Vec<u8> = (0..32)
+        .rev()
+        .map(|i| HEX[((value >> (i * 4)) & 0xf) as usize])
+        .collect();
+    String::from_utf8(digits).expect("hex digits are ASCII")
 }
 
 pub fn unix_ms() -> u64 {
@@ -295,4 +301,27 @@ pub fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_32_hex_digits_that_sort_by_time() {
+        let first = new_request_id();
+        std::thread::sleep(Duration::from_millis(2));
+        let second = new_request_id();
+        for id in [&first, &second] {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
+        }
+        assert!(first < second, "{first} then {second}");
+        let millis = u64::from_str_radix(&second[..12], 16).unwrap();
+        assert!(unix_ms().abs_diff(millis) < 60_000);
+        assert_ne!(first[12..], second[12..]);
+    }
 }

@@ -1,22 +1,23 @@
 //! The usage event: one per finished request, the unit of metering, billing and (later)
-//! insurance. Serialized as one JSON line that decodes into `muxgate.wire.UsageEvent`.
+//! insurance. Serialized as one JSON line that decodes into `muxgate.wire.UsageEvent`; it
+//! borrows its names from the request and the routing table, since it lives only until then.
 
 use serde::Serialize;
 
 use crate::snapshot::NanoUsd;
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct UsageEvent {
-    pub request_id: String,
+#[derive(Debug, Serialize)]
+pub struct UsageEvent<'a> {
+    pub request_id: &'a str,
     /// Unix time in milliseconds when the request arrived.
     pub created_ms: u64,
-    pub account_id: String,
-    pub key_id: String,
+    pub account_id: &'a str,
+    pub key_id: &'a str,
     /// The slug the client asked for.
-    pub model: String,
-    pub channel_id: Option<String>,
-    pub provider_id: Option<String>,
-    pub upstream_model: Option<String>,
+    pub model: &'a str,
+    pub channel_id: Option<&'a str>,
+    pub provider_id: Option<&'a str>,
+    pub upstream_model: Option<&'a str>,
     /// Provider-reported tokens; the local counts sit beside them as a cross-check and as the
     /// fallback when a stream is cut before usage arrives (`usage_source` says which was billed).
     pub prompt_tokens: u64,
@@ -37,7 +38,7 @@ pub struct UsageEvent {
     pub output_tokens_per_second: Option<f64>,
     pub max_chunk_gap_ms: Option<f64>,
     pub gateway_overhead_us: u64,
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<&'a str>,
     /// "ok", "failed" or "cancelled".
     pub status: &'static str,
     pub http_status: u16,
