@@ -38,20 +38,29 @@ impl<'a> Fields<'a> {
                 Some(Some(raw)) => raw,
             };
             sep(out);
-            write_key(out, key);
+            write_key(out, key, matches!(key, Cow::Borrowed(_)));
             out.extend_from_slice(raw.as_bytes());
         }
         for (key, raw) in extra {
             sep(out);
-            write_key(out, key);
+            write_key(out, key, false);
             out.extend_from_slice(raw.as_bytes());
         }
         out.push(b'}');
     }
 }
 
-fn write_key(out: &mut Vec<u8>, key: &str) {
-    serde_json::to_writer(&mut *out, key).expect("writing to a Vec cannot fail");
+/// `verbatim` when the key was borrowed from the source: it had no escape sequence there, and a
+/// JSON string holds no raw quote, backslash or control character, so the text is its own
+/// literal.
+fn write_key(out: &mut Vec<u8>, key: &str, verbatim: bool) {
+    if verbatim {
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, key).expect("writing to a Vec cannot fail");
+    }
     out.push(b':');
 }
 
@@ -105,6 +114,19 @@ mod tests {
             r#"{"a":1,"model":"up/model","z\"q":"s","extra":true}"#
         );
         assert_eq!(fields.get("a").unwrap().get(), "1");
+    }
+
+    #[test]
+    fn keys_with_escapes_are_written_escaped_again() {
+        let body = r#"{"tab\tkey":1,"\u00e9t\u00e9":2,"quote\"d":3,"plain":4}"#;
+        let fields: Fields = serde_json::from_str(body).unwrap();
+        let mut out = Vec::new();
+        fields.write_with(&mut out, |_| None, &[]);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, r#"{"tab\tkey":1,"été":2,"quote\"d":3,"plain":4}"#);
+        let before: serde_json::Value = serde_json::from_str(body).unwrap();
+        let after: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(before, after);
     }
 
     #[test]

@@ -9,7 +9,10 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{Deserializer as _, SeqAccess, Visitor};
 
 use crate::json::Fields;
 use crate::sse;
@@ -144,11 +147,15 @@ impl Rewriter {
         for (key, value) in &top.0 {
             match key.as_ref() {
                 "choices" => {
-                    let choices: Vec<ChoiceView> = serde_json::from_str(value.get())?;
-                    choices_empty = choices.is_empty();
-                    for choice in &choices {
-                        record_choice(choice, now, seen);
-                    }
+                    let mut record = RecordChoices {
+                        now,
+                        seen,
+                        count: 0,
+                    };
+                    let mut de = serde_json::Deserializer::from_str(value.get());
+                    de.deserialize_seq(&mut record)?;
+                    de.end()?;
+                    choices_empty = record.count == 0;
                 }
                 "usage" if value.get() != "null" => {
                     let usage: UsageView = serde_json::from_str(value.get())?;
@@ -192,6 +199,29 @@ impl Rewriter {
             &[],
         );
         Ok(true)
+    }
+}
+
+/// Records each choice of a `choices` array as it is parsed, without collecting them.
+struct RecordChoices<'s> {
+    now: Instant,
+    seen: &'s mut Observed,
+    count: usize,
+}
+
+impl<'de> Visitor<'de> for &mut RecordChoices<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of choices")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(choice) = seq.next_element::<ChoiceView<'de>>()? {
+            record_choice(&choice, self.now, self.seen);
+            self.count += 1;
+        }
+        Ok(())
     }
 }
 
@@ -457,6 +487,27 @@ mod tests {
         let seen = relay.finish();
         assert_eq!(seen.malformed_events, 1);
         assert!(seen.completed);
+    }
+
+    #[test]
+    fn choices_that_are_not_an_array_of_objects_are_malformed() {
+        let mut relay = StreamRelay::new("g", "m", false);
+        let mut out = Vec::new();
+        let stream = concat!(
+            "data: {\"id\":\"x\",\"choices\":null}\n\n",
+            "data: {\"id\":\"x\",\"choices\":{\"0\":{}}}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[1]}\n\n",
+            "data: {\"id\":\"x\",\"choices\":[{\"delta\":{\"content\":\"ok\"}}] }\n\n",
+            "data: [DONE]\n\n",
+        );
+        relay
+            .feed(stream.as_bytes(), Instant::now(), &mut out)
+            .unwrap();
+        assert_eq!(data_events(&out).len(), 2);
+        let seen = relay.finish();
+        assert_eq!(seen.malformed_events, 3);
+        assert_eq!(seen.output_text, "ok");
+        assert_eq!(seen.token_chunks, 1);
     }
 
     #[test]
