@@ -11,6 +11,7 @@ pub mod select;
 pub mod snapshot;
 pub mod sse;
 pub mod tokens;
+pub mod translate;
 
 #[cfg(feature = "python")]
 mod py;

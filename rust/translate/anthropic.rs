@@ -1,0 +1,680 @@
+//! Anthropic Messages (`POST /v1/messages`) to and from the neutral request.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{
+    CacheControl, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request, Role, Tool,
+    ToolChoice,
+};
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    max_tokens: Option<u64>,
+    #[serde(borrow)]
+    messages: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    system: Option<&'a RawValue>,
+    #[serde(default)]
+    stop_sequences: Option<Vec<String>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<u64>,
+    #[serde(borrow)]
+    tools: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    tool_choice: Option<&'a RawValue>,
+    #[serde(borrow)]
+    thinking: Option<&'a RawValue>,
+    #[serde(borrow)]
+    output_config: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow)]
+    service_tier: Option<&'a RawValue>,
+}
+
+fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue, path: &str, what: &str) -> Result<T, Invalid> {
+    serde_json::from_str(raw.get()).map_err(|_| Invalid::new(path, format!("must be {what}")))
+}
+
+/// Decode a Messages request body.
+pub fn decode_request(body: &[u8]) -> Result<Request, Invalid> {
+    let body: Body = serde_json::from_slice(body)
+        .map_err(|e| Invalid::new("", format!("the body is not a valid Messages request: {e}")))?;
+    let model = match body.model {
+        Some(m) if !m.is_empty() => m.into_owned(),
+        _ => return Err(Invalid::new("model", "Field required")),
+    };
+    let Some(max_tokens) = body.max_tokens else {
+        return Err(Invalid::new("max_tokens", "Field required"));
+    };
+    if max_tokens == 0 {
+        return Err(Invalid::new("max_tokens", "must be at least 1"));
+    }
+    let Some(raw_messages) = body.messages else {
+        return Err(Invalid::new("messages", "Field required"));
+    };
+    if raw_messages.is_empty() {
+        return Err(Invalid::new("messages", "must not be empty"));
+    }
+    let mut messages = Vec::with_capacity(raw_messages.len());
+    for (i, raw) in raw_messages.iter().enumerate() {
+        messages.push(decode_message(raw, &format!("messages.{i}"))?);
+    }
+    let system = match body.system {
+        None => Vec::new(),
+        Some(raw) if raw.get() == "null" => Vec::new(),
+        Some(raw) => decode_content(raw, "system")?
+            .into_iter()
+            .map(|part| match part {
+                Part::Text { .. } => Ok(part),
+                _ => Err(Invalid::new("system", "may hold text blocks only")),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut request = Request {
+        model,
+        system,
+        messages,
+        max_tokens: Some(max_tokens),
+        temperature: body.temperature,
+        top_p: body.top_p,
+        top_k: body.top_k,
+        stop: body.stop_sequences.unwrap_or_default(),
+        stream: body.stream.unwrap_or(false),
+        ..Request::default()
+    };
+    for (i, raw) in body.tools.unwrap_or_default().iter().enumerate() {
+        decode_tool(raw, &format!("tools.{i}"), &mut request)?;
+    }
+    if let Some(raw) = body.tool_choice.filter(|r| r.get() != "null") {
+        decode_tool_choice(raw, &mut request)?;
+    }
+    if let Some(raw) = body.thinking.filter(|r| r.get() != "null") {
+        request.reasoning = Some(decode_thinking(raw, max_tokens)?);
+    }
+    if let Some(raw) = body.output_config.filter(|r| r.get() != "null") {
+        request.output = decode_output_config(raw)?;
+    }
+    if body.metadata.is_some() {
+        request.dropped.push("metadata".to_owned());
+    }
+    if body.service_tier.is_some() {
+        request.dropped.push("service_tier".to_owned());
+    }
+    Ok(request)
+}
+
+#[derive(Deserialize)]
+struct MessageBody<'a> {
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+}
+
+fn decode_message(raw: &RawValue, path: &str) -> Result<Message, Invalid> {
+    let message: MessageBody = parse(raw, path, "an object with role and content")?;
+    let role = match message.role.as_deref() {
+        Some("user") => Role::User,
+        Some("assistant") => Role::Assistant,
+        Some(other) => {
+            return Err(Invalid::new(
+                format!("{path}.role"),
+                format!("must be 'user' or 'assistant', not '{other}'"),
+            ));
+        }
+        None => return Err(Invalid::new(format!("{path}.role"), "Field required")),
+    };
+    let Some(content) = message.content else {
+        return Err(Invalid::new(format!("{path}.content"), "Field required"));
+    };
+    let parts = decode_content(content, &format!("{path}.content"))?;
+    Ok(Message { role, parts })
+}
+
+/// A string (one text part) or an array of content blocks.
+fn decode_content(raw: &RawValue, path: &str) -> Result<Vec<Part>, Invalid> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        let text: String = parse(raw, path, "a string or an array of content blocks")?;
+        return Ok(vec![Part::Text { text, cache: None }]);
+    }
+    let blocks: Vec<&RawValue> = parse(raw, path, "a string or an array of content blocks")?;
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(i, block)| decode_block(block, &format!("{path}.{i}")))
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    text: Option<String>,
+    #[serde(borrow)]
+    source: Option<&'a RawValue>,
+    title: Option<String>,
+    #[serde(borrow)]
+    cache_control: Option<&'a RawValue>,
+    id: Option<String>,
+    name: Option<String>,
+    #[serde(borrow)]
+    input: Option<&'a RawValue>,
+    tool_use_id: Option<String>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    is_error: Option<bool>,
+    thinking: Option<String>,
+    signature: Option<String>,
+    data: Option<String>,
+}
+
+fn required<T>(value: Option<T>, path: &str, field: &str) -> Result<T, Invalid> {
+    value.ok_or_else(|| Invalid::new(format!("{path}.{field}"), "Field required"))
+}
+
+fn decode_block(raw: &RawValue, path: &str) -> Result<Part, Invalid> {
+    let block: Block = parse(raw, path, "a content block object")?;
+    let cache = match block.cache_control {
+        Some(raw) if raw.get() != "null" => {
+            Some(decode_cache_control(raw, &format!("{path}.cache_control"))?)
+        }
+        _ => None,
+    };
+    let kind = required(block.kind, path, "type")?;
+    Ok(match kind.as_ref() {
+        "text" => Part::Text {
+            text: required(block.text, path, "text")?,
+            cache,
+        },
+        "image" => Part::Image {
+            source: decode_source(required(block.source, path, "source")?, path)?,
+            cache,
+        },
+        "document" => Part::Document {
+            source: decode_source(required(block.source, path, "source")?, path)?,
+            title: block.title,
+            cache,
+        },
+        "tool_use" => {
+            let input = required(block.input, path, "input")?;
+            if !input.get().starts_with('{') {
+                return Err(Invalid::new(format!("{path}.input"), "must be an object"));
+            }
+            Part::ToolCall {
+                id: required(block.id, path, "id")?,
+                name: required(block.name, path, "name")?,
+                arguments: input.get().to_owned(),
+            }
+        }
+        "tool_result" => {
+            let content = match block.content {
+                None => Vec::new(),
+                Some(raw) if raw.get() == "null" => Vec::new(),
+                Some(raw) => decode_content(raw, &format!("{path}.content"))?,
+            };
+            if content
+                .iter()
+                .any(|p| !matches!(p, Part::Text { .. } | Part::Image { .. }))
+            {
+                return Err(Invalid::new(
+                    format!("{path}.content"),
+                    "a tool result may hold text and image blocks only",
+                ));
+            }
+            Part::ToolResult {
+                call_id: required(block.tool_use_id, path, "tool_use_id")?,
+                content,
+                is_error: block.is_error.unwrap_or(false),
+            }
+        }
+        "thinking" => Part::Thinking {
+            text: required(block.thinking, path, "thinking")?,
+            signature: block.signature,
+        },
+        "redacted_thinking" => Part::RedactedThinking {
+            data: required(block.data, path, "data")?,
+        },
+        other => {
+            return Err(Invalid::new(
+                format!("{path}.type"),
+                format!("content block type '{other}' is not supported"),
+            ));
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct Source<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    media_type: Option<String>,
+    data: Option<String>,
+    url: Option<String>,
+}
+
+fn decode_source(raw: &RawValue, block_path: &str) -> Result<Media, Invalid> {
+    let path = format!("{block_path}.source");
+    let source: Source = parse(raw, &path, "a source object")?;
+    let kind = required(source.kind, &path, "type")?;
+    Ok(match kind.as_ref() {
+        "base64" => Media::Base64 {
+            media_type: required(source.media_type, &path, "media_type")?,
+            data: required(source.data, &path, "data")?,
+        },
+        "url" => Media::Url(required(source.url, &path, "url")?),
+        "text" => Media::Text {
+            media_type: source.media_type.unwrap_or_else(|| "text/plain".to_owned()),
+            data: required(source.data, &path, "data")?,
+        },
+        other => {
+            return Err(Invalid::new(
+                format!("{path}.type"),
+                format!("source type '{other}' is not supported"),
+            ));
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct CacheBody<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    ttl: Option<String>,
+}
+
+fn decode_cache_control(raw: &RawValue, path: &str) -> Result<CacheControl, Invalid> {
+    let cache: CacheBody = parse(raw, path, "an object")?;
+    if cache.kind.as_deref() != Some("ephemeral") {
+        return Err(Invalid::new(format!("{path}.type"), "must be 'ephemeral'"));
+    }
+    Ok(CacheControl { ttl: cache.ttl })
+}
+
+#[derive(Deserialize)]
+struct ToolBody<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(borrow)]
+    input_schema: Option<&'a RawValue>,
+    #[serde(borrow)]
+    cache_control: Option<&'a RawValue>,
+}
+
+fn decode_tool(raw: &RawValue, path: &str, request: &mut Request) -> Result<(), Invalid> {
+    let tool: ToolBody = parse(raw, path, "a tool object")?;
+    match tool.kind.as_deref() {
+        None | Some("custom") => {
+            let schema = required(tool.input_schema, path, "input_schema")?;
+            if !schema.get().starts_with('{') {
+                return Err(Invalid::new(
+                    format!("{path}.input_schema"),
+                    "must be an object",
+                ));
+            }
+            let cache = match tool.cache_control {
+                Some(raw) if raw.get() != "null" => {
+                    Some(decode_cache_control(raw, &format!("{path}.cache_control"))?)
+                }
+                _ => None,
+            };
+            request.tools.push(Tool {
+                name: required(tool.name, path, "name")?,
+                description: tool.description,
+                parameters: schema.get().to_owned(),
+                cache,
+            });
+        }
+        Some(kind) if kind.starts_with("web_search_") => request.web_search = true,
+        // Server tools the other protocols have no counterpart for (bash, text_editor, ...).
+        Some(_) => request.dropped.push(path.to_owned()),
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ToolChoiceBody<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    name: Option<String>,
+    disable_parallel_tool_use: Option<bool>,
+}
+
+fn decode_tool_choice(raw: &RawValue, request: &mut Request) -> Result<(), Invalid> {
+    let choice: ToolChoiceBody = parse(raw, "tool_choice", "an object")?;
+    request.tool_choice = Some(match choice.kind.as_deref() {
+        Some("auto") => ToolChoice::Auto,
+        Some("any") => ToolChoice::Required,
+        Some("none") => ToolChoice::None,
+        Some("tool") => ToolChoice::Named(required(choice.name, "tool_choice", "name")?),
+        _ => {
+            return Err(Invalid::new(
+                "tool_choice.type",
+                "must be 'auto', 'any', 'tool' or 'none'",
+            ));
+        }
+    });
+    if choice.disable_parallel_tool_use == Some(true) {
+        request.parallel_tool_calls = Some(false);
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ThinkingBody<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    budget_tokens: Option<u64>,
+}
+
+fn decode_thinking(raw: &RawValue, max_tokens: u64) -> Result<Reasoning, Invalid> {
+    let thinking: ThinkingBody = parse(raw, "thinking", "an object")?;
+    match thinking.kind.as_deref() {
+        Some("disabled") => Ok(Reasoning::Disabled),
+        Some("enabled") => {
+            let budget = required(thinking.budget_tokens, "thinking", "budget_tokens")?;
+            if budget < 1024 {
+                return Err(Invalid::new(
+                    "thinking.budget_tokens",
+                    "must be at least 1024",
+                ));
+            }
+            if budget >= max_tokens {
+                return Err(Invalid::new(
+                    "thinking.budget_tokens",
+                    "must be less than max_tokens",
+                ));
+            }
+            Ok(Reasoning::Budget(budget))
+        }
+        _ => Err(Invalid::new(
+            "thinking.type",
+            "must be 'enabled' or 'disabled'",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct OutputConfigBody<'a> {
+    #[serde(borrow)]
+    format: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct FormatBody<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    schema: Option<&'a RawValue>,
+}
+
+fn decode_output_config(raw: &RawValue) -> Result<Option<OutputFormat>, Invalid> {
+    let config: OutputConfigBody = parse(raw, "output_config", "an object")?;
+    let Some(format) = config.format.filter(|r| r.get() != "null") else {
+        return Ok(None);
+    };
+    let format: FormatBody = parse(format, "output_config.format", "an object")?;
+    if format.kind.as_deref() != Some("json_schema") {
+        return Err(Invalid::new(
+            "output_config.format.type",
+            "must be 'json_schema'",
+        ));
+    }
+    let schema = required(format.schema, "output_config.format", "schema")?;
+    if !schema.get().starts_with('{') {
+        return Err(Invalid::new(
+            "output_config.format.schema",
+            "must be an object",
+        ));
+    }
+    Ok(Some(OutputFormat::JsonSchema {
+        name: None,
+        schema: schema.get().to_owned(),
+        strict: None,
+    }))
+}
+
+/// The thinking budget an effort asks for, kept below `max_tokens` as Anthropic requires.
+pub fn budget_for(reasoning: Reasoning, max_tokens: u64) -> Option<u64> {
+    let budget = reasoning.budget()?.max(1024);
+    (budget < max_tokens).then_some(budget).or_else(|| {
+        // Too little room for the table's budget: the most that still fits, if any.
+        (max_tokens > 1024)
+            .then(|| max_tokens - 1)
+            .filter(|b| *b >= 1024)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::Effort;
+
+    fn decode(json: &str) -> Result<Request, Invalid> {
+        decode_request(json.as_bytes())
+    }
+
+    #[test]
+    fn text_conversation_with_system_and_parameters() {
+        let request = decode(
+            r#"{"model":"anthropic/claude-sonnet-4.5","max_tokens":1024,
+                "system":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral"}}],
+                "messages":[{"role":"user","content":"Hi"},
+                            {"role":"assistant","content":[{"type":"text","text":"Hello!"}]},
+                            {"role":"user","content":"How are you?"}],
+                "temperature":0.5,"top_p":0.9,"top_k":40,"stop_sequences":["END"],"stream":true,
+                "metadata":{"user_id":"u1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(request.model, "anthropic/claude-sonnet-4.5");
+        assert_eq!(request.max_tokens, Some(1024));
+        assert_eq!(
+            request.system,
+            vec![Part::Text {
+                text: "Be brief.".to_owned(),
+                cache: Some(CacheControl { ttl: None }),
+            }]
+        );
+        assert_eq!(request.messages.len(), 3);
+        assert_eq!(request.messages[1].role, Role::Assistant);
+        assert_eq!(
+            request.messages[2].parts,
+            vec![Part::Text {
+                text: "How are you?".to_owned(),
+                cache: None
+            }]
+        );
+        assert_eq!(request.temperature, Some(0.5));
+        assert_eq!(request.top_p, Some(0.9));
+        assert_eq!(request.top_k, Some(40));
+        assert_eq!(request.stop, vec!["END".to_owned()]);
+        assert!(request.stream);
+        assert_eq!(request.dropped, vec!["metadata".to_owned()]);
+    }
+
+    #[test]
+    fn tools_tool_turns_images_documents_and_thinking() {
+        let request = decode(
+            r#"{"model":"m","max_tokens":4096,
+                "tools":[{"name":"get_weather","description":"Weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}},
+                         {"type":"web_search_20250305","name":"web_search","max_uses":3},
+                         {"type":"bash_20250124","name":"bash"}],
+                "tool_choice":{"type":"any","disable_parallel_tool_use":true},
+                "thinking":{"type":"enabled","budget_tokens":2000},
+                "messages":[
+                  {"role":"user","content":[
+                     {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},
+                     {"type":"image","source":{"type":"url","url":"https://example.com/a.jpg"}},
+                     {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="},"title":"Report"},
+                     {"type":"text","text":"Weather in Paris?"}]},
+                  {"role":"assistant","content":[
+                     {"type":"thinking","thinking":"Need the tool.","signature":"sig=="},
+                     {"type":"redacted_thinking","data":"enc"},
+                     {"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city": "Paris"}}]},
+                  {"role":"user","content":[
+                     {"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"18C"}]},
+                     {"type":"tool_result","tool_use_id":"toolu_2","content":"oops","is_error":true}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(request.tools.len(), 1);
+        assert_eq!(request.tools[0].name, "get_weather");
+        assert!(request.tools[0].parameters.contains("\"city\""));
+        assert!(request.web_search);
+        assert_eq!(request.dropped, vec!["tools.2".to_owned()]);
+        assert_eq!(request.tool_choice, Some(ToolChoice::Required));
+        assert_eq!(request.parallel_tool_calls, Some(false));
+        assert_eq!(request.reasoning, Some(Reasoning::Budget(2000)));
+        let user = &request.messages[0].parts;
+        assert_eq!(
+            user[0],
+            Part::Image {
+                source: Media::Base64 {
+                    media_type: "image/png".to_owned(),
+                    data: "iVBORw0KGgo=".to_owned()
+                },
+                cache: None
+            }
+        );
+        assert_eq!(
+            user[1],
+            Part::Image {
+                source: Media::Url("https://example.com/a.jpg".to_owned()),
+                cache: None
+            }
+        );
+        assert!(matches!(&user[2], Part::Document { title: Some(t), .. } if t == "Report"));
+        let assistant = &request.messages[1].parts;
+        assert_eq!(
+            assistant[0],
+            Part::Thinking {
+                text: "Need the tool.".to_owned(),
+                signature: Some("sig==".to_owned())
+            }
+        );
+        assert_eq!(
+            assistant[1],
+            Part::RedactedThinking {
+                data: "enc".to_owned()
+            }
+        );
+        assert_eq!(
+            assistant[2],
+            Part::ToolCall {
+                id: "toolu_1".to_owned(),
+                name: "get_weather".to_owned(),
+                arguments: r#"{"city": "Paris"}"#.to_owned()
+            }
+        );
+        let results = &request.messages[2].parts;
+        assert_eq!(
+            results[1],
+            Part::ToolResult {
+                call_id: "toolu_2".to_owned(),
+                content: vec![Part::Text {
+                    text: "oops".to_owned(),
+                    cache: None
+                }],
+                is_error: true
+            }
+        );
+    }
+
+    #[test]
+    fn output_format_and_named_tool_choice() {
+        let request = decode(
+            r#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"x"}],
+                "tool_choice":{"type":"tool","name":"f"},
+                "output_config":{"format":{"type":"json_schema","schema":{"type":"object"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(request.tool_choice, Some(ToolChoice::Named("f".to_owned())));
+        assert_eq!(request.parallel_tool_calls, None);
+        assert_eq!(
+            request.output,
+            Some(OutputFormat::JsonSchema {
+                name: None,
+                schema: r#"{"type":"object"}"#.to_owned(),
+                strict: None
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_requests_name_the_field() {
+        let cases = [
+            (
+                r#"{"max_tokens":1,"messages":[{"role":"user","content":"x"}]}"#,
+                "model",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+                "max_tokens",
+            ),
+            (r#"{"model":"m","max_tokens":1}"#, "messages"),
+            (r#"{"model":"m","max_tokens":1,"messages":[]}"#, "messages"),
+            (
+                r#"{"model":"m","max_tokens":1,"messages":[{"role":"system","content":"x"}]}"#,
+                "messages.0.role",
+            ),
+            (
+                r#"{"model":"m","max_tokens":1,"messages":[{"role":"user"}]}"#,
+                "messages.0.content",
+            ),
+            (
+                r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"video"}]}]}"#,
+                "messages.0.content.0.type",
+            ),
+            (
+                r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file"}}]}]}"#,
+                "messages.0.content.0.source.type",
+            ),
+            (
+                r#"{"model":"m","max_tokens":2000,"messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled","budget_tokens":512}}"#,
+                "thinking.budget_tokens",
+            ),
+            (
+                r#"{"model":"m","max_tokens":2000,"messages":[{"role":"user","content":"x"}],"thinking":{"type":"enabled","budget_tokens":4096}}"#,
+                "thinking.budget_tokens",
+            ),
+            (
+                r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"some"}}"#,
+                "tool_choice.type",
+            ),
+            (
+                r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"x"}],"system":[{"type":"image","source":{"type":"url","url":"u"}}]}"#,
+                "system",
+            ),
+        ];
+        for (body, path) in cases {
+            let error = decode(body).unwrap_err();
+            assert_eq!(error.path, path, "{body}: {error}");
+        }
+        assert!(decode("[1]").unwrap_err().path.is_empty());
+    }
+
+    #[test]
+    fn budgets_fit_under_max_tokens() {
+        assert_eq!(
+            budget_for(Reasoning::Effort(Effort::Medium), 16000),
+            Some(5120)
+        );
+        assert_eq!(
+            budget_for(Reasoning::Effort(Effort::High), 4096),
+            Some(4095)
+        );
+        assert_eq!(budget_for(Reasoning::Effort(Effort::Low), 1024), None);
+        assert_eq!(budget_for(Reasoning::Disabled, 4096), None);
+        assert_eq!(Reasoning::Budget(3000).effort(), Effort::Medium);
+    }
+}

@@ -1,0 +1,351 @@
+//! Protocol translation: every inbound surface to every channel protocol. Each protocol module
+//! has the same shape — decode its own wire format into the neutral request below, encode the
+//! neutral request into its wire format — so any pair composes through this one type and no
+//! pair needs code of its own. Same-protocol calls never come through here: they are relayed
+//! as they came, with only the model renamed.
+
+pub mod anthropic;
+pub mod openai;
+
+use std::fmt;
+
+/// A chat request as every protocol can express it. What one side has and the other lacks is
+/// either carried here (so a round trip keeps it) or listed by the decoder in `dropped`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    pub model: String,
+    /// Instructions ahead of the conversation (OpenAI system/developer messages, Anthropic's
+    /// `system`, Gemini's `systemInstruction`). Text parts only.
+    pub system: Vec<Part>,
+    pub messages: Vec<Message>,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u64>,
+    pub stop: Vec<String>,
+    pub stream: bool,
+    pub tools: Vec<Tool>,
+    pub tool_choice: Option<ToolChoice>,
+    /// None leaves the provider's default (parallel calls allowed).
+    pub parallel_tool_calls: Option<bool>,
+    pub reasoning: Option<Reasoning>,
+    pub output: Option<OutputFormat>,
+    /// Web search requested (OpenAI `web_search_options`, Anthropic's web-search server tool).
+    pub web_search: bool,
+    /// Parameters of the inbound request that the neutral form cannot carry, by their path in
+    /// that request: dropped on purpose, reported for diagnostics.
+    pub dropped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text {
+        text: String,
+        cache: Option<CacheControl>,
+    },
+    Image {
+        source: Media,
+        cache: Option<CacheControl>,
+    },
+    /// A PDF or plain-text document.
+    Document {
+        source: Media,
+        title: Option<String>,
+        cache: Option<CacheControl>,
+    },
+    /// Model reasoning, passed back unchanged on later turns (the signature included).
+    Thinking {
+        text: String,
+        signature: Option<String>,
+    },
+    /// Reasoning the provider returned encrypted.
+    RedactedThinking { data: String },
+    ToolCall {
+        id: String,
+        name: String,
+        /// The arguments as JSON text, exactly as produced.
+        arguments: String,
+    },
+    ToolResult {
+        call_id: String,
+        /// Text and image parts.
+        content: Vec<Part>,
+        is_error: bool,
+    },
+}
+
+/// Where a file's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Media {
+    Url(String),
+    Base64 {
+        media_type: String,
+        data: String,
+    },
+    /// Plain text given inline (Anthropic's text document source).
+    Text {
+        media_type: String,
+        data: String,
+    },
+}
+
+impl Media {
+    /// A `data:` URL for inline bytes, the URL itself otherwise.
+    pub fn to_url(&self) -> String {
+        match self {
+            Media::Url(url) => url.clone(),
+            Media::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+            Media::Text { media_type, data } => {
+                format!(
+                    "data:{media_type};base64,{}",
+                    base64_encode(data.as_bytes())
+                )
+            }
+        }
+    }
+
+    /// Inline bytes from a `data:` URL (`data:<type>;base64,<data>`); any other URL as is.
+    pub fn from_url(url: &str) -> Media {
+        if let Some(rest) = url.strip_prefix("data:")
+            && let Some((media_type, data)) = rest.split_once(";base64,")
+        {
+            return Media::Base64 {
+                media_type: media_type.to_owned(),
+                data: data.to_owned(),
+            };
+        }
+        Media::Url(url.to_owned())
+    }
+}
+
+/// Prompt-cache breakpoint (Anthropic `cache_control`, accepted on OpenAI parts by ZenMux).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `"5m"` or `"1h"`; None is the provider's default.
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON Schema of the arguments, as JSON text.
+    pub parameters: String,
+    pub cache: Option<CacheControl>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    /// Some tool must be called (OpenAI `required`, Anthropic `any`, Gemini `ANY`).
+    Required,
+    Named(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+    XHigh,
+}
+
+impl Effort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effort::None => "none",
+            Effort::Minimal => "minimal",
+            Effort::Low => "low",
+            Effort::Medium => "medium",
+            Effort::High => "high",
+            Effort::XHigh => "xhigh",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Effort> {
+        Some(match text {
+            "none" => Effort::None,
+            "minimal" => Effort::Minimal,
+            "low" => Effort::Low,
+            "medium" => Effort::Medium,
+            "high" => Effort::High,
+            "xhigh" => Effort::XHigh,
+            _ => return None,
+        })
+    }
+
+    /// The thinking budget for an effort (ZenMux's conversion table); None turns thinking off.
+    pub fn budget(self) -> Option<u64> {
+        match self {
+            Effort::None | Effort::Minimal => None,
+            Effort::Low => Some(2048),
+            Effort::Medium => Some(5120),
+            Effort::High => Some(10240),
+            Effort::XHigh => Some(20480),
+        }
+    }
+
+    /// The effort a thinking budget stands for: ≤2048 low, ≤5120 medium, above high.
+    pub fn from_budget(budget: u64) -> Effort {
+        match budget {
+            0 => Effort::None,
+            1..=2048 => Effort::Low,
+            2049..=5120 => Effort::Medium,
+            _ => Effort::High,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reasoning {
+    Disabled,
+    Effort(Effort),
+    Budget(u64),
+}
+
+impl Reasoning {
+    pub fn effort(self) -> Effort {
+        match self {
+            Reasoning::Disabled => Effort::None,
+            Reasoning::Effort(e) => e,
+            Reasoning::Budget(b) => Effort::from_budget(b),
+        }
+    }
+
+    pub fn budget(self) -> Option<u64> {
+        match self {
+            Reasoning::Disabled => None,
+            Reasoning::Effort(e) => e.budget(),
+            Reasoning::Budget(b) => Some(b),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputFormat {
+    JsonObject,
+    JsonSchema {
+        name: Option<String>,
+        /// The schema as JSON text.
+        schema: String,
+        strict: Option<bool>,
+    },
+}
+
+/// A request the decoder cannot accept, with the path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub path: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in vectors {
+            assert_eq!(base64_encode(plain.as_bytes()), encoded);
+        }
+    }
+
+    #[test]
+    fn data_urls_round_trip() {
+        let media = Media::Base64 {
+            media_type: "image/png".to_owned(),
+            data: "iVBORw0KGgo=".to_owned(),
+        };
+        assert_eq!(media.to_url(), "data:image/png;base64,iVBORw0KGgo=");
+        assert_eq!(Media::from_url(&media.to_url()), media);
+        assert_eq!(
+            Media::from_url("https://example.com/a.png"),
+            Media::Url("https://example.com/a.png".to_owned())
+        );
+    }
+
+    #[test]
+    fn effort_and_budget_follow_the_conversion_table() {
+        assert_eq!(Effort::Low.budget(), Some(2048));
+        assert_eq!(Effort::Medium.budget(), Some(5120));
+        assert_eq!(Effort::High.budget(), Some(10240));
+        assert_eq!(Effort::XHigh.budget(), Some(20480));
+        assert_eq!(Effort::Minimal.budget(), None);
+        for (budget, effort) in [
+            (1024, Effort::Low),
+            (2048, Effort::Low),
+            (2049, Effort::Medium),
+            (5120, Effort::Medium),
+            (10240, Effort::High),
+            (32000, Effort::High),
+        ] {
+            assert_eq!(Effort::from_budget(budget), effort, "budget {budget}");
+        }
+    }
+}
