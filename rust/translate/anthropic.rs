@@ -4,10 +4,11 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
 
 use super::{
-    CacheControl, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request, Role, Tool,
-    ToolChoice,
+    CacheControl, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request, Role,
+    Tool, ToolChoice, cache_json, raw_json,
 };
 
 #[derive(Deserialize)]
@@ -443,6 +444,229 @@ fn decode_output_config(raw: &RawValue) -> Result<Option<OutputFormat>, Invalid>
         schema: schema.get().to_owned(),
         strict: None,
     }))
+}
+
+/// `max_tokens` is required by Messages; requests that leave it open get ZenMux's default.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// Encode for `upstream_model`.
+pub fn encode_request(request: &Request, upstream_model: &str) -> Encoded {
+    let mut dropped = Vec::new();
+    let max_tokens = request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    let mut body = Map::new();
+    body.insert("model".into(), upstream_model.into());
+    body.insert("max_tokens".into(), max_tokens.into());
+    if !request.system.is_empty() {
+        body.insert(
+            "system".into(),
+            blocks(&request.system, "system", &mut dropped, true),
+        );
+    }
+    let messages: Vec<Value> = request
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, message)| {
+            let role = match message.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            let path = format!("messages.{i}");
+            json!({"role": role, "content": blocks(&message.parts, &path, &mut dropped, true)})
+        })
+        .collect();
+    body.insert("messages".into(), Value::Array(messages));
+    let thinking = request.reasoning.map(|r| match budget_for(r, max_tokens) {
+        Some(budget) => json!({"type": "enabled", "budget_tokens": budget}),
+        None => json!({"type": "disabled"}),
+    });
+    let thinking_on = thinking.as_ref().is_some_and(|t| t["type"] == "enabled");
+    if let Some(t) = request.temperature {
+        // Extended thinking accepts no temperature other than the default.
+        if thinking_on && (t - 1.0).abs() > f64::EPSILON {
+            dropped.push("temperature".to_owned());
+        } else {
+            body.insert("temperature".into(), t.into());
+        }
+    }
+    if let Some(p) = request.top_p {
+        body.insert("top_p".into(), p.into());
+    }
+    if let Some(k) = request.top_k {
+        if thinking_on {
+            dropped.push("top_k".to_owned());
+        } else {
+            body.insert("top_k".into(), k.into());
+        }
+    }
+    if !request.stop.is_empty() {
+        body.insert("stop_sequences".into(), request.stop.clone().into());
+    }
+    if request.stream {
+        body.insert("stream".into(), true.into());
+    }
+    encode_tools(request, &mut body);
+    if let Some(thinking) = thinking {
+        body.insert("thinking".into(), thinking);
+    }
+    if let Some(output) = &request.output {
+        let schema = match output {
+            // Any JSON object: the schema that says exactly that.
+            OutputFormat::JsonObject => json!({"type": "object"}),
+            OutputFormat::JsonSchema { schema, .. } => raw_json(schema),
+        };
+        body.insert(
+            "output_config".into(),
+            json!({"format": {"type": "json_schema", "schema": schema}}),
+        );
+    }
+    let body = serde_json::to_vec(&Value::Object(body)).expect("a JSON value always serializes");
+    Encoded { body, dropped }
+}
+
+/// `tools` (the web-search server tool included) and `tool_choice`, which also carries
+/// Messages' form of `parallel_tool_calls: false`.
+fn encode_tools(request: &Request, body: &mut Map<String, Value>) {
+    let mut tools: Vec<Value> = request
+        .tools
+        .iter()
+        .map(|tool| {
+            let mut entry = Map::new();
+            entry.insert("name".into(), tool.name.clone().into());
+            if let Some(d) = &tool.description {
+                entry.insert("description".into(), d.clone().into());
+            }
+            entry.insert("input_schema".into(), raw_json(&tool.parameters));
+            if let Some(cache) = &tool.cache {
+                entry.insert("cache_control".into(), cache_json(cache));
+            }
+            Value::Object(entry)
+        })
+        .collect();
+    if request.web_search {
+        tools.push(json!({"type": "web_search_20250305", "name": "web_search"}));
+    }
+    if !tools.is_empty() {
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    let mut choice = request.tool_choice.as_ref().map(|choice| match choice {
+        ToolChoice::Auto => json!({"type": "auto"}),
+        ToolChoice::None => json!({"type": "none"}),
+        ToolChoice::Required => json!({"type": "any"}),
+        ToolChoice::Named(name) => json!({"type": "tool", "name": name}),
+    });
+    if request.parallel_tool_calls == Some(false) && !request.tools.is_empty() {
+        let choice = choice.get_or_insert_with(|| json!({"type": "auto"}));
+        if choice["type"] != "none" {
+            choice["disable_parallel_tool_use"] = true.into();
+        }
+    }
+    if let Some(choice) = choice {
+        body.insert("tool_choice".into(), choice);
+    }
+}
+
+/// Content blocks (a plain string for one uncached text when `plain` allows it).
+fn blocks(parts: &[Part], path: &str, dropped: &mut Vec<String>, plain: bool) -> Value {
+    if plain && let [Part::Text { text, cache: None }] = parts {
+        return Value::String(text.clone());
+    }
+    let mut out = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let (mut block, cache) = match part {
+            Part::Text { text, cache } => (json!({"type": "text", "text": text}), cache.as_ref()),
+            Part::Image { source, cache } => (
+                json!({"type": "image", "source": source_json(source)}),
+                cache.as_ref(),
+            ),
+            Part::Document {
+                source,
+                title,
+                cache,
+            } => {
+                let mut block = json!({"type": "document", "source": source_json(source)});
+                if let Some(title) = title {
+                    block["title"] = title.clone().into();
+                }
+                (block, cache.as_ref())
+            }
+            // Messages takes thinking back only with the signature it was issued with.
+            Part::Thinking {
+                text,
+                signature: Some(signature),
+            } => (
+                json!({"type": "thinking", "thinking": text, "signature": signature}),
+                None,
+            ),
+            Part::RedactedThinking { data } => {
+                (json!({"type": "redacted_thinking", "data": data}), None)
+            }
+            Part::ToolCall {
+                id,
+                name,
+                arguments,
+            } => {
+                let input = tool_input(arguments).unwrap_or_else(|| {
+                    dropped.push(format!("{path}.{i}.arguments"));
+                    json!({})
+                });
+                (
+                    json!({"type": "tool_use", "id": id, "name": name, "input": input}),
+                    None,
+                )
+            }
+            Part::ToolResult {
+                call_id,
+                content,
+                is_error,
+            } => {
+                let mut block = json!({
+                    "type": "tool_result",
+                    "tool_use_id": call_id,
+                    "content": blocks(content, &format!("{path}.{i}.content"), dropped, true),
+                });
+                if *is_error {
+                    block["is_error"] = true.into();
+                }
+                (block, None)
+            }
+            Part::Thinking {
+                signature: None, ..
+            } => {
+                dropped.push(format!("{path}.{i}"));
+                continue;
+            }
+        };
+        if let Some(cache) = cache {
+            block["cache_control"] = cache_json(cache);
+        }
+        out.push(block);
+    }
+    Value::Array(out)
+}
+
+fn source_json(source: &Media) -> Value {
+    match source {
+        Media::Url(url) => json!({"type": "url", "url": url}),
+        Media::Base64 { media_type, data } => {
+            json!({"type": "base64", "media_type": media_type, "data": data})
+        }
+        Media::Text { media_type, data } => {
+            json!({"type": "text", "media_type": media_type, "data": data})
+        }
+    }
+}
+
+/// A tool call's arguments as the object Messages wants (OpenAI sends `""` for none); None
+/// when the text is not a JSON object and cannot be an `input`.
+fn tool_input(arguments: &str) -> Option<Value> {
+    if arguments.trim().is_empty() {
+        return Some(json!({}));
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(value @ Value::Object(_)) => Some(value),
+        _ => None,
+    }
 }
 
 /// The thinking budget an effort asks for, kept below `max_tokens` as Anthropic requires.

@@ -247,6 +247,14 @@ pub enum OutputFormat {
     },
 }
 
+/// A request encoded for a channel, with what its protocol could not carry.
+#[derive(Debug)]
+pub struct Encoded {
+    pub body: Vec<u8>,
+    /// Paths (in the neutral request's terms) of content the target protocol has no field for.
+    pub dropped: Vec<String>,
+}
+
 /// A request the decoder cannot accept, with the path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -274,6 +282,19 @@ impl fmt::Display for Invalid {
 }
 
 impl std::error::Error for Invalid {}
+
+/// JSON text held by the neutral request (validated when it was decoded), as a value.
+fn raw_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
+/// `cache_control` as both Messages and ZenMux's Chat Completions write it.
+fn cache_json(cache: &CacheControl) -> serde_json::Value {
+    match &cache.ttl {
+        Some(ttl) => serde_json::json!({"type": "ephemeral", "ttl": ttl}),
+        None => serde_json::json!({"type": "ephemeral"}),
+    }
+}
 
 fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

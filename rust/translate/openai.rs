@@ -1,14 +1,544 @@
 //! OpenAI Chat Completions (`POST /v1/chat/completions`) to and from the neutral request.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::{CacheControl, Media, OutputFormat, Part, Request, Role, ToolChoice};
+use super::{
+    CacheControl, Effort, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request,
+    Role, Tool, ToolChoice, cache_json, raw_json,
+};
 
-/// A request for an OpenAI-compatible channel, with what it could not carry.
-pub struct Encoded {
-    pub body: Vec<u8>,
-    /// Paths (in the neutral request's terms) of content no Chat Completions field holds.
-    pub dropped: Vec<String>,
+/// Chat Completions parameters no other protocol has: dropped when translating, by name.
+const UNTRANSLATABLE: &[&str] = &[
+    "n",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "user",
+    "metadata",
+    "service_tier",
+    "verbosity",
+    "prediction",
+    "store",
+    "modalities",
+    "audio",
+];
+
+fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue, path: &str, what: &str) -> Result<T, Invalid> {
+    serde_json::from_str(raw.get()).map_err(|_| Invalid::new(path, format!("must be {what}")))
+}
+
+fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    messages: Option<Vec<&'a RawValue>>,
+    max_completion_tokens: Option<u64>,
+    max_tokens: Option<u64>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<u64>,
+    #[serde(borrow)]
+    stop: Option<&'a RawValue>,
+    stream: Option<bool>,
+    #[serde(borrow)]
+    tools: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    tool_choice: Option<&'a RawValue>,
+    parallel_tool_calls: Option<bool>,
+    #[serde(borrow)]
+    reasoning_effort: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning: Option<&'a RawValue>,
+    #[serde(borrow)]
+    response_format: Option<&'a RawValue>,
+    #[serde(borrow)]
+    web_search_options: Option<&'a RawValue>,
+}
+
+/// Top-level keys only, to find the parameters that have no counterpart elsewhere.
+#[derive(Deserialize)]
+struct Keys<'a>(#[serde(borrow)] std::collections::BTreeMap<Cow<'a, str>, &'a RawValue>);
+
+/// Decode a Chat Completions request body.
+pub fn decode_request(raw_body: &[u8]) -> Result<Request, Invalid> {
+    let body: Body = serde_json::from_slice(raw_body).map_err(|e| {
+        Invalid::new(
+            "",
+            format!("the body is not a valid chat completions request: {e}"),
+        )
+    })?;
+    let model = match body.model {
+        Some(m) if !m.is_empty() => m.into_owned(),
+        _ => return Err(Invalid::new("model", "Parameter model is required")),
+    };
+    let raw_messages = body.messages.unwrap_or_default();
+    if raw_messages.is_empty() {
+        return Err(Invalid::new("messages", "Parameter messages is required"));
+    }
+    let mut request = Request {
+        model,
+        max_tokens: body.max_completion_tokens.or(body.max_tokens),
+        temperature: body.temperature,
+        top_p: body.top_p,
+        top_k: body.top_k,
+        stream: body.stream.unwrap_or(false),
+        parallel_tool_calls: body.parallel_tool_calls,
+        web_search: present(body.web_search_options).is_some(),
+        ..Request::default()
+    };
+    for (i, raw) in raw_messages.iter().enumerate() {
+        decode_message(raw, &format!("messages.{i}"), &mut request)?;
+    }
+    if let Some(raw) = present(body.stop) {
+        request.stop = if raw.get().starts_with('"') {
+            vec![parse(raw, "stop", "a string or an array of strings")?]
+        } else {
+            parse(raw, "stop", "a string or an array of strings")?
+        };
+    }
+    for (i, raw) in body.tools.unwrap_or_default().iter().enumerate() {
+        decode_tool(raw, &format!("tools.{i}"), &mut request)?;
+    }
+    if let Some(raw) = present(body.tool_choice) {
+        request.tool_choice = Some(decode_tool_choice(raw)?);
+    }
+    request.reasoning =
+        decode_reasoning(body.reasoning_effort.as_deref(), present(body.reasoning))?;
+    if let Some(raw) = present(body.response_format) {
+        request.output = decode_response_format(raw)?;
+    }
+    let keys: Keys = serde_json::from_slice(raw_body)
+        .map_err(|e| Invalid::new("", format!("the body is not a JSON object: {e}")))?;
+    for (key, value) in &keys.0 {
+        if UNTRANSLATABLE.contains(&key.as_ref()) && value.get() != "null" {
+            request.dropped.push(key.clone().into_owned());
+        }
+    }
+    Ok(request)
+}
+
+#[derive(Deserialize)]
+struct MessageBody<'a> {
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<&'a RawValue>>,
+    tool_call_id: Option<String>,
+    reasoning: Option<String>,
+    reasoning_content: Option<String>,
+    #[serde(borrow)]
+    reasoning_details: Option<Vec<&'a RawValue>>,
+}
+
+fn decode_message(raw: &RawValue, path: &str, request: &mut Request) -> Result<(), Invalid> {
+    let message: MessageBody = parse(raw, path, "a message object")?;
+    let content = present(message.content);
+    match message.role.as_deref() {
+        Some("system" | "developer") => {
+            let parts = match content {
+                Some(raw) => decode_content(raw, &format!("{path}.content"))?,
+                None => Vec::new(),
+            };
+            request.system.extend(parts);
+        }
+        Some("user") => {
+            let Some(raw) = content else {
+                return Err(Invalid::new(format!("{path}.content"), "Field required"));
+            };
+            let parts = decode_content(raw, &format!("{path}.content"))?;
+            push(request, Role::User, parts);
+        }
+        Some("assistant") => {
+            let mut parts = Vec::new();
+            decode_reasoning_parts(&message, path, &mut parts)?;
+            if let Some(raw) = content {
+                parts.extend(decode_content(raw, &format!("{path}.content"))?);
+            }
+            for (i, raw) in message.tool_calls.iter().flatten().enumerate() {
+                parts.push(decode_tool_call(raw, &format!("{path}.tool_calls.{i}"))?);
+            }
+            request.messages.push(Message {
+                role: Role::Assistant,
+                parts,
+            });
+        }
+        Some("tool") => {
+            let call_id = message
+                .tool_call_id
+                .ok_or_else(|| Invalid::new(format!("{path}.tool_call_id"), "Field required"))?;
+            let content = match content {
+                Some(raw) => decode_content(raw, &format!("{path}.content"))?,
+                None => Vec::new(),
+            };
+            // Consecutive tool messages answer one assistant turn: one user turn of results.
+            push(
+                request,
+                Role::User,
+                vec![Part::ToolResult {
+                    call_id,
+                    content,
+                    is_error: false,
+                }],
+            );
+        }
+        Some(other) => {
+            return Err(Invalid::new(
+                format!("{path}.role"),
+                format!("role '{other}' is not supported"),
+            ));
+        }
+        None => return Err(Invalid::new(format!("{path}.role"), "Field required")),
+    }
+    Ok(())
+}
+
+/// A user turn that follows tool messages joins their turn of results, as Messages has it.
+fn push(request: &mut Request, role: Role, parts: Vec<Part>) {
+    if role == Role::User
+        && let Some(last) = request.messages.last_mut()
+        && last.role == Role::User
+        && last
+            .parts
+            .iter()
+            .all(|p| matches!(p, Part::ToolResult { .. }))
+    {
+        last.parts.extend(parts);
+        return;
+    }
+    request.messages.push(Message { role, parts });
+}
+
+#[derive(Deserialize)]
+struct ReasoningDetail<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    text: Option<String>,
+    signature: Option<String>,
+    data: Option<String>,
+}
+
+/// ZenMux's `reasoning_details` (thinking with its signature, passed back unchanged), or else
+/// the plain `reasoning`/`reasoning_content` text.
+fn decode_reasoning_parts(
+    message: &MessageBody,
+    path: &str,
+    parts: &mut Vec<Part>,
+) -> Result<(), Invalid> {
+    if let Some(details) = &message.reasoning_details {
+        for (i, raw) in details.iter().enumerate() {
+            let item_path = format!("{path}.reasoning_details.{i}");
+            let detail: ReasoningDetail = parse(raw, &item_path, "an object")?;
+            match detail.kind.as_deref() {
+                Some("reasoning.text") => parts.push(Part::Thinking {
+                    text: detail.text.unwrap_or_default(),
+                    signature: detail.signature,
+                }),
+                Some("reasoning.encrypted") => parts.push(Part::RedactedThinking {
+                    data: detail.data.unwrap_or_default(),
+                }),
+                // Summaries are for reading, not for passing back.
+                _ => {}
+            }
+        }
+        return Ok(());
+    }
+    if let Some(text) = message
+        .reasoning
+        .as_ref()
+        .or(message.reasoning_content.as_ref())
+    {
+        parts.push(Part::Thinking {
+            text: text.clone(),
+            signature: None,
+        });
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ContentPart<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    text: Option<String>,
+    #[serde(borrow)]
+    image_url: Option<&'a RawValue>,
+    #[serde(borrow)]
+    file: Option<&'a RawValue>,
+    #[serde(borrow)]
+    cache_control: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ImageUrl {
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct FileBody {
+    file_data: Option<String>,
+    filename: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CacheBody {
+    ttl: Option<String>,
+}
+
+fn decode_cache(raw: Option<&RawValue>, path: &str) -> Result<Option<CacheControl>, Invalid> {
+    present(raw)
+        .map(|raw| {
+            let body: CacheBody = parse(raw, &format!("{path}.cache_control"), "an object")?;
+            Ok(CacheControl { ttl: body.ttl })
+        })
+        .transpose()
+}
+
+fn decode_content(raw: &RawValue, path: &str) -> Result<Vec<Part>, Invalid> {
+    if raw.get().starts_with('"') {
+        let text: String = parse(raw, path, "a string or an array of content parts")?;
+        return Ok(vec![Part::Text { text, cache: None }]);
+    }
+    let items: Vec<&RawValue> = parse(raw, path, "a string or an array of content parts")?;
+    let mut parts = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let item_path = format!("{path}.{i}");
+        let part: ContentPart = parse(item, &item_path, "a content part object")?;
+        let cache = decode_cache(part.cache_control, &item_path)?;
+        let missing = |field: &str| Invalid::new(format!("{item_path}.{field}"), "Field required");
+        parts.push(match part.kind.as_deref() {
+            Some("text") => Part::Text {
+                text: part.text.ok_or_else(|| missing("text"))?,
+                cache,
+            },
+            Some("image_url") => {
+                let raw = part.image_url.ok_or_else(|| missing("image_url"))?;
+                let image: ImageUrl =
+                    parse(raw, &format!("{item_path}.image_url"), "an object with url")?;
+                Part::Image {
+                    source: Media::from_url(&image.url),
+                    cache,
+                }
+            }
+            Some("file") => {
+                let raw = part.file.ok_or_else(|| missing("file"))?;
+                let file: FileBody = parse(raw, &format!("{item_path}.file"), "an object")?;
+                let data = file.file_data.ok_or_else(|| missing("file.file_data"))?;
+                Part::Document {
+                    source: Media::from_url(&data),
+                    title: file.filename,
+                    cache,
+                }
+            }
+            Some(other) => {
+                return Err(Invalid::new(
+                    format!("{item_path}.type"),
+                    format!("content part type '{other}' is not supported"),
+                ));
+            }
+            None => return Err(missing("type")),
+        });
+    }
+    Ok(parts)
+}
+
+#[derive(Deserialize)]
+struct ToolCallBody {
+    id: Option<String>,
+    function: Option<FunctionCall>,
+}
+
+#[derive(Deserialize)]
+struct FunctionCall {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+fn decode_tool_call(raw: &RawValue, path: &str) -> Result<Part, Invalid> {
+    let call: ToolCallBody = parse(raw, path, "a tool call object")?;
+    let missing = |field: &str| Invalid::new(format!("{path}.{field}"), "Field required");
+    let function = call.function.ok_or_else(|| missing("function"))?;
+    Ok(Part::ToolCall {
+        id: call.id.ok_or_else(|| missing("id"))?,
+        name: function.name.ok_or_else(|| missing("function.name"))?,
+        arguments: function.arguments.unwrap_or_default(),
+    })
+}
+
+#[derive(Deserialize)]
+struct ToolBody<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    function: Option<FunctionSpec<'a>>,
+    #[serde(borrow)]
+    cache_control: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct FunctionSpec<'a> {
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(borrow)]
+    parameters: Option<&'a RawValue>,
+}
+
+fn decode_tool(raw: &RawValue, path: &str, request: &mut Request) -> Result<(), Invalid> {
+    let tool: ToolBody = parse(raw, path, "a tool object")?;
+    if tool.kind.as_deref() != Some("function") {
+        request.dropped.push(path.to_owned());
+        return Ok(());
+    }
+    let missing = |field: &str| Invalid::new(format!("{path}.{field}"), "Field required");
+    let function = tool.function.ok_or_else(|| missing("function"))?;
+    let parameters = match present(function.parameters) {
+        Some(raw) if raw.get().starts_with('{') => raw.get().to_owned(),
+        Some(_) => {
+            return Err(Invalid::new(
+                format!("{path}.function.parameters"),
+                "must be an object",
+            ));
+        }
+        // A function declared without parameters takes none.
+        None => r#"{"type":"object","properties":{}}"#.to_owned(),
+    };
+    request.tools.push(Tool {
+        name: function.name.ok_or_else(|| missing("function.name"))?,
+        description: function.description,
+        parameters,
+        cache: decode_cache(tool.cache_control, path)?,
+    });
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct NamedChoice {
+    function: Option<NamedFunction>,
+}
+
+#[derive(Deserialize)]
+struct NamedFunction {
+    name: String,
+}
+
+fn decode_tool_choice(raw: &RawValue) -> Result<ToolChoice, Invalid> {
+    if raw.get().starts_with('"') {
+        let choice: String = parse(raw, "tool_choice", "a string or an object")?;
+        return match choice.as_str() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            _ => Err(Invalid::new(
+                "tool_choice",
+                "must be 'none', 'auto', 'required' or a function",
+            )),
+        };
+    }
+    let named: NamedChoice = parse(raw, "tool_choice", "a string or an object")?;
+    named
+        .function
+        .map(|f| ToolChoice::Named(f.name))
+        .ok_or_else(|| Invalid::new("tool_choice.function", "Field required"))
+}
+
+#[derive(Deserialize)]
+struct ReasoningBody {
+    effort: Option<String>,
+    max_tokens: Option<u64>,
+    enabled: Option<bool>,
+}
+
+/// ZenMux's `reasoning` object wins over `reasoning_effort`, as on its Chat surface.
+fn decode_reasoning(
+    effort: Option<&str>,
+    reasoning: Option<&RawValue>,
+) -> Result<Option<Reasoning>, Invalid> {
+    let effort_of = |text: &str, path: &str| {
+        Effort::parse(text).ok_or_else(|| {
+            Invalid::new(
+                path,
+                "must be one of none, minimal, low, medium, high, xhigh",
+            )
+        })
+    };
+    if let Some(raw) = reasoning {
+        let body: ReasoningBody = parse(raw, "reasoning", "an object")?;
+        if body.enabled == Some(false) {
+            return Ok(Some(Reasoning::Disabled));
+        }
+        if let Some(budget) = body.max_tokens {
+            return Ok(Some(Reasoning::Budget(budget)));
+        }
+        if let Some(text) = body.effort.as_deref() {
+            return Ok(Some(Reasoning::Effort(effort_of(
+                text,
+                "reasoning.effort",
+            )?)));
+        }
+    }
+    effort
+        .map(|text| effort_of(text, "reasoning_effort").map(Reasoning::Effort))
+        .transpose()
+}
+
+#[derive(Deserialize)]
+struct ResponseFormat<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    json_schema: Option<JsonSchemaSpec<'a>>,
+}
+
+#[derive(Deserialize)]
+struct JsonSchemaSpec<'a> {
+    name: Option<String>,
+    #[serde(borrow)]
+    schema: Option<&'a RawValue>,
+    strict: Option<bool>,
+}
+
+fn decode_response_format(raw: &RawValue) -> Result<Option<OutputFormat>, Invalid> {
+    let format: ResponseFormat = parse(raw, "response_format", "an object")?;
+    match format.kind.as_deref() {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(OutputFormat::JsonObject)),
+        Some("json_schema") => {
+            let spec = format
+                .json_schema
+                .ok_or_else(|| Invalid::new("response_format.json_schema", "Field required"))?;
+            let schema = match present(spec.schema) {
+                Some(raw) if raw.get().starts_with('{') => raw.get().to_owned(),
+                _ => {
+                    return Err(Invalid::new(
+                        "response_format.json_schema.schema",
+                        "must be an object",
+                    ));
+                }
+            };
+            Ok(Some(OutputFormat::JsonSchema {
+                name: spec.name,
+                schema,
+                strict: spec.strict,
+            }))
+        }
+        _ => Err(Invalid::new(
+            "response_format.type",
+            "must be 'text', 'json_object' or 'json_schema'",
+        )),
+    }
 }
 
 /// Encode for `upstream_model`. Streams ask for the usage chunk: metering needs it.
@@ -130,18 +660,6 @@ fn response_format(output: Option<&OutputFormat>) -> Option<Value> {
     })
 }
 
-/// JSON text held by the neutral request (validated when it was decoded).
-fn raw_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
-fn cache_json(cache: &CacheControl) -> Value {
-    match &cache.ttl {
-        Some(ttl) => json!({"type": "ephemeral", "ttl": ttl}),
-        None => json!({"type": "ephemeral"}),
-    }
-}
-
 /// A message's `content`: a plain string when it is one uncached text, parts otherwise.
 fn content(parts: &[Part], path: &str, dropped: &mut Vec<String>) -> Value {
     if let [Part::Text { text, cache: None }] = parts {
@@ -193,8 +711,12 @@ fn user_messages(parts: &[Part], path: &str, messages: &mut Vec<Value>, dropped:
             Part::ToolResult {
                 call_id,
                 content: result,
-                ..
+                is_error,
             } => {
+                // A tool message has no error flag: the result's own text has to say it.
+                if *is_error {
+                    dropped.push(format!("{path}.{i}.is_error"));
+                }
                 // A tool message holds text only; images in the result follow as user content.
                 let text: Vec<&Part> = result
                     .iter()
@@ -381,6 +903,173 @@ mod tests {
         assert_eq!(body["web_search_options"], json!({}));
         assert!(body.get("tools").is_none());
         assert_eq!(dropped, vec!["messages.0.2".to_owned()]);
+    }
+
+    const RICH_ANTHROPIC: &str = r#"{"model":"m","max_tokens":8000,
+        "system":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral"}}],
+        "tools":[{"name":"get_weather","description":"Weather","input_schema":{"type":"object","properties":{"city":{"type":"string"}}}}],
+        "tool_choice":{"type":"auto","disable_parallel_tool_use":true},
+        "thinking":{"type":"enabled","budget_tokens":5120},
+        "temperature":1,"top_p":0.9,"stop_sequences":["END"],"stream":true,
+        "output_config":{"format":{"type":"json_schema","schema":{"type":"object"}}},
+        "messages":[
+          {"role":"user","content":[{"type":"text","text":"Look"},
+             {"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAA="}},
+             {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBE"},"title":"r.pdf"}]},
+          {"role":"assistant","content":[{"type":"text","text":"Checking."},
+             {"type":"tool_use","id":"t1","name":"get_weather","input":{"city":"Paris"}},
+             {"type":"tool_use","id":"t2","name":"get_weather","input":{"city":"Rome"}}]},
+          {"role":"user","content":[
+             {"type":"tool_result","tool_use_id":"t1","content":"18C"},
+             {"type":"tool_result","tool_use_id":"t2","content":"25C"},
+             {"type":"text","text":"Thanks"}]}]}"#;
+
+    /// What a round trip may change: the decoder's own notes.
+    fn comparable(mut request: Request) -> Request {
+        request.dropped.clear();
+        request
+    }
+
+    #[test]
+    fn openai_requests_survive_a_round_trip() {
+        let body = r#"{"model":"gpt-4o","messages":[
+              {"role":"system","content":"Be brief."},
+              {"role":"user","content":[{"type":"text","text":"Look","cache_control":{"type":"ephemeral","ttl":"1h"}},
+                 {"type":"image_url","image_url":{"url":"https://x/y.png","detail":"high"}}]},
+              {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},
+              {"role":"tool","tool_call_id":"c1","content":"done"},
+              {"role":"user","content":"next"}],
+            "max_completion_tokens":300,"temperature":0.3,"top_p":0.5,"stop":"END","stream":true,
+            "stream_options":{"include_usage":true},
+            "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+            "tool_choice":"required","parallel_tool_calls":false,"reasoning_effort":"high",
+            "response_format":{"type":"json_schema","json_schema":{"name":"out","schema":{"type":"object"},"strict":true}},
+            "web_search_options":{},"seed":7,"n":1,"user":"u"}"#;
+        let first = decode_request(body.as_bytes()).unwrap();
+        assert_eq!(first.dropped, vec!["n", "seed", "user"]);
+        assert_eq!(first.stop, vec!["END".to_owned()]);
+        assert_eq!(first.reasoning, Some(Reasoning::Effort(Effort::High)));
+        // The user turn after the tool message joins the turn of results, as in Messages.
+        assert_eq!(first.messages.len(), 3);
+        let again = decode_request(&encode_request(&first, "gpt-4o").body).unwrap();
+        assert_eq!(comparable(again), comparable(first));
+    }
+
+    #[test]
+    fn anthropic_to_openai_and_back_keeps_what_both_support() {
+        let original = anthropic::decode_request(RICH_ANTHROPIC.as_bytes()).unwrap();
+        let openai = encode_request(&original, "m");
+        assert!(openai.dropped.is_empty(), "{:?}", openai.dropped);
+        let back = decode_request(&openai.body).unwrap();
+        // Chat Completions speaks reasoning in effort levels: 5120 comes back as "medium",
+        // which is 5120 again.
+        assert_eq!(back.reasoning, Some(Reasoning::Effort(Effort::Medium)));
+        assert_eq!(back.reasoning.unwrap().budget(), Some(5120));
+        // JSON schema output gets a name on the way (Chat Completions requires one).
+        assert!(
+            matches!(&back.output, Some(OutputFormat::JsonSchema { name: Some(n), .. }) if n == "response")
+        );
+        let normalize = |mut r: Request| {
+            r.reasoning = r
+                .reasoning
+                .and_then(Reasoning::budget)
+                .map(Reasoning::Budget);
+            if let Some(OutputFormat::JsonSchema { name, .. }) = &mut r.output {
+                *name = None;
+            }
+            comparable(r)
+        };
+        assert_eq!(normalize(back), normalize(original));
+    }
+
+    #[test]
+    fn anthropic_requests_survive_a_round_trip() {
+        let first = anthropic::decode_request(RICH_ANTHROPIC.as_bytes()).unwrap();
+        let encoded = anthropic::encode_request(&first, "m");
+        assert!(encoded.dropped.is_empty(), "{:?}", encoded.dropped);
+        let again = anthropic::decode_request(&encoded.body).unwrap();
+        assert_eq!(comparable(again), comparable(first));
+    }
+
+    #[test]
+    fn openai_reasoning_details_reach_anthropic_with_their_signature() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"q"},
+            {"role":"assistant","content":"a","reasoning":"plain",
+             "reasoning_details":[{"type":"reasoning.text","text":"think","signature":"sig","format":"anthropic-claude-v1"},
+                                  {"type":"reasoning.encrypted","data":"enc"},
+                                  {"type":"reasoning.summary","summary":"s"}]},
+            {"role":"user","content":"q2"}]}"#;
+        let request = decode_request(body.as_bytes()).unwrap();
+        let encoded = anthropic::encode_request(&request, "claude");
+        let value: Value = serde_json::from_slice(&encoded.body).unwrap();
+        assert_eq!(
+            value["messages"][1]["content"],
+            json!([
+                {"type": "thinking", "thinking": "think", "signature": "sig"},
+                {"type": "redacted_thinking", "data": "enc"},
+                {"type": "text", "text": "a"},
+            ])
+        );
+        assert_eq!(value["max_tokens"], json!(anthropic::DEFAULT_MAX_TOKENS));
+        // Thinking without a signature cannot go back to Messages.
+        let plain = r#"{"model":"m","messages":[{"role":"user","content":"q"},
+            {"role":"assistant","content":"a","reasoning_content":"plain"}]}"#;
+        let encoded = anthropic::encode_request(&decode_request(plain.as_bytes()).unwrap(), "c");
+        assert_eq!(encoded.dropped, vec!["messages.1.0".to_owned()]);
+    }
+
+    #[test]
+    fn invalid_openai_requests_name_the_field() {
+        let cases = [
+            (r#"{"messages":[{"role":"user","content":"x"}]}"#, "model"),
+            (r#"{"model":"m","messages":[]}"#, "messages"),
+            (
+                r#"{"model":"m","messages":[{"role":"function","content":"x"}]}"#,
+                "messages.0.role",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user"}]}"#,
+                "messages.0.content",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"tool","content":"x"}]}"#,
+                "messages.0.tool_call_id",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio"}]}]}"#,
+                "messages.0.content.0.type",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"max"}"#,
+                "reasoning_effort",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tool_choice":"any"}"#,
+                "tool_choice",
+            ),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"xml"}}"#,
+                "response_format.type",
+            ),
+        ];
+        for (body, path) in cases {
+            let error = decode_request(body.as_bytes()).unwrap_err();
+            assert_eq!(error.path, path, "{body}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_error_flag_on_a_tool_result_is_reported_as_dropped() {
+        let (body, dropped) = encode(
+            r#"{"model":"m","max_tokens":10,"messages":[
+                {"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]},
+                {"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"boom","is_error":true}]}]}"#,
+        );
+        assert_eq!(
+            body["messages"][1],
+            json!({"role": "tool", "tool_call_id": "t", "content": "boom"})
+        );
+        assert_eq!(dropped, vec!["messages.1.0.is_error".to_owned()]);
     }
 
     #[test]
