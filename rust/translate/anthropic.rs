@@ -1,4 +1,4 @@
-//! Anthropic Messages (`POST /v1/messages`) to and from the neutral request.
+//! Anthropic Messages (`POST /v1/messages`) to and from the neutral request and response.
 
 use std::borrow::Cow;
 
@@ -7,8 +7,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CacheControl, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request, Role,
-    Tool, ToolChoice, cache_json, raw_json,
+    CacheControl, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request,
+    Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, raw_json,
 };
 
 #[derive(Deserialize)]
@@ -240,7 +240,8 @@ fn decode_block(raw: &RawValue, path: &str) -> Result<Part, Invalid> {
         }
         "thinking" => Part::Thinking {
             text: required(block.thinking, path, "thinking")?,
-            signature: block.signature,
+            // An empty signature is ours, for thinking that came without one.
+            signature: block.signature.filter(|s| !s.is_empty()),
         },
         "redacted_thinking" => Part::RedactedThinking {
             data: required(block.data, path, "data")?,
@@ -667,6 +668,111 @@ fn tool_input(arguments: &str) -> Option<Value> {
         Ok(value @ Value::Object(_)) => Some(value),
         _ => None,
     }
+}
+
+#[derive(Deserialize)]
+struct MessageResponse<'a> {
+    #[serde(borrow)]
+    content: Option<Vec<&'a RawValue>>,
+    #[serde(borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+    stop_sequence: Option<String>,
+    usage: Option<UsageBody>,
+}
+
+#[derive(Deserialize, Default)]
+struct UsageBody {
+    #[serde(default, rename = "input_tokens")]
+    input: u64,
+    #[serde(default, rename = "output_tokens")]
+    output: u64,
+    #[serde(rename = "cache_read_input_tokens")]
+    cache_read: Option<u64>,
+    #[serde(rename = "cache_creation_input_tokens")]
+    cache_write: Option<u64>,
+}
+
+/// Decode a Messages response (`"type": "message"`). Server-tool blocks (web search calls
+/// and their results) are the provider's own business and are not carried.
+pub fn decode_response(body: &[u8]) -> Result<Response, Invalid> {
+    let body: MessageResponse = serde_json::from_slice(body)
+        .map_err(|e| Invalid::new("", format!("not a Messages response: {e}")))?;
+    let mut parts = Vec::new();
+    for (i, raw) in body.content.unwrap_or_default().iter().enumerate() {
+        let path = format!("content.{i}");
+        let block: Block = parse(raw, &path, "a content block object")?;
+        if let Some("text" | "thinking" | "redacted_thinking" | "tool_use") = block.kind.as_deref()
+        {
+            parts.push(decode_block(raw, &path)?);
+        }
+    }
+    let stop = body.stop_reason.as_deref().map(|reason| match reason {
+        "max_tokens" | "model_context_window_exceeded" => StopReason::MaxTokens,
+        "tool_use" => StopReason::ToolUse,
+        "stop_sequence" => StopReason::StopSequence(body.stop_sequence.clone()),
+        "refusal" => StopReason::Refusal,
+        _ => StopReason::EndTurn,
+    });
+    let usage = body.usage.unwrap_or_default();
+    Ok(Response {
+        parts,
+        stop,
+        usage: Usage {
+            input: usage.input,
+            output: usage.output,
+            cache_read: usage.cache_read.unwrap_or(0),
+            cache_write: usage.cache_write.unwrap_or(0),
+            reasoning: 0,
+        },
+    })
+}
+
+/// Encode a Messages response. Thinking that came without a signature (another provider's
+/// reasoning) gets an empty one, which decoding reads back as none.
+pub fn encode_response(response: &Response, id: &str, model: &str) -> Vec<u8> {
+    let mut dropped = Vec::new();
+    let mut content = Vec::with_capacity(response.parts.len());
+    for part in &response.parts {
+        content.push(match part {
+            Part::Thinking { text, signature } => json!({
+                "type": "thinking",
+                "thinking": text,
+                "signature": signature.clone().unwrap_or_default(),
+            }),
+            other => match blocks(std::slice::from_ref(other), "content", &mut dropped, false) {
+                Value::Array(mut one) if one.len() == 1 => one.remove(0),
+                _ => continue,
+            },
+        });
+    }
+    let (stop_reason, stop_sequence) = match &response.stop {
+        None => (Value::Null, Value::Null),
+        Some(StopReason::EndTurn) => ("end_turn".into(), Value::Null),
+        Some(StopReason::MaxTokens) => ("max_tokens".into(), Value::Null),
+        Some(StopReason::ToolUse) => ("tool_use".into(), Value::Null),
+        Some(StopReason::Refusal) => ("refusal".into(), Value::Null),
+        Some(StopReason::StopSequence(seq)) => (
+            "stop_sequence".into(),
+            seq.clone().map_or(Value::Null, Value::String),
+        ),
+    };
+    let u = &response.usage;
+    let body = json!({
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": stop_sequence,
+        "usage": {
+            "input_tokens": u.input,
+            "output_tokens": u.output,
+            "cache_creation_input_tokens": u.cache_write,
+            "cache_read_input_tokens": u.cache_read,
+        },
+    });
+    serde_json::to_vec(&body).expect("a JSON value always serializes")
 }
 
 /// The thinking budget an effort asks for, kept below `max_tokens` as Anthropic requires.

@@ -247,6 +247,39 @@ pub enum OutputFormat {
     },
 }
 
+/// A complete (non-streamed) answer, as every protocol can express it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Response {
+    /// Text, thinking, redacted thinking and tool-call parts, in the order produced.
+    pub parts: Vec<Part>,
+    pub stop: Option<StopReason>,
+    pub usage: Usage,
+}
+
+/// Why generation stopped (the table in ZenMux's protocol-conversion reference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    EndTurn,
+    MaxTokens,
+    ToolUse,
+    /// A stop sequence matched; Messages names which one, Chat Completions does not.
+    StopSequence(Option<String>),
+    /// The provider refused or filtered the answer.
+    Refusal,
+}
+
+/// Token counts. `input` excludes cache reads and writes, as Messages counts it; Chat
+/// Completions' `prompt_tokens` is the sum of the three.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    /// Part of `output`.
+    pub reasoning: u64,
+}
+
 /// A request encoded for a channel, with what its protocol could not carry.
 #[derive(Debug)]
 pub struct Encoded {

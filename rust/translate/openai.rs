@@ -1,4 +1,5 @@
-//! OpenAI Chat Completions (`POST /v1/chat/completions`) to and from the neutral request.
+//! OpenAI Chat Completions (`POST /v1/chat/completions`) to and from the neutral request and
+//! response.
 
 use std::borrow::Cow;
 
@@ -8,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CacheControl, Effort, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request,
-    Role, Tool, ToolChoice, cache_json, raw_json,
+    Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, raw_json,
 };
 
 /// Chat Completions parameters no other protocol has: dropped when translating, by name.
@@ -784,6 +785,161 @@ fn assistant_message(parts: &[Part], path: &str, dropped: &mut Vec<String>) -> V
     message
 }
 
+#[derive(Deserialize)]
+struct CompletionBody<'a> {
+    #[serde(borrow)]
+    choices: Option<Vec<ChoiceBody<'a>>>,
+    usage: Option<UsageBody>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceBody<'a> {
+    #[serde(borrow)]
+    message: Option<MessageBody<'a>>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct UsageBody {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    prompt_tokens_details: Option<PromptDetails>,
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    reasoning_tokens: Option<u64>,
+}
+
+/// Decode a `chat.completion` object (the first choice: Messages has no `n`).
+pub fn decode_response(body: &[u8]) -> Result<Response, Invalid> {
+    let body: CompletionBody = serde_json::from_slice(body)
+        .map_err(|e| Invalid::new("", format!("not a chat completion: {e}")))?;
+    let choice = body
+        .choices
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| Invalid::new("choices", "the completion has no choice"))?;
+    let mut parts = Vec::new();
+    if let Some(message) = &choice.message {
+        decode_reasoning_parts(message, "choices.0.message", &mut parts)?;
+        if let Some(raw) = present(message.content) {
+            parts.extend(decode_content(raw, "choices.0.message.content")?);
+        }
+        for (i, raw) in message.tool_calls.iter().flatten().enumerate() {
+            parts.push(decode_tool_call(
+                raw,
+                &format!("choices.0.message.tool_calls.{i}"),
+            )?);
+        }
+    }
+    let stop = choice.finish_reason.as_deref().map(|reason| match reason {
+        "length" => StopReason::MaxTokens,
+        "tool_calls" | "function_call" => StopReason::ToolUse,
+        "content_filter" => StopReason::Refusal,
+        _ => StopReason::EndTurn,
+    });
+    let usage = body.usage.unwrap_or_default();
+    let cached = usage
+        .prompt_tokens_details
+        .and_then(|d| d.cached_tokens)
+        .unwrap_or(0);
+    Ok(Response {
+        parts,
+        stop,
+        usage: Usage {
+            input: usage.prompt_tokens.saturating_sub(cached),
+            output: usage.completion_tokens,
+            cache_read: cached,
+            cache_write: 0,
+            reasoning: usage
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        },
+    })
+}
+
+/// Encode a `chat.completion` object. Thinking travels in ZenMux's `reasoning` and
+/// `reasoning_details` (signatures included), so a client can pass it back unchanged.
+pub fn encode_response(response: &Response, id: &str, model: &str, created: u64) -> Vec<u8> {
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut details = Vec::new();
+    let mut calls = Vec::new();
+    for part in &response.parts {
+        match part {
+            Part::Text { text: t, .. } => text.push_str(t),
+            Part::Thinking { text: t, signature } => {
+                reasoning.push_str(t);
+                let mut detail = json!({"type": "reasoning.text", "text": t,
+                                        "format": "anthropic-claude-v1", "index": details.len()});
+                if let Some(signature) = signature {
+                    detail["signature"] = signature.clone().into();
+                }
+                details.push(detail);
+            }
+            Part::RedactedThinking { data } => details.push(json!({
+                "type": "reasoning.encrypted", "data": data,
+                "format": "anthropic-claude-v1", "index": details.len(),
+            })),
+            Part::ToolCall {
+                id,
+                name,
+                arguments,
+            } => calls.push(json!({
+                "id": id, "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            })),
+            _ => {}
+        }
+    }
+    let mut message = json!({"role": "assistant", "content": text});
+    if text.is_empty() && !calls.is_empty() {
+        message["content"] = Value::Null;
+    }
+    if !reasoning.is_empty() {
+        message["reasoning"] = reasoning.into();
+    }
+    if !details.is_empty() {
+        message["reasoning_details"] = Value::Array(details);
+    }
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let finish = response.stop.as_ref().map(|stop| match stop {
+        StopReason::EndTurn | StopReason::StopSequence(_) => "stop",
+        StopReason::MaxTokens => "length",
+        StopReason::ToolUse => "tool_calls",
+        StopReason::Refusal => "content_filter",
+    });
+    let u = &response.usage;
+    let prompt = u.input + u.cache_read + u.cache_write;
+    let body = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": u.output,
+            "total_tokens": prompt + u.output,
+            "prompt_tokens_details": {"cached_tokens": u.cache_read},
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning},
+        },
+    });
+    serde_json::to_vec(&body).expect("a JSON value always serializes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1070,6 +1226,107 @@ mod tests {
             json!({"role": "tool", "tool_call_id": "t", "content": "boom"})
         );
         assert_eq!(dropped, vec!["messages.1.0.is_error".to_owned()]);
+    }
+
+    #[test]
+    fn chat_completion_to_messages_response_and_back() {
+        let completion = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt",
+            "choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant",
+              "content":"Let me check.","reasoning":"hmm",
+              "reasoning_details":[{"type":"reasoning.text","text":"hmm","signature":"sig"}],
+              "tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"x\": 1}"}}]}}],
+            "usage":{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120,
+              "prompt_tokens_details":{"cached_tokens":60},"completion_tokens_details":{"reasoning_tokens":5}}}"#;
+        let response = decode_response(completion.as_bytes()).unwrap();
+        assert_eq!(response.stop, Some(StopReason::ToolUse));
+        assert_eq!(
+            response.usage,
+            Usage {
+                input: 40,
+                output: 20,
+                cache_read: 60,
+                cache_write: 0,
+                reasoning: 5
+            }
+        );
+        let message: Value =
+            serde_json::from_slice(&anthropic::encode_response(&response, "msg_1", "m")).unwrap();
+        assert_eq!(
+            message,
+            json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+                "content": [
+                    {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                    {"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "call_1", "name": "f", "input": {"x": 1}},
+                ],
+                "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": 40, "output_tokens": 20,
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 60},
+            })
+        );
+        let back = anthropic::decode_response(&serde_json::to_vec(&message).unwrap()).unwrap();
+        // Messages re-renders the arguments and has no reasoning-token count.
+        let mut expected = response.clone();
+        expected.usage.reasoning = 0;
+        if let Part::ToolCall { arguments, .. } = &mut expected.parts[2] {
+            *arguments = r#"{"x":1}"#.to_owned();
+        }
+        assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn messages_response_to_chat_completion_and_back() {
+        let message = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude",
+            "content":[{"type":"thinking","thinking":"plan","signature":"s1"},
+                       {"type":"server_tool_use","id":"srv","name":"web_search","input":{"query":"q"}},
+                       {"type":"text","text":"Done"}],
+            "stop_reason":"stop_sequence","stop_sequence":"END",
+            "usage":{"input_tokens":10,"output_tokens":3,"cache_creation_input_tokens":4,"cache_read_input_tokens":6}}"#;
+        let response = anthropic::decode_response(message.as_bytes()).unwrap();
+        assert_eq!(response.parts.len(), 2);
+        assert_eq!(
+            response.stop,
+            Some(StopReason::StopSequence(Some("END".to_owned())))
+        );
+        let completion: Value =
+            serde_json::from_slice(&encode_response(&response, "gen-1", "anthropic/claude", 7))
+                .unwrap();
+        assert_eq!(
+            completion,
+            json!({
+                "id": "gen-1", "object": "chat.completion", "created": 7, "model": "anthropic/claude",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                    "role": "assistant", "content": "Done", "reasoning": "plan",
+                    "reasoning_details": [{"type": "reasoning.text", "text": "plan",
+                        "format": "anthropic-claude-v1", "index": 0, "signature": "s1"}],
+                }}],
+                "usage": {"prompt_tokens": 20, "completion_tokens": 3, "total_tokens": 23,
+                          "prompt_tokens_details": {"cached_tokens": 6},
+                          "completion_tokens_details": {"reasoning_tokens": 0}},
+            })
+        );
+        let back = decode_response(&serde_json::to_vec(&completion).unwrap()).unwrap();
+        // Chat Completions names no stop sequence and has no cache-write count.
+        assert_eq!(back.stop, Some(StopReason::EndTurn));
+        assert_eq!(back.parts, response.parts);
+        assert_eq!(back.usage.input + back.usage.cache_read, 20);
+    }
+
+    #[test]
+    fn unsigned_thinking_gets_an_empty_signature_that_reads_back_as_none() {
+        let response = Response {
+            parts: vec![Part::Thinking {
+                text: "t".to_owned(),
+                signature: None,
+            }],
+            stop: Some(StopReason::EndTurn),
+            usage: Usage::default(),
+        };
+        let body = anthropic::encode_response(&response, "msg", "m");
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["content"][0]["signature"], json!(""));
+        assert_eq!(anthropic::decode_response(&body).unwrap(), response);
     }
 
     #[test]
