@@ -139,6 +139,7 @@ struct MessageBody<'a> {
     #[serde(borrow)]
     tool_calls: Option<Vec<&'a RawValue>>,
     tool_call_id: Option<String>,
+    refusal: Option<String>,
     reasoning: Option<String>,
     reasoning_content: Option<String>,
     #[serde(borrow)]
@@ -168,6 +169,12 @@ fn decode_message(raw: &RawValue, path: &str, request: &mut Request) -> Result<(
             decode_reasoning_parts(&message, path, &mut parts)?;
             if let Some(raw) = content {
                 parts.extend(decode_content(raw, &format!("{path}.content"))?);
+            }
+            if let Some(refusal) = &message.refusal {
+                parts.push(Part::Text {
+                    text: refusal.clone(),
+                    cache: None,
+                });
             }
             for (i, raw) in message.tool_calls.iter().flatten().enumerate() {
                 parts.push(decode_tool_call(raw, &format!("{path}.tool_calls.{i}"))?);
@@ -275,6 +282,7 @@ struct ContentPart<'a> {
     #[serde(borrow, rename = "type")]
     kind: Option<Cow<'a, str>>,
     text: Option<String>,
+    refusal: Option<String>,
     #[serde(borrow)]
     image_url: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -323,6 +331,11 @@ fn decode_content(raw: &RawValue, path: &str) -> Result<Vec<Part>, Invalid> {
         parts.push(match part.kind.as_deref() {
             Some("text") => Part::Text {
                 text: part.text.ok_or_else(|| missing("text"))?,
+                cache,
+            },
+            // An assistant's refusal in the history is what it said.
+            Some("refusal") => Part::Text {
+                text: part.refusal.ok_or_else(|| missing("refusal"))?,
                 cache,
             },
             Some("image_url") => {
@@ -834,6 +847,12 @@ pub fn decode_response(body: &[u8]) -> Result<Response, Invalid> {
         if let Some(raw) = present(message.content) {
             parts.extend(decode_content(raw, "choices.0.message.content")?);
         }
+        if let Some(refusal) = &message.refusal {
+            parts.push(Part::Text {
+                text: refusal.clone(),
+                cache: None,
+            });
+        }
         for (i, raw) in message.tool_calls.iter().flatten().enumerate() {
             parts.push(decode_tool_call(
                 raw,
@@ -1327,6 +1346,30 @@ mod tests {
         let value: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["content"][0]["signature"], json!(""));
         assert_eq!(anthropic::decode_response(&body).unwrap(), response);
+    }
+
+    #[test]
+    fn refusals_in_the_history_are_what_the_assistant_said() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"q"},
+            {"role":"assistant","content":null,"refusal":"I can't help with that."},
+            {"role":"assistant","content":[{"type":"refusal","refusal":"No."}]},
+            {"role":"user","content":"ok"}]}"#;
+        let request = decode_request(body.as_bytes()).unwrap();
+        let said = |i: usize| request.messages[i].parts.clone();
+        assert_eq!(
+            said(1),
+            vec![Part::Text {
+                text: "I can't help with that.".to_owned(),
+                cache: None
+            }]
+        );
+        assert_eq!(
+            said(2),
+            vec![Part::Text {
+                text: "No.".to_owned(),
+                cache: None
+            }]
+        );
     }
 
     #[test]
