@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CacheControl, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request,
-    Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, raw_json,
+    Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, parse, present, raw_json,
+    required,
 };
 
 #[derive(Deserialize)]
@@ -41,10 +42,6 @@ struct Body<'a> {
     service_tier: Option<&'a RawValue>,
 }
 
-fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue, path: &str, what: &str) -> Result<T, Invalid> {
-    serde_json::from_str(raw.get()).map_err(|_| Invalid::new(path, format!("must be {what}")))
-}
-
 /// Decode a Messages request body.
 pub fn decode_request(body: &[u8]) -> Result<Request, Invalid> {
     let body: Body = serde_json::from_slice(body)
@@ -69,9 +66,8 @@ pub fn decode_request(body: &[u8]) -> Result<Request, Invalid> {
     for (i, raw) in raw_messages.iter().enumerate() {
         messages.push(decode_message(raw, &format!("messages.{i}"))?);
     }
-    let system = match body.system {
+    let system = match present(body.system) {
         None => Vec::new(),
-        Some(raw) if raw.get() == "null" => Vec::new(),
         Some(raw) => decode_content(raw, "system")?
             .into_iter()
             .map(|part| match part {
@@ -95,13 +91,13 @@ pub fn decode_request(body: &[u8]) -> Result<Request, Invalid> {
     for (i, raw) in body.tools.unwrap_or_default().iter().enumerate() {
         decode_tool(raw, &format!("tools.{i}"), &mut request)?;
     }
-    if let Some(raw) = body.tool_choice.filter(|r| r.get() != "null") {
+    if let Some(raw) = present(body.tool_choice) {
         decode_tool_choice(raw, &mut request)?;
     }
-    if let Some(raw) = body.thinking.filter(|r| r.get() != "null") {
+    if let Some(raw) = present(body.thinking) {
         request.reasoning = Some(decode_thinking(raw, max_tokens)?);
     }
-    if let Some(raw) = body.output_config.filter(|r| r.get() != "null") {
+    if let Some(raw) = present(body.output_config) {
         request.output = decode_output_config(raw)?;
     }
     if body.metadata.is_some() {
@@ -179,18 +175,9 @@ struct Block<'a> {
     data: Option<String>,
 }
 
-fn required<T>(value: Option<T>, path: &str, field: &str) -> Result<T, Invalid> {
-    value.ok_or_else(|| Invalid::new(format!("{path}.{field}"), "Field required"))
-}
-
 fn decode_block(raw: &RawValue, path: &str) -> Result<Part, Invalid> {
     let block: Block = parse(raw, path, "a content block object")?;
-    let cache = match block.cache_control {
-        Some(raw) if raw.get() != "null" => {
-            Some(decode_cache_control(raw, &format!("{path}.cache_control"))?)
-        }
-        _ => None,
-    };
+    let cache = decode_cache_control(block.cache_control, path)?;
     let kind = required(block.kind, path, "type")?;
     Ok(match kind.as_ref() {
         "text" => Part::Text {
@@ -218,9 +205,8 @@ fn decode_block(raw: &RawValue, path: &str) -> Result<Part, Invalid> {
             }
         }
         "tool_result" => {
-            let content = match block.content {
+            let content = match present(block.content) {
                 None => Vec::new(),
-                Some(raw) if raw.get() == "null" => Vec::new(),
                 Some(raw) => decode_content(raw, &format!("{path}.content"))?,
             };
             if content
@@ -294,12 +280,20 @@ struct CacheBody<'a> {
     ttl: Option<String>,
 }
 
-fn decode_cache_control(raw: &RawValue, path: &str) -> Result<CacheControl, Invalid> {
-    let cache: CacheBody = parse(raw, path, "an object")?;
+/// The `cache_control` of the block or tool at `path`, if it has one.
+fn decode_cache_control(
+    raw: Option<&RawValue>,
+    path: &str,
+) -> Result<Option<CacheControl>, Invalid> {
+    let Some(raw) = present(raw) else {
+        return Ok(None);
+    };
+    let path = format!("{path}.cache_control");
+    let cache: CacheBody = parse(raw, &path, "an object")?;
     if cache.kind.as_deref() != Some("ephemeral") {
         return Err(Invalid::new(format!("{path}.type"), "must be 'ephemeral'"));
     }
-    Ok(CacheControl { ttl: cache.ttl })
+    Ok(Some(CacheControl { ttl: cache.ttl }))
 }
 
 #[derive(Deserialize)]
@@ -325,12 +319,7 @@ fn decode_tool(raw: &RawValue, path: &str, request: &mut Request) -> Result<(), 
                     "must be an object",
                 ));
             }
-            let cache = match tool.cache_control {
-                Some(raw) if raw.get() != "null" => {
-                    Some(decode_cache_control(raw, &format!("{path}.cache_control"))?)
-                }
-                _ => None,
-            };
+            let cache = decode_cache_control(tool.cache_control, path)?;
             request.tools.push(Tool {
                 name: required(tool.name, path, "name")?,
                 description: tool.description,
@@ -423,7 +412,7 @@ struct FormatBody<'a> {
 
 fn decode_output_config(raw: &RawValue) -> Result<Option<OutputFormat>, Invalid> {
     let config: OutputConfigBody = parse(raw, "output_config", "an object")?;
-    let Some(format) = config.format.filter(|r| r.get() != "null") else {
+    let Some(format) = present(config.format) else {
         return Ok(None);
     };
     let format: FormatBody = parse(format, "output_config.format", "an object")?;

@@ -9,6 +9,9 @@ pub mod openai;
 
 use std::fmt;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
 /// A chat request as every protocol can express it. What one side has and the other lacks is
 /// either carried here (so a round trip keeps it) or listed by the decoder in `dropped`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -315,6 +318,20 @@ impl fmt::Display for Invalid {
 }
 
 impl std::error::Error for Invalid {}
+
+/// A field's raw JSON decoded as `T`; the error names the field and what it must be.
+fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue, path: &str, what: &str) -> Result<T, Invalid> {
+    serde_json::from_str(raw.get()).map_err(|_| Invalid::new(path, format!("must be {what}")))
+}
+
+/// A field that is there and not `null`.
+fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
+}
+
+fn required<T>(value: Option<T>, path: &str, field: &str) -> Result<T, Invalid> {
+    value.ok_or_else(|| Invalid::new(format!("{path}.{field}"), "Field required"))
+}
 
 /// JSON text held by the neutral request (validated when it was decoded), as a value.
 fn raw_json(text: &str) -> serde_json::Value {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     CacheControl, Effort, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request,
-    Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, raw_json,
+    Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, parse, present, raw_json,
 };
 
 /// Chat Completions parameters no other protocol has: dropped when translating, by name.
@@ -30,14 +30,6 @@ const UNTRANSLATABLE: &[&str] = &[
     "modalities",
     "audio",
 ];
-
-fn parse<'a, T: Deserialize<'a>>(raw: &'a RawValue, path: &str, what: &str) -> Result<T, Invalid> {
-    serde_json::from_str(raw.get()).map_err(|_| Invalid::new(path, format!("must be {what}")))
-}
-
-fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
-    raw.filter(|r| r.get() != "null")
-}
 
 #[derive(Deserialize)]
 struct Body<'a> {
