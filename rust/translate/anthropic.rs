@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::{
     CacheControl, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request,
     Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, parse, present, raw_json,
-    required,
+    render_parts, required,
 };
 
 #[derive(Deserialize)]
@@ -558,39 +558,26 @@ fn encode_tools(request: &Request, body: &mut Map<String, Value>) {
 
 /// Content blocks (a plain string for one uncached text when `plain` allows it).
 fn blocks(parts: &[Part], path: &str, dropped: &mut Vec<String>, plain: bool) -> Value {
-    if plain && let [Part::Text { text, cache: None }] = parts {
-        return Value::String(text.clone());
-    }
-    let mut out = Vec::with_capacity(parts.len());
-    for (i, part) in parts.iter().enumerate() {
-        let (mut block, cache) = match part {
-            Part::Text { text, cache } => (json!({"type": "text", "text": text}), cache.as_ref()),
-            Part::Image { source, cache } => (
-                json!({"type": "image", "source": source_json(source)}),
-                cache.as_ref(),
-            ),
-            Part::Document {
-                source,
-                title,
-                cache,
-            } => {
+    render_parts(parts, path, dropped, plain, |i, part, dropped| {
+        Some(match part {
+            Part::Text { text, .. } => json!({"type": "text", "text": text}),
+            Part::Image { source, .. } => json!({"type": "image", "source": source_json(source)}),
+            Part::Document { source, title, .. } => {
                 let mut block = json!({"type": "document", "source": source_json(source)});
                 if let Some(title) = title {
                     block["title"] = title.clone().into();
                 }
-                (block, cache.as_ref())
+                block
             }
             // Messages takes thinking back only with the signature it was issued with.
             Part::Thinking {
                 text,
                 signature: Some(signature),
-            } => (
-                json!({"type": "thinking", "thinking": text, "signature": signature}),
-                None,
-            ),
-            Part::RedactedThinking { data } => {
-                (json!({"type": "redacted_thinking", "data": data}), None)
-            }
+            } => json!({"type": "thinking", "thinking": text, "signature": signature}),
+            Part::Thinking {
+                signature: None, ..
+            } => return None,
+            Part::RedactedThinking { data } => json!({"type": "redacted_thinking", "data": data}),
             Part::ToolCall {
                 id,
                 name,
@@ -600,39 +587,23 @@ fn blocks(parts: &[Part], path: &str, dropped: &mut Vec<String>, plain: bool) ->
                     dropped.push(format!("{path}.{i}.arguments"));
                     json!({})
                 });
-                (
-                    json!({"type": "tool_use", "id": id, "name": name, "input": input}),
-                    None,
-                )
+                json!({"type": "tool_use", "id": id, "name": name, "input": input})
             }
             Part::ToolResult {
                 call_id,
                 content,
                 is_error,
             } => {
-                let mut block = json!({
-                    "type": "tool_result",
-                    "tool_use_id": call_id,
-                    "content": blocks(content, &format!("{path}.{i}.content"), dropped, true),
-                });
+                let content = blocks(content, &format!("{path}.{i}.content"), dropped, true);
+                let mut block =
+                    json!({"type": "tool_result", "tool_use_id": call_id, "content": content});
                 if *is_error {
                     block["is_error"] = true.into();
                 }
-                (block, None)
+                block
             }
-            Part::Thinking {
-                signature: None, ..
-            } => {
-                dropped.push(format!("{path}.{i}"));
-                continue;
-            }
-        };
-        if let Some(cache) = cache {
-            block["cache_control"] = cache_json(cache);
-        }
-        out.push(block);
-    }
-    Value::Array(out)
+        })
+    })
 }
 
 fn source_json(source: &Media) -> Value {

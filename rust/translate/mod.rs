@@ -89,6 +89,18 @@ pub enum Part {
     },
 }
 
+impl Part {
+    /// The prompt-cache breakpoint set on this part, if any.
+    pub fn cache(&self) -> Option<&CacheControl> {
+        match self {
+            Part::Text { cache, .. } | Part::Image { cache, .. } | Part::Document { cache, .. } => {
+                cache.as_ref()
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Where a file's bytes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Media {
@@ -331,6 +343,33 @@ fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
 
 fn required<T>(value: Option<T>, path: &str, field: &str) -> Result<T, Invalid> {
     value.ok_or_else(|| Invalid::new(format!("{path}.{field}"), "Field required"))
+}
+
+/// Content parts as a protocol writes them: one uncached text as a plain string when `plain`
+/// allows it, otherwise an array of what `render` makes of each part, with its
+/// `cache_control`. A part `render` has no form for (None) is listed in `dropped` by its path.
+fn render_parts(
+    parts: &[Part],
+    path: &str,
+    dropped: &mut Vec<String>,
+    plain: bool,
+    mut render: impl FnMut(usize, &Part, &mut Vec<String>) -> Option<serde_json::Value>,
+) -> serde_json::Value {
+    if plain && let [Part::Text { text, cache: None }] = parts {
+        return serde_json::Value::String(text.clone());
+    }
+    let mut out = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let Some(mut value) = render(i, part, dropped) else {
+            dropped.push(format!("{path}.{i}"));
+            continue;
+        };
+        if let Some(cache) = part.cache() {
+            value["cache_control"] = cache_json(cache);
+        }
+        out.push(value);
+    }
+    serde_json::Value::Array(out)
 }
 
 /// JSON text held by the neutral request (validated when it was decoded), as a value.

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::{
     CacheControl, Effort, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request,
     Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, parse, present, raw_json,
+    render_parts,
 };
 
 /// Chat Completions parameters no other protocol has: dropped when translating, by name.
@@ -668,44 +669,25 @@ fn response_format(output: Option<&OutputFormat>) -> Option<Value> {
 
 /// A message's `content`: a plain string when it is one uncached text, parts otherwise.
 fn content(parts: &[Part], path: &str, dropped: &mut Vec<String>) -> Value {
-    if let [Part::Text { text, cache: None }] = parts {
-        return Value::String(text.clone());
-    }
-    let mut out = Vec::with_capacity(parts.len());
-    for (i, part) in parts.iter().enumerate() {
-        let (mut value, cache) = match part {
-            Part::Text { text, cache } => (json!({"type": "text", "text": text}), cache),
-            Part::Image { source, cache } => (
-                json!({"type": "image_url", "image_url": {"url": source.to_url()}}),
-                cache,
-            ),
-            Part::Document {
-                source: source @ (Media::Base64 { .. } | Media::Text { .. }),
-                title,
-                cache,
-            } => {
-                let mut file = Map::new();
-                file.insert("file_data".into(), source.to_url().into());
-                file.insert(
-                    "filename".into(),
-                    title
-                        .clone()
-                        .unwrap_or_else(|| "document".to_owned())
-                        .into(),
-                );
-                (json!({"type": "file", "file": file}), cache)
-            }
-            _ => {
-                dropped.push(format!("{path}.{i}"));
-                continue;
-            }
-        };
-        if let Some(cache) = cache {
-            value["cache_control"] = cache_json(cache);
+    render_parts(parts, path, dropped, true, |_, part, _| match part {
+        Part::Text { text, .. } => Some(json!({"type": "text", "text": text})),
+        Part::Image { source, .. } => Some(json!({
+            "type": "image_url",
+            "image_url": {"url": source.to_url()},
+        })),
+        Part::Document {
+            source: source @ (Media::Base64 { .. } | Media::Text { .. }),
+            title,
+            ..
+        } => {
+            let filename = title.as_deref().unwrap_or("document");
+            Some(json!({
+                "type": "file",
+                "file": {"file_data": source.to_url(), "filename": filename},
+            }))
         }
-        out.push(value);
-    }
-    Value::Array(out)
+        _ => None,
+    })
 }
 
 /// A user turn: its tool results become `tool` messages (which must follow the assistant's
