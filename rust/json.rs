@@ -69,6 +69,11 @@ pub fn quote(text: &str) -> String {
     serde_json::to_string(text).expect("a string always serializes")
 }
 
+/// `text` as an escaped JSON string literal, appended to `out`.
+pub fn write_str(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct FieldsVisitor<'a>(PhantomData<&'a ()>);

@@ -252,15 +252,20 @@ fn record_choice(choice: &ChoiceView, now: Instant, seen: &mut Observed) {
         }
     }
     if seen.output_text.len() > before {
-        if seen.first_token_at.is_none() {
-            seen.first_token_at = Some(now);
-        }
-        if let Some(last) = seen.last_token_at {
-            seen.max_gap = seen.max_gap.max(now.saturating_duration_since(last));
-        }
-        seen.last_token_at = Some(now);
-        seen.token_chunks += 1;
+        stamp_output(seen, now);
     }
+}
+
+/// Output arrived at `now`: time to first token, the longest gap, one more output chunk.
+pub fn stamp_output(seen: &mut Observed, now: Instant) {
+    if seen.first_token_at.is_none() {
+        seen.first_token_at = Some(now);
+    }
+    if let Some(last) = seen.last_token_at {
+        seen.max_gap = seen.max_gap.max(now.saturating_duration_since(last));
+    }
+    seen.last_token_at = Some(now);
+    seen.token_chunks += 1;
 }
 
 /// Streaming relay: one per streamed response.

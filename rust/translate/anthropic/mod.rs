@@ -1,5 +1,7 @@
 //! Anthropic Messages (`POST /v1/messages`) to and from the neutral request and response.
 
+pub mod stream;
+
 use std::borrow::Cow;
 
 use serde::Deserialize;
@@ -666,13 +668,10 @@ pub fn decode_response(body: &[u8]) -> Result<Response, Invalid> {
             parts.push(decode_block(raw, &path)?);
         }
     }
-    let stop = body.stop_reason.as_deref().map(|reason| match reason {
-        "max_tokens" | "model_context_window_exceeded" => StopReason::MaxTokens,
-        "tool_use" => StopReason::ToolUse,
-        "stop_sequence" => StopReason::StopSequence(body.stop_sequence.clone()),
-        "refusal" => StopReason::Refusal,
-        _ => StopReason::EndTurn,
-    });
+    let stop = body
+        .stop_reason
+        .as_deref()
+        .map(|reason| stop_reason(reason, body.stop_sequence.clone()));
     let usage = body.usage.unwrap_or_default();
     Ok(Response {
         parts,
@@ -684,6 +683,42 @@ pub fn decode_response(body: &[u8]) -> Result<Response, Invalid> {
             cache_write: usage.cache_write.unwrap_or(0),
             reasoning: 0,
         },
+    })
+}
+
+/// A Messages `stop_reason` (and the `stop_sequence` that matched) as a stop reason.
+pub fn stop_reason(reason: &str, sequence: Option<String>) -> StopReason {
+    match reason {
+        "max_tokens" | "model_context_window_exceeded" => StopReason::MaxTokens,
+        "tool_use" => StopReason::ToolUse,
+        "stop_sequence" => StopReason::StopSequence(sequence),
+        "refusal" => StopReason::Refusal,
+        _ => StopReason::EndTurn,
+    }
+}
+
+/// A stop reason as Messages' `stop_reason` and `stop_sequence`.
+fn stop_fields(stop: Option<&StopReason>) -> (Value, Value) {
+    match stop {
+        None => (Value::Null, Value::Null),
+        Some(StopReason::EndTurn) => ("end_turn".into(), Value::Null),
+        Some(StopReason::MaxTokens) => ("max_tokens".into(), Value::Null),
+        Some(StopReason::ToolUse) => ("tool_use".into(), Value::Null),
+        Some(StopReason::Refusal) => ("refusal".into(), Value::Null),
+        Some(StopReason::StopSequence(seq)) => (
+            "stop_sequence".into(),
+            seq.clone().map_or(Value::Null, Value::String),
+        ),
+    }
+}
+
+/// `usage` as Messages reports it.
+fn usage_json(u: &Usage) -> Value {
+    json!({
+        "input_tokens": u.input,
+        "output_tokens": u.output,
+        "cache_creation_input_tokens": u.cache_write,
+        "cache_read_input_tokens": u.cache_read,
     })
 }
 
@@ -705,18 +740,7 @@ pub fn encode_response(response: &Response, id: &str, model: &str) -> Vec<u8> {
             },
         });
     }
-    let (stop_reason, stop_sequence) = match &response.stop {
-        None => (Value::Null, Value::Null),
-        Some(StopReason::EndTurn) => ("end_turn".into(), Value::Null),
-        Some(StopReason::MaxTokens) => ("max_tokens".into(), Value::Null),
-        Some(StopReason::ToolUse) => ("tool_use".into(), Value::Null),
-        Some(StopReason::Refusal) => ("refusal".into(), Value::Null),
-        Some(StopReason::StopSequence(seq)) => (
-            "stop_sequence".into(),
-            seq.clone().map_or(Value::Null, Value::String),
-        ),
-    };
-    let u = &response.usage;
+    let (stop_reason, stop_sequence) = stop_fields(response.stop.as_ref());
     let body = json!({
         "id": id,
         "type": "message",
@@ -725,12 +749,7 @@ pub fn encode_response(response: &Response, id: &str, model: &str) -> Vec<u8> {
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
-        "usage": {
-            "input_tokens": u.input,
-            "output_tokens": u.output,
-            "cache_creation_input_tokens": u.cache_write,
-            "cache_read_input_tokens": u.cache_read,
-        },
+        "usage": usage_json(&response.usage),
     });
     serde_json::to_vec(&body).expect("a JSON value always serializes")
 }

@@ -1,6 +1,8 @@
 //! OpenAI Chat Completions (`POST /v1/chat/completions`) to and from the neutral request and
 //! response.
 
+pub mod stream;
+
 use std::borrow::Cow;
 
 use serde::Deserialize;
@@ -834,31 +836,51 @@ pub fn decode_response(body: &[u8]) -> Result<Response, Invalid> {
             )?);
         }
     }
-    let stop = choice.finish_reason.as_deref().map(|reason| match reason {
+    Ok(Response {
+        parts,
+        stop: choice.finish_reason.as_deref().map(stop_reason),
+        usage: body.usage.map(UsageBody::neutral).unwrap_or_default(),
+    })
+}
+
+impl UsageBody {
+    /// `prompt_tokens` counts cached tokens; the neutral `input` does not.
+    fn neutral(self) -> Usage {
+        let cached = self
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0);
+        Usage {
+            input: self.prompt_tokens.saturating_sub(cached),
+            output: self.completion_tokens,
+            cache_read: cached,
+            cache_write: 0,
+            reasoning: self
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// A `finish_reason` as a stop reason.
+pub fn stop_reason(finish: &str) -> StopReason {
+    match finish {
         "length" => StopReason::MaxTokens,
         "tool_calls" | "function_call" => StopReason::ToolUse,
         "content_filter" => StopReason::Refusal,
         _ => StopReason::EndTurn,
-    });
-    let usage = body.usage.unwrap_or_default();
-    let cached = usage
-        .prompt_tokens_details
-        .and_then(|d| d.cached_tokens)
-        .unwrap_or(0);
-    Ok(Response {
-        parts,
-        stop,
-        usage: Usage {
-            input: usage.prompt_tokens.saturating_sub(cached),
-            output: usage.completion_tokens,
-            cache_read: cached,
-            cache_write: 0,
-            reasoning: usage
-                .completion_tokens_details
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
-        },
-    })
+    }
+}
+
+/// A stop reason as a `finish_reason`.
+pub fn finish_reason(stop: &StopReason) -> &'static str {
+    match stop {
+        StopReason::EndTurn | StopReason::StopSequence(_) => "stop",
+        StopReason::MaxTokens => "length",
+        StopReason::ToolUse => "tool_calls",
+        StopReason::Refusal => "content_filter",
+    }
 }
 
 /// Encode a `chat.completion` object. Thinking travels in ZenMux's `reasoning` and
@@ -908,29 +930,28 @@ pub fn encode_response(response: &Response, id: &str, model: &str, created: u64)
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
     }
-    let finish = response.stop.as_ref().map(|stop| match stop {
-        StopReason::EndTurn | StopReason::StopSequence(_) => "stop",
-        StopReason::MaxTokens => "length",
-        StopReason::ToolUse => "tool_calls",
-        StopReason::Refusal => "content_filter",
-    });
-    let u = &response.usage;
-    let prompt = u.input + u.cache_read + u.cache_write;
+    let finish = response.stop.as_ref().map(finish_reason);
     let body = json!({
         "id": id,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": u.output,
-            "total_tokens": prompt + u.output,
-            "prompt_tokens_details": {"cached_tokens": u.cache_read},
-            "completion_tokens_details": {"reasoning_tokens": u.reasoning},
-        },
+        "usage": usage_json(&response.usage),
     });
     serde_json::to_vec(&body).expect("a JSON value always serializes")
+}
+
+/// `usage` as Chat Completions reports it: prompt tokens include cache reads and writes.
+fn usage_json(u: &Usage) -> Value {
+    let prompt = u.input + u.cache_read + u.cache_write;
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": u.output,
+        "total_tokens": prompt + u.output,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read},
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning},
+    })
 }
 
 #[cfg(test)]

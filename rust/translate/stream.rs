@@ -1,0 +1,565 @@
+//! Streams between protocols. Each protocol decodes its provider's events into the neutral
+//! [`Event`]s below and encodes neutral events into its clients' event stream, so any pair
+//! composes through [`Relay`] as requests do through [`super::Request`].
+
+use std::time::Instant;
+
+use super::{StopReason, Usage};
+use crate::relay::{self, Observed};
+use crate::sse;
+
+/// One step of an answer as every protocol can express it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Text(String),
+    Thinking(String),
+    /// The signature that closes the current thinking block.
+    Signature(String),
+    /// A reasoning block the provider returned encrypted.
+    RedactedThinking(String),
+    /// A tool call begins; `index` numbers the answer's tool calls from 0.
+    ToolCall {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    /// The next piece of a tool call's arguments (JSON text, to be concatenated).
+    ToolArguments {
+        index: usize,
+        json: String,
+    },
+    Stop(StopReason),
+    /// Usage so far; a later one replaces it.
+    Usage(Usage),
+    /// The provider reported a failure inside the stream; `status` is the HTTP status it
+    /// stands for (429 rate limited, 529 overloaded, 500 otherwise).
+    Error {
+        status: u16,
+        message: String,
+    },
+    /// The provider ended the answer properly.
+    Done,
+}
+
+/// A provider's event stream, read into neutral events.
+pub trait Decoder: Send {
+    /// One dispatched SSE event. An event whose JSON does not parse is an error; the relay
+    /// counts it and goes on.
+    fn decode(&mut self, event: &sse::Event, out: &mut Vec<Event>)
+    -> Result<(), serde_json::Error>;
+
+    /// The body ended. Protocols without an end marker (Gemini) complete here.
+    fn end(&mut self, _out: &mut Vec<Event>) {}
+}
+
+/// A client's event stream, written from neutral events.
+pub trait Encoder: Send {
+    fn encode(&mut self, event: &Event, out: &mut Vec<u8>);
+}
+
+/// Relay of a stream whose provider speaks another protocol than the client: one synchronous
+/// call per upstream read, like [`relay::StreamRelay`], recording the same observations.
+pub struct Relay {
+    parser: sse::Parser,
+    sse_events: Vec<sse::Event>,
+    events: Vec<Event>,
+    decoder: Box<dyn Decoder>,
+    encoder: Box<dyn Encoder>,
+    observed: Observed,
+}
+
+impl Relay {
+    pub fn new(decoder: Box<dyn Decoder>, encoder: Box<dyn Encoder>) -> Self {
+        Self {
+            parser: sse::Parser::new(),
+            sse_events: Vec::new(),
+            events: Vec::new(),
+            decoder,
+            encoder,
+            observed: Observed::default(),
+        }
+    }
+
+    /// One upstream read in, the client's bytes out (appended to `out`).
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), sse::SseError> {
+        self.sse_events.clear();
+        self.parser.feed(chunk, &mut self.sse_events)?;
+        let sse_events = std::mem::take(&mut self.sse_events);
+        for event in &sse_events {
+            if self.observed.completed || self.observed.upstream_error.is_some() {
+                break;
+            }
+            self.events.clear();
+            if self.decoder.decode(event, &mut self.events).is_err() {
+                self.observed.malformed_events += 1;
+                continue;
+            }
+            self.emit(now, out);
+        }
+        self.sse_events = sse_events;
+        Ok(())
+    }
+
+    /// End of the upstream body: what the decoder completes at EOF is written to `out`.
+    pub fn finish(&mut self, now: Instant, out: &mut Vec<u8>) -> &Observed {
+        self.parser.finish();
+        if !self.observed.completed && self.observed.upstream_error.is_none() {
+            self.events.clear();
+            self.decoder.end(&mut self.events);
+            self.emit(now, out);
+        }
+        &self.observed
+    }
+
+    /// End the client's stream with an error of ours (the provider broke off, went silent...).
+    pub fn fail(&mut self, status: u16, message: &str, out: &mut Vec<u8>) {
+        self.encoder.encode(
+            &Event::Error {
+                status,
+                message: message.to_owned(),
+            },
+            out,
+        );
+    }
+
+    pub fn observed(&self) -> &Observed {
+        &self.observed
+    }
+
+    pub fn completed(&self) -> bool {
+        self.observed.completed
+    }
+
+    fn emit(&mut self, now: Instant, out: &mut Vec<u8>) {
+        let before = self.observed.output_text.len();
+        for event in &self.events {
+            observe(event, &mut self.observed);
+            self.encoder.encode(event, out);
+        }
+        if self.observed.output_text.len() > before {
+            relay::stamp_output(&mut self.observed, now);
+        }
+    }
+}
+
+/// What the usage event needs to know about one neutral event.
+fn observe(event: &Event, seen: &mut Observed) {
+    match event {
+        Event::Text(text) | Event::Thinking(text) | Event::ToolArguments { json: text, .. } => {
+            seen.output_text.push_str(text);
+        }
+        Event::ToolCall { name, .. } => seen.output_text.push_str(name),
+        Event::Stop(stop) => {
+            seen.finish_reason = Some(super::openai::finish_reason(stop).to_owned());
+        }
+        Event::Usage(u) => {
+            seen.usage = Some(relay::Usage {
+                prompt: u.input + u.cache_read + u.cache_write,
+                completion: u.output,
+                cached: u.cache_read,
+                reasoning: u.reasoning,
+            });
+        }
+        Event::Error { message, .. } => seen.upstream_error = Some(message.clone()),
+        Event::Done => seen.completed = true,
+        Event::Signature(_) | Event::RedactedThinking(_) => {}
+    }
+}
+
+/// Build one SSE event into `out`: an optional `event:` line, then one `data:` line. The
+/// payload is written by `data` straight into `out` (JSON never holds a raw newline).
+pub(super) fn write_event(out: &mut Vec<u8>, name: Option<&str>, data: impl FnOnce(&mut Vec<u8>)) {
+    if let Some(name) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    data(out);
+    out.extend_from_slice(b"\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::translate::anthropic::stream::{MessageDecoder, MessageEncoder};
+    use crate::translate::openai::stream::{ChunkDecoder, ChunkEncoder};
+
+    /// A provider's Messages stream: thinking with a signature, text, a tool call whose
+    /// arguments come in pieces, cumulative usage, pings.
+    const ANTHROPIC: &str = concat!(
+        "event: message_start\n",
+        r#"data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1,"cache_read_input_tokens":10,"cache_creation_input_tokens":0}}}"#,
+        "\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\n",
+        "event: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+        "\n\nevent: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me "}}"#,
+        "\n\nevent: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"think."}}"#,
+        "\n\nevent: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"c2lnbmF0dXJl"}}"#,
+        "\n\nevent: content_block_stop\n",
+        r#"data: {"type":"content_block_stop","index":0}"#,
+        "\n\nevent: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+        "\n\nevent: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Checking \"Paris\"."}}"#,
+        "\n\nevent: content_block_stop\n",
+        r#"data: {"type":"content_block_stop","index":1}"#,
+        "\n\nevent: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{}}}"#,
+        "\n\nevent: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Pa"}}"#,
+        "\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\n",
+        "event: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"ris\", \"unit\": \"c\"}"}}"#,
+        "\n\nevent: content_block_stop\n",
+        r#"data: {"type":"content_block_stop","index":2}"#,
+        "\n\nevent: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_2","name":"now","input":{}}}"#,
+        "\n\nevent: content_block_stop\n",
+        r#"data: {"type":"content_block_stop","index":3}"#,
+        "\n\nevent: message_delta\n",
+        r#"data: {"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":42}}"#,
+        "\n\nevent: message_stop\n",
+        r#"data: {"type":"message_stop"}"#,
+        "\n\n",
+    );
+
+    /// A provider's Chat Completions stream with reasoning, text, two tool calls and usage.
+    const OPENAI: &str = concat!(
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning_content":"Hmm"},"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{"content":"Sure: "},"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]},"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]},"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"now","arguments":"{}"}}]},"finish_reason":null}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}],"usage":null}"#,
+        "\n\n",
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[],"usage":{"prompt_tokens":30,"completion_tokens":17,"total_tokens":47,"prompt_tokens_details":{"cached_tokens":8},"completion_tokens_details":{"reasoning_tokens":3}}}"#,
+        "\n\ndata: [DONE]\n\n",
+    );
+
+    fn relay_all(mut relay: Relay, input: &str, split: usize) -> (Vec<u8>, Observed) {
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for piece in input.as_bytes().chunks(split.max(1)) {
+            relay.feed(piece, now, &mut out).unwrap();
+        }
+        let observed = relay.finish(now, &mut out).clone();
+        (out, observed)
+    }
+
+    fn events(bytes: &[u8]) -> Vec<(String, String)> {
+        let mut parser = sse::Parser::new();
+        let mut events = Vec::new();
+        parser.feed(bytes, &mut events).unwrap();
+        events
+            .into_iter()
+            .map(|e| (e.event_type().to_owned(), e.data))
+            .collect()
+    }
+
+    fn anthropic_to_openai(include_usage: bool) -> Relay {
+        Relay::new(
+            Box::<MessageDecoder>::default(),
+            Box::new(ChunkEncoder::new(
+                "gen-1",
+                "anthropic/claude",
+                7,
+                include_usage,
+            )),
+        )
+    }
+
+    fn openai_to_anthropic() -> Relay {
+        Relay::new(
+            Box::<ChunkDecoder>::default(),
+            Box::new(MessageEncoder::new("gen-2", "openai/gpt", 28)),
+        )
+    }
+
+    /// Chat chunks folded the way the OpenAI SDK accumulates them.
+    fn fold_chunks(bytes: &[u8]) -> (Value, Vec<Value>) {
+        let mut message =
+            json!({"content": "", "reasoning": "", "tool_calls": [], "signatures": []});
+        let mut chunks = Vec::new();
+        for (_, data) in events(bytes) {
+            if data == "[DONE]" {
+                chunks.push(Value::Null);
+                continue;
+            }
+            let chunk: Value = serde_json::from_str(&data).unwrap();
+            if let Some(choice) = chunk["choices"].get(0) {
+                let delta = &choice["delta"];
+                if let Some(t) = delta["content"].as_str() {
+                    message["content"] =
+                        format!("{}{t}", message["content"].as_str().unwrap()).into();
+                }
+                if let Some(t) = delta["reasoning"].as_str() {
+                    message["reasoning"] =
+                        format!("{}{t}", message["reasoning"].as_str().unwrap()).into();
+                }
+                for d in delta["reasoning_details"].as_array().into_iter().flatten() {
+                    if let Some(s) = d["signature"].as_str() {
+                        message["signatures"].as_array_mut().unwrap().push(s.into());
+                    }
+                }
+                for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                    let i = call["index"].as_u64().unwrap() as usize;
+                    let calls = message["tool_calls"].as_array_mut().unwrap();
+                    if calls.len() <= i {
+                        calls.push(json!({"id": call["id"], "name": call["function"]["name"], "arguments": ""}));
+                    }
+                    let args = format!(
+                        "{}{}",
+                        calls[i]["arguments"].as_str().unwrap(),
+                        call["function"]["arguments"].as_str().unwrap_or("")
+                    );
+                    calls[i]["arguments"] = args.into();
+                }
+            }
+            chunks.push(chunk);
+        }
+        (message, chunks)
+    }
+
+    #[test]
+    fn messages_stream_to_chat_chunks() {
+        let (out, observed) = relay_all(anthropic_to_openai(true), ANTHROPIC, usize::MAX);
+        let (message, chunks) = fold_chunks(&out);
+        assert_eq!(message["content"], "Checking \"Paris\".");
+        assert_eq!(message["reasoning"], "Let me think.");
+        assert_eq!(message["signatures"], json!(["c2lnbmF0dXJl"]));
+        let calls = message["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0]["id"], "toolu_1");
+        assert_eq!(calls[0]["name"], "get_weather");
+        let args: Value = serde_json::from_str(calls[0]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"city": "Paris", "unit": "c"}));
+        assert_eq!(calls[1]["arguments"], "{}", "a call without input deltas");
+        // Every chunk is ours; the first delta names the role; the finish chunk, the usage
+        // chunk and [DONE] close the stream in OpenAI's order.
+        assert!(chunks[..chunks.len() - 1].iter().all(|c| c["id"] == "gen-1"
+            && c["model"] == "anthropic/claude"
+            && c["object"] == "chat.completion.chunk"));
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        let n = chunks.len();
+        assert_eq!(chunks[n - 3]["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(chunks[n - 2]["choices"], json!([]));
+        assert_eq!(
+            chunks[n - 2]["usage"],
+            json!({"prompt_tokens": 35, "completion_tokens": 42, "total_tokens": 77,
+                   "prompt_tokens_details": {"cached_tokens": 10},
+                   "completion_tokens_details": {"reasoning_tokens": 0}})
+        );
+        assert!(chunks[n - 1].is_null());
+        assert!(observed.completed);
+        assert_eq!(observed.finish_reason.as_deref(), Some("tool_calls"));
+        let usage = observed.usage.unwrap();
+        assert_eq!((usage.prompt, usage.completion, usage.cached), (35, 42, 10));
+        assert!(observed.output_text.contains("Let me think.Checking"));
+        assert_eq!(observed.malformed_events, 0);
+    }
+
+    #[test]
+    fn the_usage_chunk_is_left_out_when_not_asked_for() {
+        let (out, _) = relay_all(anthropic_to_openai(false), ANTHROPIC, usize::MAX);
+        let (_, chunks) = fold_chunks(&out);
+        assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+        assert!(chunks.last().unwrap().is_null());
+    }
+
+    #[test]
+    fn chat_chunks_to_messages_stream() {
+        let (out, observed) = relay_all(openai_to_anthropic(), OPENAI, usize::MAX);
+        let events = events(&out);
+        for (name, data) in &events {
+            let value: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(value["type"], name.as_str(), "the data names its event");
+        }
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
+            ]
+        );
+        let data: Vec<Value> = events
+            .iter()
+            .map(|(_, d)| serde_json::from_str(d).unwrap())
+            .collect();
+        assert_eq!(data[0]["message"]["id"], "gen-2");
+        assert_eq!(data[0]["message"]["model"], "openai/gpt");
+        assert_eq!(
+            data[0]["message"]["usage"]["input_tokens"], 28,
+            "the local estimate"
+        );
+        assert_eq!(data[2]["content_block"]["type"], "thinking");
+        assert_eq!(
+            data[3]["delta"],
+            json!({"type": "thinking_delta", "thinking": "Hmm"})
+        );
+        assert_eq!(
+            data[6]["delta"],
+            json!({"type": "text_delta", "text": "Sure: "})
+        );
+        assert_eq!(
+            data[8]["content_block"],
+            json!({"type": "tool_use", "id": "call_a", "name": "get_weather", "input": {}})
+        );
+        let args: String = [&data[9], &data[10]]
+            .iter()
+            .map(|d| d["delta"]["partial_json"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            serde_json::from_str::<Value>(&args).unwrap(),
+            json!({"city": "Paris"})
+        );
+        assert_eq!(data[12]["index"], 3);
+        assert_eq!(
+            data[15]["delta"],
+            json!({"stop_reason": "tool_use", "stop_sequence": null})
+        );
+        assert_eq!(
+            data[15]["usage"],
+            json!({"input_tokens": 22, "output_tokens": 17, "cache_creation_input_tokens": 0,
+                   "cache_read_input_tokens": 8})
+        );
+        assert!(observed.completed);
+        assert_eq!(observed.usage.unwrap().reasoning, 3);
+    }
+
+    #[test]
+    fn every_split_of_the_upstream_gives_the_same_client_stream() {
+        for (make, input) in [
+            ((|| anthropic_to_openai(true)) as fn() -> Relay, ANTHROPIC),
+            (openai_to_anthropic as fn() -> Relay, OPENAI),
+        ] {
+            let (whole, _) = relay_all(make(), input, usize::MAX);
+            for split in [1, 2, 3, 7, 64] {
+                let (pieces, _) = relay_all(make(), input, split);
+                assert_eq!(events(&pieces), events(&whole), "split {split}");
+            }
+        }
+    }
+
+    /// Same protocol on both sides through the neutral events: what the client reads equals
+    /// what the provider sent, event for event.
+    #[test]
+    fn a_stream_survives_its_own_protocol_round_trip() {
+        let (out, _) = relay_all(
+            Relay::new(
+                Box::<MessageDecoder>::default(),
+                Box::new(MessageEncoder::new("msg_1", "claude", 0)),
+            ),
+            ANTHROPIC,
+            usize::MAX,
+        );
+        let decode = |bytes: &[u8]| {
+            let mut decoder = MessageDecoder::default();
+            let mut parser = sse::Parser::new();
+            let mut raw = Vec::new();
+            parser.feed(bytes, &mut raw).unwrap();
+            let mut neutral = Vec::new();
+            for e in &raw {
+                decoder.decode(e, &mut neutral).unwrap();
+            }
+            neutral
+        };
+        assert_eq!(decode(&out), decode(ANTHROPIC.as_bytes()));
+
+        let (out, _) = relay_all(
+            Relay::new(
+                Box::<ChunkDecoder>::default(),
+                Box::new(ChunkEncoder::new("c1", "gpt", 1, true)),
+            ),
+            OPENAI,
+            usize::MAX,
+        );
+        let (ours, _) = fold_chunks(&out);
+        let (theirs, _) = fold_chunks(OPENAI.as_bytes());
+        assert_eq!(ours["content"], theirs["content"]);
+        assert_eq!(ours["tool_calls"], theirs["tool_calls"]);
+    }
+
+    #[test]
+    fn errors_mid_stream_reach_the_client_in_its_format() {
+        let input = concat!(
+            "event: message_start\n",
+            r#"data: {"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+            "\n\nevent: content_block_start\n",
+            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            "\n\nevent: content_block_delta\n",
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            "\n\nevent: error\n",
+            r#"data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            "\n\n",
+        );
+        let (out, observed) = relay_all(anthropic_to_openai(true), input, usize::MAX);
+        let last = events(&out).pop().unwrap().1;
+        let error: Value = serde_json::from_str(&last).unwrap();
+        assert_eq!(
+            error,
+            json!({"error": {"code": "529", "type": "provider_error", "message": "Overloaded"}})
+        );
+        assert_eq!(observed.upstream_error.as_deref(), Some("Overloaded"));
+        assert!(!observed.completed);
+
+        let input = concat!(
+            r#"data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            "\n\n",
+            r#"data: {"error":{"message":"Rate limited","code":429}}"#,
+            "\n\n",
+        );
+        let (out, observed) = relay_all(openai_to_anthropic(), input, usize::MAX);
+        let (name, data) = events(&out).pop().unwrap();
+        assert_eq!(name, "error");
+        assert_eq!(
+            serde_json::from_str::<Value>(&data).unwrap(),
+            json!({"type": "error", "error": {"type": "rate_limit_error", "message": "Rate limited"}})
+        );
+        assert!(!observed.completed);
+    }
+
+    #[test]
+    fn a_cut_stream_is_not_completed_and_malformed_events_are_counted() {
+        let cut = &OPENAI[..OPENAI.find("\"finish_reason\":\"tool_calls\"").unwrap()];
+        let input = format!("data: {{not json\n\n{cut}");
+        let (_, observed) = relay_all(openai_to_anthropic(), &input, usize::MAX);
+        assert!(!observed.completed);
+        assert_eq!(observed.malformed_events, 1);
+        assert!(observed.usage.is_none());
+        assert!(observed.first_token_at.is_some());
+    }
+}
