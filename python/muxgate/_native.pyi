@@ -34,8 +34,18 @@ class Engine:
         body: bytes,
         future: asyncio.Future[object],
     ) -> None: ...
+    def messages(
+        self,
+        authorization: str | None,
+        api_key: str | None,
+        body: bytes,
+        future: asyncio.Future[object],
+    ) -> None: ...
+    def count_tokens(
+        self, authorization: str | None, api_key: str | None, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]: ...
     def models(
-        self, authorization: str | None, api_key: str | None
+        self, authorization: str | None, api_key: str | None, protocol: str = "openai"
     ) -> tuple[int, list[tuple[str, str]], bytes]: ...
     def drain(self) -> None: ...
     def take_usage(self) -> bytes | None: ...

@@ -186,8 +186,9 @@ def validate(config: ConfigFile) -> None:
     for p in config.providers:
         if not p.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"providers.{p.id}.base_url: must start with http:// or https://")
-        if p.protocol != "openai":
-            raise ConfigError(f"providers.{p.id}.protocol: only 'openai' is supported")
+        if p.protocol not in wire.PROTOCOLS:
+            supported = ", ".join(repr(name) for name in wire.PROTOCOLS)
+            raise ConfigError(f"providers.{p.id}.protocol: must be one of {supported}")
     # Channel ids name a provider endpoint everywhere (response header, usage, admin API), so
     # they are unique across models, not only within one.
     _unique([c.id for m in config.models for c in m.channels], "models.channels")

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::error::{ErrorKind, GatewayError};
-use super::request::ChatRequest;
+use super::protocol::{Protocol, StreamRelay, translate_json};
+use super::request::Inbound;
 use super::routing::{ChannelRoute, ModelRoute, Routing};
 use super::stream::StreamBuffer;
 use super::upstream::{self, AttemptError};
@@ -18,8 +19,7 @@ use super::{
 };
 use crate::client::{self, Body};
 use crate::health::Outcome;
-use crate::relay::{Observed, StreamRelay, relay_json};
-use crate::tokens;
+use crate::relay::{self, Observed, relay_json};
 
 /// Largest JSON response we buffer from a provider.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -34,7 +34,7 @@ struct Context<'a> {
     key_id: String,
     account_id: String,
     model: Arc<ModelRoute>,
-    req: ChatRequest<'a>,
+    req: Inbound<'a>,
     local_prompt: u64,
     keepalive: Duration,
     max_attempts: usize,
@@ -75,11 +75,14 @@ impl Sink {
         }
     }
 
-    /// End the request with an error, as a response or as a final stream event.
-    fn fail(&mut self, error: &GatewayError, request_id: &str) {
+    /// End the request with an error, as a response or as a final stream event, in the
+    /// client's protocol.
+    fn fail(&mut self, error: &GatewayError, request_id: &str, protocol: Protocol) {
         match std::mem::replace(self, Sink::Spent) {
-            Sink::Pending(deliver) => deliver(Reply::Complete(error_response(error, request_id))),
-            Sink::Open(guard) => guard.0.push(&error.to_sse()),
+            Sink::Pending(deliver) => {
+                deliver(Reply::Complete(error_response(error, request_id, protocol)));
+            }
+            Sink::Open(guard) => guard.0.push(&protocol.error_event(error)),
             Sink::Spent => {}
         }
     }
@@ -123,6 +126,7 @@ struct Progress {
 impl Engine {
     pub(super) async fn run_chat(
         self: Arc<Self>,
+        protocol: Protocol,
         secret: Option<String>,
         body: Vec<u8>,
         received: Instant,
@@ -130,10 +134,21 @@ impl Engine {
     ) {
         let request_id = new_request_id();
         let routing = self.routing.load_full();
-        let ctx = match prepare(&routing, secret.as_deref(), &body, request_id, received) {
+        let ctx = match prepare(
+            &routing,
+            protocol,
+            secret.as_deref(),
+            &body,
+            request_id,
+            received,
+        ) {
             Ok(ctx) => ctx,
             Err((error, request_id)) => {
-                return deliver(Reply::Complete(error_response(&error, &request_id)));
+                return deliver(Reply::Complete(error_response(
+                    &error,
+                    &request_id,
+                    protocol,
+                )));
             }
         };
         let mut sink = Sink::Pending(deliver);
@@ -144,7 +159,7 @@ impl Engine {
         match result {
             Err(failure) => {
                 if !failure.cancelled {
-                    sink.fail(&failure.error, &ctx.request_id);
+                    sink.fail(&failure.error, &ctx.request_id, protocol);
                 }
                 let channel = failure.index.map(|i| &ctx.model.channels[i]);
                 let mut event = meter(&ctx, channel, None, &progress);
@@ -236,7 +251,24 @@ impl Engine {
         progress: Progress,
     ) {
         let channel = &ctx.model.channels[index];
-        let mut relay = StreamRelay::new(&ctx.request_id, &ctx.model.slug, ctx.req.include_usage);
+        let mut relay = if ctx.req.relayed_to(channel.provider.protocol) {
+            StreamRelay::Same(relay::StreamRelay::new(
+                &ctx.request_id,
+                &ctx.model.slug,
+                ctx.req.include_usage,
+            ))
+        } else {
+            StreamRelay::Translated(crate::translate::stream::Relay::new(
+                channel.provider.protocol.stream_decoder(),
+                ctx.req.protocol.stream_encoder(
+                    &ctx.request_id,
+                    &ctx.model.slug,
+                    ctx.created_ms / 1000,
+                    ctx.req.include_usage,
+                    ctx.local_prompt,
+                ),
+            ))
+        };
         let mut out = Vec::with_capacity(4096);
         let mut failure = relay
             .feed(first, Instant::now(), &mut out)
@@ -274,7 +306,9 @@ impl Engine {
                 _ = ticker.tick() => buffer.push(KEEPALIVE_COMMENT),
             }
         }
-        let observed = relay.finish().clone();
+        out.clear();
+        let observed = relay.finish(Instant::now(), &mut out).clone();
+        buffer.push(&out);
         let completed = observed.completed && failure.is_none() && !cancelled_by_client;
         let mut event = meter(ctx, Some(channel), Some(&observed), &progress);
         event.gateway_overhead_us = overhead;
@@ -293,7 +327,7 @@ impl Engine {
             });
             let error = GatewayError::new(ErrorKind::ProviderError, reason);
             if observed.upstream_error.is_none() {
-                buffer.push(&error.to_sse());
+                buffer.push(&ctx.req.protocol.error_event(&error));
             }
             buffer.end();
             event.status = "failed";
@@ -317,6 +351,7 @@ impl Engine {
 
 fn prepare<'a>(
     routing: &Routing,
+    protocol: Protocol,
     secret: Option<&str>,
     body: &'a [u8],
     request_id: String,
@@ -326,7 +361,7 @@ fn prepare<'a>(
         Ok(k) => k,
         Err(e) => return Err((e, request_id)),
     };
-    let req = match ChatRequest::parse(body) {
+    let req = match Inbound::parse(protocol, body) {
         Ok(r) => r,
         Err(e) => return Err((e, request_id)),
     };
@@ -347,7 +382,7 @@ fn prepare<'a>(
             request_id,
         ));
     }
-    let local_prompt = tokens::count_chat_messages(model.encoding, &req.message_values()) as u64;
+    let local_prompt = req.local_prompt_tokens(model.encoding);
     Ok(Context {
         request_id,
         received,
@@ -380,8 +415,18 @@ async fn attempt_all(ctx: &Context<'_>, progress: &mut Progress) -> Result<Succe
         let channel = &model.channels[index];
         // Rendered per attempt (each channel has its own upstream model name) and written to
         // the connection from here, never copied.
-        let mut body = Vec::with_capacity(ctx.req_len_hint());
-        ctx.req.upstream_body(&channel.upstream_model, &mut body);
+        let mut body = Vec::with_capacity(ctx.req.len_hint());
+        if let Err(error) = ctx.req.upstream_body(
+            channel.provider.protocol,
+            &channel.upstream_model,
+            &mut body,
+        ) {
+            return Err(Failure {
+                error,
+                index: None,
+                cancelled: false,
+            });
+        }
         progress.attempts += 1;
         model.selector.begin(index);
         let started = Instant::now();
@@ -455,6 +500,24 @@ async fn attempt_one(
         }
         Ok(Ok(raw)) => raw,
     };
+    if !ctx.req.relayed_to(channel.provider.protocol) {
+        return match translate_json(
+            channel.provider.protocol,
+            ctx.req.protocol,
+            &raw,
+            &ctx.request_id,
+            &ctx.model.slug,
+            ctx.created_ms / 1000,
+            Instant::now(),
+        ) {
+            Ok((body, observed)) => Ok(Answer::Json { body, observed }),
+            Err(message) => Err(AttemptError::Status {
+                status: 502,
+                retry_after: None,
+                message: channel.provider.scrub(&message),
+            }),
+        };
+    }
     let mut out = Vec::with_capacity(raw.len() + 64);
     match relay_json(
         &raw,
@@ -578,12 +641,6 @@ fn headers(
     ));
     h.push((ATTEMPTS_HEADER.to_owned(), progress.attempts.to_string()));
     h
-}
-
-impl Context<'_> {
-    fn req_len_hint(&self) -> usize {
-        self.req.messages.get().len() + 256
-    }
 }
 
 /// The usage event for what happened so far. Provider-reported usage is billed when present;

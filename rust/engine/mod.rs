@@ -4,6 +4,7 @@
 
 mod chat;
 pub mod error;
+pub mod protocol;
 mod request;
 pub mod routing;
 pub mod stream;
@@ -20,6 +21,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use self::error::{ErrorKind, GatewayError};
+use self::protocol::Protocol;
 use self::routing::{Routing, bearer};
 use self::stream::StreamBuffer;
 use self::usage::UsageEvent;
@@ -176,9 +178,11 @@ impl Engine {
         }
     }
 
-    /// Start a chat-completions request; `deliver` is called exactly once, from the runtime.
+    /// Start a chat request in the client's `protocol`; `deliver` is called exactly once, from
+    /// the runtime.
     pub fn chat(
         self: &Arc<Self>,
+        protocol: Protocol,
         authorization: Option<&str>,
         api_key: Option<&str>,
         body: Vec<u8>,
@@ -188,41 +192,109 @@ impl Engine {
         let engine = self.clone();
         let received = Instant::now();
         self.submissions.submit(Box::pin(async move {
-            engine.run_chat(secret, body, received, deliver).await;
+            engine
+                .run_chat(protocol, secret, body, received, deliver)
+                .await;
         }));
     }
 
-    /// `GET /models`: the models this key may use, OpenAI list shape.
-    pub fn models(&self, authorization: Option<&str>, api_key: Option<&str>) -> Response {
+    /// `GET /models`: the models this key may use, in the client protocol's list shape.
+    pub fn models(
+        &self,
+        protocol: Protocol,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+    ) -> Response {
         let routing = self.routing.load();
         let request_id = new_request_id();
         let key = match authenticate(&routing, bearer(authorization, api_key).as_deref()) {
             Ok(k) => k,
-            Err(e) => return error_response(&e, &request_id),
+            Err(e) => return error_response(&e, &request_id, protocol),
         };
-        let data: Vec<serde_json::Value> = routing
-            .catalog
-            .iter()
-            .filter(|m| key.allows(&m.slug))
-            .map(|m| {
+        let models = routing.catalog.iter().filter(|m| key.allows(&m.slug));
+        let body = match protocol {
+            Protocol::OpenAi => {
+                let data: Vec<serde_json::Value> = models
+                    .map(|m| {
+                        serde_json::json!({
+                            "id": m.slug,
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": m.slug.split_once('/').map_or("muxgate", |(a, _)| a),
+                            "context_length": m.context_length,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"object": "list", "data": data})
+            }
+            Protocol::Anthropic => {
+                let data: Vec<serde_json::Value> = models
+                    .map(|m| {
+                        serde_json::json!({
+                            "type": "model",
+                            "id": m.slug,
+                            "display_name": m.slug,
+                            "created_at": "1970-01-01T00:00:00Z",
+                        })
+                    })
+                    .collect();
                 serde_json::json!({
-                    "id": m.slug,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": m.slug.split_once('/').map_or("muxgate", |(a, _)| a),
-                    "context_length": m.context_length,
+                    "first_id": data.first().map(|m| m["id"].clone()),
+                    "last_id": data.last().map(|m| m["id"].clone()),
+                    "has_more": false,
+                    "data": data,
                 })
-            })
-            .collect();
-        let body = serde_json::to_vec(&serde_json::json!({"object": "list", "data": data}))
-            .expect("a JSON value always serializes");
+            }
+        };
         Response {
             status: 200,
             headers: vec![
                 ("content-type".to_owned(), "application/json".to_owned()),
                 (REQUEST_ID_HEADER.to_owned(), request_id),
             ],
-            body,
+            body: serde_json::to_vec(&body).expect("a JSON value always serializes"),
+        }
+    }
+
+    /// `POST /messages/count_tokens`: the input tokens of a Messages request by the local
+    /// tokenizer of its model, without calling a provider.
+    pub fn count_tokens(
+        &self,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+        body: &[u8],
+    ) -> Response {
+        let routing = self.routing.load();
+        let request_id = new_request_id();
+        let protocol = Protocol::Anthropic;
+        let counted =
+            authenticate(&routing, bearer(authorization, api_key).as_deref()).and_then(|key| {
+                let request = crate::translate::anthropic::decode_count_request(body)
+                    .map_err(|e| protocol.invalid(&e))?;
+                let model = routing.model(&request.model).ok_or_else(|| {
+                    GatewayError::new(
+                        ErrorKind::InvalidModel,
+                        format!("Model {} is not valid", request.model),
+                    )
+                })?;
+                if !key.allows(&model.slug) {
+                    return Err(GatewayError::new(
+                        ErrorKind::AccessDenied,
+                        format!("This API key may not use model {}", model.slug),
+                    ));
+                }
+                Ok(request::prompt_tokens(model.encoding, &request))
+            });
+        match counted {
+            Ok(tokens) => Response {
+                status: 200,
+                headers: vec![
+                    ("content-type".to_owned(), "application/json".to_owned()),
+                    (REQUEST_ID_HEADER.to_owned(), request_id),
+                ],
+                body: format!("{{\"input_tokens\":{tokens}}}").into_bytes(),
+            },
+            Err(e) => error_response(&e, &request_id, protocol),
         }
     }
 }
@@ -270,7 +342,7 @@ fn authenticate<'r>(
     }
 }
 
-pub fn error_response(error: &GatewayError, request_id: &str) -> Response {
+pub fn error_response(error: &GatewayError, request_id: &str, protocol: Protocol) -> Response {
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         (REQUEST_ID_HEADER.to_owned(), request_id.to_owned()),
@@ -279,7 +351,7 @@ pub fn error_response(error: &GatewayError, request_id: &str) -> Response {
     Response {
         status: error.status(),
         headers,
-        body: error.to_json(),
+        body: protocol.error_body(error),
     }
 }
 

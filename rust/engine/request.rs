@@ -2,11 +2,15 @@
 //! with the upstream model name and usage reporting forced on.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use serde_json::value::RawValue;
 
 use super::error::GatewayError;
+use super::protocol::Protocol;
 use crate::json::{Fields, quote};
+use crate::tokens::{self, Encoding};
+use crate::translate::Request;
 
 pub struct ChatRequest<'a> {
     fields: Fields<'a>,
@@ -173,6 +177,118 @@ fn validate_messages(raw: &RawValue) -> Result<(), GatewayError> {
         }
     }
     Ok(())
+}
+
+/// A request as the client sent it, in its own protocol, ready to be rendered for any channel.
+/// Chat Completions to a Chat Completions channel is relayed with only the model renamed; every
+/// other pair goes through the neutral request, decoded once, the first time one is needed.
+pub struct Inbound<'a> {
+    pub protocol: Protocol,
+    pub model: Cow<'a, str>,
+    pub stream: bool,
+    /// The client asked for usage in the stream (always so on protocols that always send it).
+    pub include_usage: bool,
+    body: &'a [u8],
+    chat: Option<ChatRequest<'a>>,
+    neutral: OnceLock<Result<Request, GatewayError>>,
+}
+
+impl<'a> Inbound<'a> {
+    pub fn parse(protocol: Protocol, body: &'a [u8]) -> Result<Self, GatewayError> {
+        if protocol == Protocol::OpenAi {
+            let chat = ChatRequest::parse(body)?;
+            return Ok(Self {
+                protocol,
+                model: chat.model.clone(),
+                stream: chat.stream,
+                include_usage: chat.include_usage,
+                body,
+                chat: Some(chat),
+                neutral: OnceLock::new(),
+            });
+        }
+        let request = protocol
+            .decode_request(body)
+            .map_err(|e| protocol.invalid(&e))?;
+        Ok(Self {
+            protocol,
+            model: Cow::Owned(request.model.clone()),
+            stream: request.stream,
+            include_usage: true,
+            body,
+            chat: None,
+            neutral: OnceLock::from(Ok(request)),
+        })
+    }
+
+    /// The neutral form of the request.
+    pub fn neutral(&self) -> Result<&Request, GatewayError> {
+        self.neutral
+            .get_or_init(|| {
+                self.protocol
+                    .decode_request(self.body)
+                    .map_err(|e| self.protocol.invalid(&e))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Whether a channel speaking `channel` gets the client's own body (model renamed).
+    pub fn relayed_to(&self, channel: Protocol) -> bool {
+        self.chat.is_some() && channel == Protocol::OpenAi
+    }
+
+    /// The body for one channel, in its protocol, with its upstream model name.
+    pub fn upstream_body(
+        &self,
+        channel: Protocol,
+        upstream_model: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), GatewayError> {
+        if let Some(chat) = self.chat.as_ref().filter(|_| channel == Protocol::OpenAi) {
+            chat.upstream_body(upstream_model, out);
+            return Ok(());
+        }
+        let encoded = channel.encode_request(self.neutral()?, upstream_model);
+        *out = encoded.body;
+        Ok(())
+    }
+
+    /// The prompt's token count by the local tokenizer, framed as Chat Completions frames it.
+    pub fn local_prompt_tokens(&self, encoding: Encoding) -> u64 {
+        match (&self.chat, self.neutral()) {
+            (Some(chat), _) => tokens::count_chat_messages(encoding, &chat.message_values()) as u64,
+            (None, Ok(request)) => prompt_tokens(encoding, request),
+            (None, Err(_)) => 0,
+        }
+    }
+
+    /// Size hint for an upstream body.
+    pub fn len_hint(&self) -> usize {
+        self.body.len() + 256
+    }
+}
+
+/// Input tokens of a neutral request by the local tokenizer: its messages as Chat Completions
+/// frames them, plus the tool definitions' text.
+pub fn prompt_tokens(encoding: Encoding, request: &Request) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Messages {
+        messages: Vec<serde_json::Value>,
+    }
+    let body = Protocol::OpenAi.encode_request(request, "").body;
+    let messages =
+        serde_json::from_slice::<Messages>(&body).map_or_else(|_| Vec::new(), |m| m.messages);
+    let tools: usize = request
+        .tools
+        .iter()
+        .map(|t| {
+            encoding.count(&t.name)
+                + t.description.as_deref().map_or(0, |d| encoding.count(d))
+                + encoding.count(&t.parameters)
+        })
+        .sum();
+    (tokens::count_chat_messages(encoding, &messages) + tools) as u64
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::protocol::Protocol;
 use super::upstream::{ProviderRoute, new_pool};
 use crate::client::Pool;
 use crate::health::HealthPolicy;
@@ -88,13 +89,13 @@ impl Routing {
         let mut pools = HashMap::new();
         let mut providers: HashMap<&str, Arc<ProviderRoute>> = HashMap::new();
         for p in &snapshot.providers {
-            if p.protocol != "openai" {
+            let Some(protocol) = Protocol::from_name(&p.protocol) else {
                 warnings.push(format!(
                     "provider {}: protocol {:?} is not supported by this worker; its channels are disabled",
                     p.id, p.protocol
                 ));
                 continue;
-            }
+            };
             let secret = match (credentials.get(&p.id), &p.credential_env) {
                 (Some(secret), _) => Some(secret.clone()),
                 (None, Some(var)) => match std::env::var(var) {
@@ -114,6 +115,7 @@ impl Routing {
             let connect_timeout = Duration::from_millis(p.connect_timeout_ms);
             match ProviderRoute::new(
                 p.id.clone(),
+                protocol,
                 &p.base_url,
                 secret,
                 &p.headers,

@@ -4,6 +4,7 @@
 use std::io::Write as _;
 use std::time::Duration;
 
+use super::protocol::Protocol;
 use crate::client::{self, Origin, Pool, PoolConfig};
 use crate::health::Outcome;
 
@@ -23,9 +24,13 @@ pub fn new_pool(origin: Origin, connect_timeout: Duration) -> Pool {
     )
 }
 
+/// The Messages API version we speak to Anthropic providers.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
 /// A provider as the data plane sees it: where to send, how to authenticate.
 pub struct ProviderRoute {
     pub id: String,
+    pub protocol: Protocol,
     pub pool: Pool,
     /// The request line and every fixed field, rendered once; a request adds its length.
     head: Vec<u8>,
@@ -38,12 +43,17 @@ impl ProviderRoute {
     /// previous routing table used for the same provider).
     pub fn new(
         id: String,
+        protocol: Protocol,
         base_url: &str,
         secret: Option<String>,
         extra_headers: &[(String, String)],
         pool: impl FnOnce(Origin) -> Pool,
     ) -> Result<Self, String> {
-        let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+        let endpoint = match protocol {
+            Protocol::OpenAi => "chat/completions",
+            Protocol::Anthropic => "messages",
+        };
+        let url = format!("{}/{endpoint}", base_url.trim_end_matches('/'));
         let (origin, path) = Origin::parse(&url)
             .map_err(|e| format!("provider {id}: invalid base_url {base_url:?}: {e}"))?;
         let mut head = format!(
@@ -57,8 +67,16 @@ impl ProviderRoute {
                     "provider {id}: credential is not a valid header value"
                 ));
             }
-            head.push_str("authorization: Bearer ");
+            head.push_str(match protocol {
+                Protocol::OpenAi => "authorization: Bearer ",
+                Protocol::Anthropic => "x-api-key: ",
+            });
             head.push_str(s);
+            head.push_str("\r\n");
+        }
+        if protocol == Protocol::Anthropic {
+            head.push_str("anthropic-version: ");
+            head.push_str(ANTHROPIC_VERSION);
             head.push_str("\r\n");
         }
         for (name, value) in extra_headers {
@@ -80,6 +98,7 @@ impl ProviderRoute {
         }
         Ok(Self {
             id,
+            protocol,
             pool: pool(origin),
             head: head.into_bytes(),
             secret,
@@ -210,7 +229,7 @@ fn connect_reason(e: &client::Error) -> String {
 }
 
 /// The human part of a provider error body (`{"error": {"message": ...}}` and variants).
-fn error_message(body: &[u8]) -> String {
+pub(super) fn error_message(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Inner {
         message: Option<String>,
@@ -277,6 +296,7 @@ mod tests {
         let pool = |origin| new_pool(origin, Duration::from_secs(1));
         let p = ProviderRoute::new(
             "p".into(),
+            Protocol::OpenAi,
             "http://127.0.0.1:9/v1",
             Some("sk-secret-123".into()),
             &[],
@@ -287,7 +307,9 @@ mod tests {
             p.scrub("Incorrect API key provided: sk-secret-123."),
             "Incorrect API key provided: [redacted]."
         );
-        assert!(ProviderRoute::new("q".into(), "ftp://x", None, &[], pool).is_err());
+        assert!(
+            ProviderRoute::new("q".into(), Protocol::OpenAi, "ftp://x", None, &[], pool).is_err()
+        );
     }
 
     #[test]
@@ -296,6 +318,7 @@ mod tests {
         let headers = [("X-Org".to_owned(), "acme".to_owned())];
         let p = ProviderRoute::new(
             "p".into(),
+            Protocol::OpenAi,
             "https://api.example.com/v1/",
             Some("sk-1".into()),
             &headers,
@@ -313,12 +336,39 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_providers_get_their_endpoint_key_header_and_version() {
+        let pool = |origin| new_pool(origin, Duration::from_secs(1));
+        let p = ProviderRoute::new(
+            "a".into(),
+            Protocol::Anthropic,
+            "https://api.anthropic.com/v1",
+            Some("sk-ant-1".into()),
+            &[],
+            pool,
+        )
+        .unwrap();
+        let head = String::from_utf8(p.request_head(7)).unwrap();
+        assert!(head.starts_with("POST /v1/messages HTTP/1.1\r\n"), "{head}");
+        assert!(head.contains("\r\nx-api-key: sk-ant-1\r\n"));
+        assert!(head.contains("\r\nanthropic-version: 2023-06-01\r\n"));
+        assert!(!head.contains("authorization"));
+    }
+
+    #[test]
     fn header_injection_is_refused() {
         let pool = |origin| new_pool(origin, Duration::from_secs(1));
         let base = "http://127.0.0.1:9/v1";
         let header = |name: &str, value: &str| [(name.to_owned(), value.to_owned())];
         assert!(
-            ProviderRoute::new("p".into(), base, Some("sk\r\nx: y".into()), &[], pool).is_err()
+            ProviderRoute::new(
+                "p".into(),
+                Protocol::OpenAi,
+                base,
+                Some("sk\r\nx: y".into()),
+                &[],
+                pool
+            )
+            .is_err()
         );
         for bad in [
             header("x-a", "v\r\nx-injected: 1"),
@@ -329,10 +379,20 @@ mod tests {
             header("host", "other"),
         ] {
             assert!(
-                ProviderRoute::new("p".into(), base, None, &bad, pool).is_err(),
+                ProviderRoute::new("p".into(), Protocol::OpenAi, base, None, &bad, pool).is_err(),
                 "{bad:?}"
             );
         }
-        assert!(ProviderRoute::new("p".into(), base, None, &header("x-a", "v\tw"), pool).is_ok());
+        assert!(
+            ProviderRoute::new(
+                "p".into(),
+                Protocol::OpenAi,
+                base,
+                None,
+                &header("x-a", "v\tw"),
+                pool
+            )
+            .is_ok()
+        );
     }
 }

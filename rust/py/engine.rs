@@ -14,6 +14,7 @@ use pyo3::types::PyBytes;
 
 use super::wakeup::Wakeup;
 use crate::engine::error::{ErrorKind, GatewayError};
+use crate::engine::protocol::Protocol;
 use crate::engine::stream::{Read, StreamBuffer};
 use crate::engine::{self as core, Headers, Reply, error_response, new_request_id};
 
@@ -64,6 +65,7 @@ impl Notifier {
 /// client waiting forever.
 struct Delivery {
     notifier: Arc<Notifier>,
+    protocol: Protocol,
     future: Option<Py<PyAny>>,
 }
 
@@ -82,7 +84,7 @@ impl Drop for Delivery {
                 ErrorKind::Internal,
                 "The gateway failed to complete the request",
             );
-            let reply = Reply::Complete(error_response(&error, &new_request_id()));
+            let reply = Reply::Complete(error_response(&error, &new_request_id(), self.protocol));
             self.notifier.push(Completion::Reply(future, reply));
         }
     }
@@ -149,7 +151,7 @@ impl Engine {
             .map_err(PyValueError::new_err)
     }
 
-    /// Start a chat-completions request. `future` receives `(status, headers, body)` or a
+    /// Start a Chat Completions request. `future` receives `(status, headers, body)` or a
     /// `Stream`.
     #[pyo3(signature = (authorization, api_key, body, future))]
     fn chat(
@@ -159,27 +161,47 @@ impl Engine {
         body: &[u8],
         future: Py<PyAny>,
     ) {
-        let delivery = Delivery {
-            notifier: self.notifier.clone(),
-            future: Some(future),
-        };
-        self.inner.chat(
-            authorization,
-            api_key,
-            body.to_vec(),
-            Box::new(move |reply| delivery.deliver(reply)),
-        );
+        self.start(Protocol::OpenAi, authorization, api_key, body, future);
     }
 
-    /// `GET /models` for a key: `(status, headers, body)`.
-    #[pyo3(signature = (authorization, api_key))]
+    /// Start a Messages request, answered in Anthropic's format; like `chat`.
+    #[pyo3(signature = (authorization, api_key, body, future))]
+    fn messages(
+        &self,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+        body: &[u8],
+        future: Py<PyAny>,
+    ) {
+        self.start(Protocol::Anthropic, authorization, api_key, body, future);
+    }
+
+    /// `POST /v1/messages/count_tokens`: the local count of a Messages request's input.
+    #[pyo3(signature = (authorization, api_key, body))]
+    fn count_tokens<'py>(
+        &self,
+        py: Python<'py>,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+        body: &[u8],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let response = py.detach(|| self.inner.count_tokens(authorization, api_key, body));
+        response_tuple(py, response)
+    }
+
+    /// `GET /models` for a key, in the OpenAI (`"openai"`) or Anthropic (`"anthropic"`) list
+    /// shape: `(status, headers, body)`.
+    #[pyo3(signature = (authorization, api_key, protocol = "openai"))]
     fn models<'py>(
         &self,
         py: Python<'py>,
         authorization: Option<&str>,
         api_key: Option<&str>,
+        protocol: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        response_tuple(py, self.inner.models(authorization, api_key))
+        let protocol = Protocol::from_name(protocol)
+            .ok_or_else(|| PyValueError::new_err(format!("unknown protocol {protocol:?}")))?;
+        response_tuple(py, self.inner.models(protocol, authorization, api_key))
     }
 
     /// Resolve every future whose work finished since the last call.
@@ -207,6 +229,30 @@ impl Engine {
     fn take_usage<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
         let lines = self.inner.take_usage();
         (!lines.is_empty()).then(|| PyBytes::new(py, &lines))
+    }
+}
+
+impl Engine {
+    fn start(
+        &self,
+        protocol: Protocol,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+        body: &[u8],
+        future: Py<PyAny>,
+    ) {
+        let delivery = Delivery {
+            notifier: self.notifier.clone(),
+            protocol,
+            future: Some(future),
+        };
+        self.inner.chat(
+            protocol,
+            authorization,
+            api_key,
+            body.to_vec(),
+            Box::new(move |reply| delivery.deliver(reply)),
+        );
     }
 }
 

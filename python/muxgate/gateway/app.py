@@ -14,14 +14,15 @@ from granian.rsgi import HTTPProtocol, Scope
 from muxgate._native import Engine
 from muxgate.credentials import CredentialCipher
 from muxgate.gateway.metering import Meter
-from muxgate.gateway.protocols import openai
+from muxgate.gateway.protocols import anthropic, openai
 from muxgate.gateway.runtime import RedisRuntime, WorkerRuntime
-from muxgate.wire.errors import error_json
 from muxgate.wire.snapshot import RoutingSnapshot
 
 log = logging.getLogger("muxgate.gateway")
 
 Handler = Callable[["Gateway", Scope, HTTPProtocol], Awaitable[None]]
+# (status, our error type, message) -> body, in one surface's error format.
+ErrorFormat = Callable[[int, str, str], bytes]
 
 JSON = [("content-type", "application/json")]
 
@@ -31,7 +32,12 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "/v1/chat/completions": ("POST", openai.chat_completions),
     "/api/v1/models": ("GET", openai.models),
     "/v1/models": ("GET", openai.models),
+    "/api/anthropic/v1/messages": ("POST", anthropic.messages),
+    "/api/anthropic/v1/messages/count_tokens": ("POST", anthropic.count_tokens),
+    "/api/anthropic/v1/models": ("GET", anthropic.models),
 }
+
+ANTHROPIC_PREFIX = "/api/anthropic/"
 
 # Paths the control plane answers when it runs in this process (embedded mode).
 CONTROL_PREFIXES = ("/admin/", "/api/v1/management/")
@@ -107,14 +113,13 @@ class Gateway:
                 await control(scope, proto)
                 return
             message = f"No route for {scope.method} {scope.path}"
-            proto.response_bytes(404, JSON, error_json(404, "not_found", message))
+            proto.response_bytes(404, JSON, _errors(scope.path)(404, "not_found", message))
             return
         method, handler = route
         if scope.method != method:
             message = f"{scope.path} accepts {method} only"
-            proto.response_bytes(
-                405, [*JSON, ("allow", method)], error_json(405, "method_not_allowed", message)
-            )
+            body = _errors(scope.path)(405, "method_not_allowed", message)
+            proto.response_bytes(405, [*JSON, ("allow", method)], body)
             return
         await handler(self, scope, proto)
 
@@ -126,21 +131,26 @@ class Gateway:
             proto.response_bytes(200, JSON, b'{"routing_version":%d}' % version)
             return
         message = "No routing snapshot loaded yet: waiting for the control plane"
-        proto.response_bytes(503, JSON, error_json(503, "service_unavailable", message))
+        proto.response_bytes(503, JSON, openai.error(503, "service_unavailable", message))
 
-    def read_body(self, scope: Scope, proto: HTTPProtocol) -> Awaitable[bytes | None]:
-        """The request body, or None after answering 4xx when it is malformed or exceeds the cap.
-        Not a coroutine: a request with a valid Content-Length awaits granian's read directly."""
+    def read_body(
+        self, scope: Scope, proto: HTTPProtocol, error: ErrorFormat
+    ) -> Awaitable[bytes | None]:
+        """The request body, or None after answering 4xx (in the surface's `error` format) when
+        it is malformed or exceeds the cap. Not a coroutine: a request with a valid
+        Content-Length awaits granian's read directly."""
         declared = scope.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) <= self.max_body_bytes:
             return proto()
-        return self._read_body_checked(proto, declared)
+        return self._read_body_checked(proto, declared, error)
 
-    async def _read_body_checked(self, proto: HTTPProtocol, declared: str | None) -> bytes | None:
+    async def _read_body_checked(
+        self, proto: HTTPProtocol, declared: str | None, error: ErrorFormat
+    ) -> bytes | None:
         if declared is not None:
             if not declared.isdigit():
                 message = "Content-Length is not a number"
-                proto.response_bytes(400, JSON, error_json(400, "invalid_params", message))
+                proto.response_bytes(400, JSON, error(400, "invalid_params", message))
                 return None
         else:
             parts: list[bytes] = []
@@ -153,8 +163,13 @@ class Gateway:
             else:
                 return b"".join(parts)
         message = f"Request body is larger than {self.max_body_bytes} bytes"
-        proto.response_bytes(413, JSON, error_json(413, "invalid_params", message))
+        proto.response_bytes(413, JSON, error(413, "invalid_params", message))
         return None
+
+
+def _errors(path: str) -> ErrorFormat:
+    """The error format of the surface a path belongs to."""
+    return anthropic.error if path.startswith(ANTHROPIC_PREFIX) else openai.error
 
 
 app = Gateway.from_env()

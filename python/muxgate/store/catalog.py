@@ -18,8 +18,8 @@ from muxgate.store.errors import Conflict, Invalid, SecretKeyMissing
 from muxgate.store.ledger import now_utc
 from muxgate.store.rows import conflict_on_integrity, delete, fetch, to_record, unset_free, update
 from muxgate.store.store import Store
+from muxgate.wire import PROTOCOLS
 
-PROTOCOLS = ("openai",)
 U32_MAX = 2**32 - 1
 
 

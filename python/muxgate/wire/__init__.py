@@ -2,6 +2,7 @@
 
 from muxgate.wire.errors import ErrorBody, ErrorDetail, error_json
 from muxgate.wire.snapshot import (
+    PROTOCOLS,
     Account,
     ApiKey,
     Channel,
@@ -15,6 +16,7 @@ from muxgate.wire.snapshot import (
 from muxgate.wire.usage import UsageEvent
 
 __all__ = [
+    "PROTOCOLS",
     "Account",
     "ApiKey",
     "Channel",

@@ -1,5 +1,6 @@
-"""Errors the Python glue answers itself (routing of paths, body size), in the same body
-format the engine uses: `{"error": {"code": "<status>", "type", "message"}}`."""
+"""Errors the Python glue answers itself (routing of paths, body size), in the body format the
+engine uses for the same surface: `{"error": {"code": "<status>", "type", "message"}}` on the
+OpenAI surface, Anthropic's own shape on `/api/anthropic`."""
 
 from __future__ import annotations
 
@@ -18,3 +19,30 @@ class ErrorBody(msgspec.Struct, frozen=True):
 
 def error_json(status: int, type_: str, message: str) -> bytes:
     return msgspec.json.encode(ErrorBody(ErrorDetail(str(status), type_, message)))
+
+
+class AnthropicErrorDetail(msgspec.Struct, frozen=True):
+    type: str
+    message: str
+
+
+class AnthropicErrorBody(msgspec.Struct, frozen=True, tag_field="type", tag="error"):
+    error: AnthropicErrorDetail
+
+
+# The Anthropic error type of each status the glue answers itself.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    503: "overloaded_error",
+}
+
+
+def anthropic_error_json(status: int, type_: str, message: str) -> bytes:
+    """Anthropic's `{"type": "error", "error": {"type", "message"}}`; `type_` is ours, mapped
+    to Anthropic's by status."""
+    del type_
+    kind = _ANTHROPIC_TYPES.get(status, "api_error")
+    return msgspec.json.encode(AnthropicErrorBody(AnthropicErrorDetail(kind, message)))

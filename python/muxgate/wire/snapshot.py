@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import msgspec
 
+PROTOCOLS = ("openai", "anthropic")
+"""Wire protocols a provider (a channel) may speak; the engine translates to and from each."""
+
 
 class Provider(msgspec.Struct, frozen=True, kw_only=True):
     id: str

@@ -46,14 +46,25 @@ struct Body<'a> {
 
 /// Decode a Messages request body.
 pub fn decode_request(body: &[u8]) -> Result<Request, Invalid> {
+    decode(body, true)
+}
+
+/// Decode a `count_tokens` request: a Messages request without `max_tokens`.
+pub fn decode_count_request(body: &[u8]) -> Result<Request, Invalid> {
+    decode(body, false)
+}
+
+fn decode(body: &[u8], max_tokens_required: bool) -> Result<Request, Invalid> {
     let body: Body = serde_json::from_slice(body)
         .map_err(|e| Invalid::new("", format!("the body is not a valid Messages request: {e}")))?;
     let model = match body.model {
         Some(m) if !m.is_empty() => m.into_owned(),
         _ => return Err(Invalid::new("model", "Field required")),
     };
-    let Some(max_tokens) = body.max_tokens else {
-        return Err(Invalid::new("max_tokens", "Field required"));
+    let max_tokens = match body.max_tokens {
+        Some(n) => n,
+        None if max_tokens_required => return Err(Invalid::new("max_tokens", "Field required")),
+        None => u64::MAX,
     };
     if max_tokens == 0 {
         return Err(Invalid::new("max_tokens", "must be at least 1"));
@@ -82,7 +93,7 @@ pub fn decode_request(body: &[u8]) -> Result<Request, Invalid> {
         model,
         system,
         messages,
-        max_tokens: Some(max_tokens),
+        max_tokens: body.max_tokens,
         temperature: body.temperature,
         top_p: body.top_p,
         top_k: body.top_k,

@@ -1,0 +1,48 @@
+"""The Anthropic surface (`/api/anthropic`): Messages, token counting and the model list, for the
+Anthropic SDK and Claude Code. Keys come as `x-api-key` or Bearer; any model is reachable,
+whatever its provider speaks. `anthropic-version` is accepted whatever it says: the SDKs move
+it forward with every release, and what we answer is the same."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from granian.rsgi import HTTPProtocol, Scope
+
+from muxgate.gateway.protocols.exchange import answer
+from muxgate.wire.errors import anthropic_error_json
+
+if TYPE_CHECKING:
+    from muxgate.gateway.app import Gateway
+
+error = anthropic_error_json
+
+
+async def messages(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
+    body = await gateway.read_body(scope, proto, error)
+    if body is None:
+        return
+    headers = scope.headers
+    future: asyncio.Future[object] = gateway.loop.create_future()
+    gateway.engine.messages(headers.get("authorization"), headers.get("x-api-key"), body, future)
+    await answer(gateway, proto, future)
+
+
+async def count_tokens(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
+    body = await gateway.read_body(scope, proto, error)
+    if body is None:
+        return
+    headers = scope.headers
+    status, response_headers, payload = gateway.engine.count_tokens(
+        headers.get("authorization"), headers.get("x-api-key"), body
+    )
+    proto.response_bytes(status, response_headers, payload)
+
+
+async def models(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
+    headers = scope.headers
+    status, response_headers, payload = gateway.engine.models(
+        headers.get("authorization"), headers.get("x-api-key"), "anthropic"
+    )
+    proto.response_bytes(status, response_headers, payload)

@@ -1,0 +1,54 @@
+"""What every inbound surface does with the engine's reply: write a complete answer, or relay
+a stream as the engine fills it. The engine speaks the client's protocol already; this only
+moves bytes between it and granian."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, cast
+
+from granian.rsgi import HTTPProtocol, ProtocolClosed
+
+from muxgate._native import Stream
+
+if TYPE_CHECKING:
+    from muxgate.gateway.app import Gateway
+
+# A complete answer from the engine: status, headers, body.
+Response = tuple[int, list[tuple[str, str]], bytes]
+
+
+async def answer(gateway: Gateway, proto: HTTPProtocol, future: asyncio.Future[object]) -> None:
+    """Wait for the engine's reply to one request and send it."""
+    reply = await future
+    if isinstance(reply, Stream):
+        await relay(gateway, proto, reply)
+    else:
+        status, headers, payload = cast(Response, reply)
+        proto.response_bytes(status, headers, payload)
+
+
+async def relay(gateway: Gateway, proto: HTTPProtocol, stream: Stream) -> None:
+    """Write the stream as the engine fills it; a client that leaves cancels the upstream."""
+    transport = proto.response_stream(200, stream.headers)
+    watcher = asyncio.ensure_future(proto.client_disconnect())
+    watcher.add_done_callback(lambda w: None if w.cancelled() else stream.cancel())
+    loop = gateway.loop
+    try:
+        while True:
+            chunk = stream.read()
+            if chunk is None:
+                ready: asyncio.Future[None] = loop.create_future()
+                stream.wait(ready)
+                await ready
+                continue
+            if not chunk:
+                break
+            await transport.send_bytes(chunk)
+    except (ProtocolClosed, ConnectionError):
+        stream.cancel()
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher

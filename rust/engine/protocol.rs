@@ -1,0 +1,225 @@
+//! The wire protocols, as the engine meets them on both sides: the one a client speaks
+//! (its request, answers, streams and errors) and the one a channel's provider speaks (the
+//! request we send it, how its answers and streams are read).
+
+use std::time::Instant;
+
+use super::error::GatewayError;
+use crate::relay::{self, Observed};
+use crate::sse::SseError;
+use crate::translate::stream::{self, Decoder, Encoder};
+use crate::translate::{self, Encoded, Invalid, Request, Response, anthropic, openai};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Chat Completions.
+    OpenAi,
+    /// Messages.
+    Anthropic,
+}
+
+impl Protocol {
+    /// A channel protocol by its configuration name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "openai" => Some(Protocol::OpenAi),
+            "anthropic" => Some(Protocol::Anthropic),
+            _ => None,
+        }
+    }
+
+    pub fn decode_request(self, body: &[u8]) -> Result<Request, Invalid> {
+        match self {
+            Protocol::OpenAi => openai::decode_request(body),
+            Protocol::Anthropic => anthropic::decode_request(body),
+        }
+    }
+
+    pub fn encode_request(self, request: &Request, upstream_model: &str) -> Encoded {
+        match self {
+            Protocol::OpenAi => openai::encode_request(request, upstream_model),
+            Protocol::Anthropic => anthropic::encode_request(request, upstream_model),
+        }
+    }
+
+    pub fn decode_response(self, body: &[u8]) -> Result<Response, Invalid> {
+        match self {
+            Protocol::OpenAi => openai::decode_response(body),
+            Protocol::Anthropic => anthropic::decode_response(body),
+        }
+    }
+
+    pub fn encode_response(
+        self,
+        response: &Response,
+        id: &str,
+        model: &str,
+        created: u64,
+    ) -> Vec<u8> {
+        match self {
+            Protocol::OpenAi => openai::encode_response(response, id, model, created),
+            Protocol::Anthropic => anthropic::encode_response(response, id, model),
+        }
+    }
+
+    pub fn stream_decoder(self) -> Box<dyn Decoder> {
+        match self {
+            Protocol::OpenAi => Box::<openai::stream::ChunkDecoder>::default(),
+            Protocol::Anthropic => Box::<anthropic::stream::MessageDecoder>::default(),
+        }
+    }
+
+    /// The client's stream writer. `estimated_input` stands in for the prompt tokens where a
+    /// protocol announces them before the provider has (Messages' `message_start`).
+    pub fn stream_encoder(
+        self,
+        id: &str,
+        model: &str,
+        created: u64,
+        include_usage: bool,
+        estimated_input: u64,
+    ) -> Box<dyn Encoder> {
+        match self {
+            Protocol::OpenAi => Box::new(openai::stream::ChunkEncoder::new(
+                id,
+                model,
+                created,
+                include_usage,
+            )),
+            Protocol::Anthropic => Box::new(anthropic::stream::MessageEncoder::new(
+                id,
+                model,
+                estimated_input,
+            )),
+        }
+    }
+
+    /// An error response body in this protocol's format.
+    pub fn error_body(self, error: &GatewayError) -> Vec<u8> {
+        match self {
+            Protocol::OpenAi => error.to_json(),
+            Protocol::Anthropic => {
+                let mut out = Vec::with_capacity(64 + error.message.len());
+                anthropic::stream::error_json(&mut out, error.status(), &error.message);
+                out
+            }
+        }
+    }
+
+    /// An error as the final event of a stream already open to the client.
+    pub fn error_event(self, error: &GatewayError) -> Vec<u8> {
+        match self {
+            Protocol::OpenAi => error.to_sse(),
+            Protocol::Anthropic => {
+                let mut out = b"event: error\ndata: ".to_vec();
+                anthropic::stream::error_json(&mut out, error.status(), &error.message);
+                out.extend_from_slice(b"\n\n");
+                out
+            }
+        }
+    }
+
+    /// A request the protocol's decoder refused, as a 400 naming the field.
+    pub fn invalid(self, invalid: &Invalid) -> GatewayError {
+        GatewayError::invalid(match self {
+            Protocol::OpenAi => format!("Parameter {invalid}"),
+            Protocol::Anthropic => invalid.to_string(),
+        })
+    }
+}
+
+/// Output text of a complete answer, for the local count when usage is missing.
+pub fn output_text(response: &Response) -> String {
+    let mut text = String::new();
+    for part in &response.parts {
+        match part {
+            translate::Part::Text { text: t, .. } | translate::Part::Thinking { text: t, .. } => {
+                text.push_str(t);
+            }
+            translate::Part::ToolCall {
+                name, arguments, ..
+            } => {
+                text.push_str(name);
+                text.push_str(arguments);
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+/// A provider's complete answer in `from`, written for a client speaking `to`, with what the
+/// usage event needs. An error object inside a 200 is the provider's failure.
+pub fn translate_json(
+    from: Protocol,
+    to: Protocol,
+    raw: &[u8],
+    id: &str,
+    model: &str,
+    created: u64,
+    now: Instant,
+) -> Result<(Vec<u8>, Observed), String> {
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow, default)]
+        error: Option<&'a serde_json::value::RawValue>,
+    }
+    if let Ok(Probe { error: Some(e) }) = serde_json::from_slice::<Probe>(raw)
+        && e.get() != "null"
+    {
+        return Err(super::upstream::error_message(raw));
+    }
+    let response = from
+        .decode_response(raw)
+        .map_err(|e| format!("the provider returned an invalid response ({e})"))?;
+    let u = &response.usage;
+    let observed = Observed {
+        usage: Some(relay::Usage {
+            prompt: u.input + u.cache_read + u.cache_write,
+            completion: u.output,
+            cached: u.cache_read,
+            reasoning: u.reasoning,
+        }),
+        finish_reason: response
+            .stop
+            .as_ref()
+            .map(|s| openai::finish_reason(s).to_owned()),
+        output_text: output_text(&response),
+        first_token_at: Some(now),
+        last_token_at: Some(now),
+        token_chunks: 1,
+        completed: true,
+        ..Observed::default()
+    };
+    Ok((to.encode_response(&response, id, model, created), observed))
+}
+
+/// The relay of one streamed answer: the provider's own chunks rewritten, or translated.
+pub enum StreamRelay {
+    Same(relay::StreamRelay),
+    Translated(stream::Relay),
+}
+
+impl StreamRelay {
+    pub fn feed(&mut self, chunk: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<(), SseError> {
+        match self {
+            StreamRelay::Same(r) => r.feed(chunk, now, out),
+            StreamRelay::Translated(r) => r.feed(chunk, now, out),
+        }
+    }
+
+    /// End of the provider's body; anything the end completes is written to `out`.
+    pub fn finish(&mut self, now: Instant, out: &mut Vec<u8>) -> &Observed {
+        match self {
+            StreamRelay::Same(r) => r.finish(),
+            StreamRelay::Translated(r) => r.finish(now, out),
+        }
+    }
+
+    pub fn completed(&self) -> bool {
+        match self {
+            StreamRelay::Same(r) => r.completed(),
+            StreamRelay::Translated(r) => r.completed(),
+        }
+    }
+}
