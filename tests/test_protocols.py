@@ -51,7 +51,7 @@ OPENAI_TOOL = {
         "parameters": TOOL["input_schema"],
     },
 }
-# A 1×1 PNG.
+# A one-pixel PNG.
 PIXEL = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQ"
     "DwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
