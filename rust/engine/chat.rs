@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::error::{ErrorKind, GatewayError};
-use super::protocol::{Protocol, StreamRelay, translate_json};
+use super::protocol::{Protocol, StreamRelay, answer_json};
 use super::request::Inbound;
 use super::routing::{ChannelRoute, ModelRoute, Routing};
 use super::stream::StreamBuffer;
@@ -251,24 +251,7 @@ impl Engine {
         progress: Progress,
     ) {
         let channel = &ctx.model.channels[index];
-        let mut relay = if ctx.req.relayed_to(channel.provider.protocol) {
-            StreamRelay::Same(relay::StreamRelay::new(
-                &ctx.request_id,
-                &ctx.model.slug,
-                ctx.req.include_usage,
-            ))
-        } else {
-            StreamRelay::Translated(crate::translate::stream::Relay::new(
-                channel.provider.protocol.stream_decoder(),
-                ctx.req.protocol.stream_encoder(
-                    &ctx.request_id,
-                    &ctx.model.slug,
-                    ctx.created_ms / 1000,
-                    ctx.req.include_usage,
-                    ctx.local_prompt,
-                ),
-            ))
-        };
+        let mut relay = stream_relay(ctx, channel);
         let mut out = Vec::with_capacity(4096);
         let mut failure = relay
             .feed(first, Instant::now(), &mut out)
@@ -327,7 +310,9 @@ impl Engine {
             });
             let error = GatewayError::new(ErrorKind::ProviderError, reason);
             if observed.upstream_error.is_none() {
-                buffer.push(&ctx.req.protocol.error_event(&error));
+                out.clear();
+                relay.fail(&error, ctx.req.protocol, &mut out);
+                buffer.push(&out);
             }
             buffer.end();
             event.status = "failed";
@@ -346,6 +331,36 @@ impl Engine {
             })
             .await;
         }
+    }
+}
+
+/// How a provider's stream reaches the client: Chat Completions chunks rewritten in place,
+/// other protocols' events passed through, anything else translated.
+fn stream_relay(ctx: &Context<'_>, channel: &ChannelRoute) -> StreamRelay {
+    let protocol = channel.provider.protocol;
+    if ctx.req.relayed_to(protocol) && protocol == Protocol::OpenAi {
+        StreamRelay::Chat(relay::StreamRelay::new(
+            &ctx.request_id,
+            &ctx.model.slug,
+            ctx.req.include_usage,
+        ))
+    } else if ctx.req.relayed_to(protocol) {
+        StreamRelay::Events(crate::translate::stream::Relay::passthrough(
+            protocol.stream_decoder(),
+            &ctx.request_id,
+            &ctx.model.slug,
+        ))
+    } else {
+        StreamRelay::Events(crate::translate::stream::Relay::new(
+            channel.provider.protocol.stream_decoder(),
+            ctx.req.protocol.stream_encoder(
+                &ctx.request_id,
+                &ctx.model.slug,
+                ctx.created_ms / 1000,
+                ctx.req.include_usage,
+                ctx.local_prompt,
+            ),
+        ))
     }
 }
 
@@ -500,8 +515,8 @@ async fn attempt_one(
         }
         Ok(Ok(raw)) => raw,
     };
-    if !ctx.req.relayed_to(channel.provider.protocol) {
-        return match translate_json(
+    if channel.provider.protocol != Protocol::OpenAi || ctx.req.protocol != Protocol::OpenAi {
+        return match answer_json(
             channel.provider.protocol,
             ctx.req.protocol,
             &raw,

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::error::GatewayError;
+use crate::json::{Fields, quote};
 use crate::relay::{self, Observed};
 use crate::sse::SseError;
 use crate::translate::stream::{self, Decoder, Encoder};
@@ -148,9 +149,10 @@ pub fn output_text(response: &Response) -> String {
     text
 }
 
-/// A provider's complete answer in `from`, written for a client speaking `to`, with what the
-/// usage event needs. An error object inside a 200 is the provider's failure.
-pub fn translate_json(
+/// A provider's complete answer in `from`, for a client speaking `to`, with what the usage
+/// event needs: translated, or for the same protocol passed on with our id and model. An error
+/// object inside a 200 is the provider's failure.
+pub fn answer_json(
     from: Protocol,
     to: Protocol,
     raw: &[u8],
@@ -191,35 +193,63 @@ pub fn translate_json(
         completed: true,
         ..Observed::default()
     };
-    Ok((to.encode_response(&response, id, model, created), observed))
+    if from != to {
+        return Ok((to.encode_response(&response, id, model, created), observed));
+    }
+    // Decoded above, so it is a JSON object.
+    let fields: Fields = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    let (id, model) = (quote(id), quote(model));
+    let mut body = Vec::with_capacity(raw.len() + 64);
+    fields.write_with(
+        &mut body,
+        |key| match key {
+            "id" => Some(Some(id.as_str())),
+            "model" => Some(Some(model.as_str())),
+            _ => None,
+        },
+        &[],
+    );
+    Ok((body, observed))
 }
 
-/// The relay of one streamed answer: the provider's own chunks rewritten, or translated.
+/// The relay of one streamed answer: Chat Completions chunks rewritten in place, or any other
+/// stream through the neutral events (translated, or passed through to a client of the same
+/// protocol).
 pub enum StreamRelay {
-    Same(relay::StreamRelay),
-    Translated(stream::Relay),
+    Chat(relay::StreamRelay),
+    Events(stream::Relay),
 }
 
 impl StreamRelay {
     pub fn feed(&mut self, chunk: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<(), SseError> {
         match self {
-            StreamRelay::Same(r) => r.feed(chunk, now, out),
-            StreamRelay::Translated(r) => r.feed(chunk, now, out),
+            StreamRelay::Chat(r) => r.feed(chunk, now, out),
+            StreamRelay::Events(r) => r.feed(chunk, now, out),
         }
     }
 
     /// End of the provider's body; anything the end completes is written to `out`.
     pub fn finish(&mut self, now: Instant, out: &mut Vec<u8>) -> &Observed {
         match self {
-            StreamRelay::Same(r) => r.finish(),
-            StreamRelay::Translated(r) => r.finish(now, out),
+            StreamRelay::Chat(r) => r.finish(),
+            StreamRelay::Events(r) => r.finish(now, out),
         }
     }
 
     pub fn completed(&self) -> bool {
         match self {
-            StreamRelay::Same(r) => r.completed(),
-            StreamRelay::Translated(r) => r.completed(),
+            StreamRelay::Chat(r) => r.completed(),
+            StreamRelay::Events(r) => r.completed(),
         }
+    }
+
+    /// Our own error as the stream's last event, in the client's protocol.
+    pub fn fail(&mut self, error: &GatewayError, client: Protocol, out: &mut Vec<u8>) {
+        if let StreamRelay::Events(r) = self
+            && r.fail(error.status(), &error.message, out)
+        {
+            return;
+        }
+        out.extend_from_slice(&client.error_event(error));
     }
 }

@@ -180,8 +180,9 @@ fn validate_messages(raw: &RawValue) -> Result<(), GatewayError> {
 }
 
 /// A request as the client sent it, in its own protocol, ready to be rendered for any channel.
-/// Chat Completions to a Chat Completions channel is relayed with only the model renamed; every
-/// other pair goes through the neutral request, decoded once, the first time one is needed.
+/// A channel of the client's own protocol gets the body with only the model renamed, so nothing
+/// the neutral form lacks is lost; every other pair goes through the neutral request, decoded
+/// once, the first time one is needed.
 pub struct Inbound<'a> {
     pub protocol: Protocol,
     pub model: Cow<'a, str>,
@@ -233,9 +234,10 @@ impl<'a> Inbound<'a> {
             .map_err(Clone::clone)
     }
 
-    /// Whether a channel speaking `channel` gets the client's own body (model renamed).
+    /// Whether a channel speaking `channel` gets the client's own body (model renamed) and its
+    /// answer is passed back as it comes.
     pub fn relayed_to(&self, channel: Protocol) -> bool {
-        self.chat.is_some() && channel == Protocol::OpenAi
+        channel == self.protocol
     }
 
     /// The body for one channel, in its protocol, with its upstream model name.
@@ -245,12 +247,24 @@ impl<'a> Inbound<'a> {
         upstream_model: &str,
         out: &mut Vec<u8>,
     ) -> Result<(), GatewayError> {
-        if let Some(chat) = self.chat.as_ref().filter(|_| channel == Protocol::OpenAi) {
+        if !self.relayed_to(channel) {
+            let encoded = channel.encode_request(self.neutral()?, upstream_model);
+            *out = encoded.body;
+            return Ok(());
+        }
+        if let Some(chat) = &self.chat {
             chat.upstream_body(upstream_model, out);
             return Ok(());
         }
-        let encoded = channel.encode_request(self.neutral()?, upstream_model);
-        *out = encoded.body;
+        let fields: Fields = serde_json::from_slice(self.body).map_err(|e| {
+            GatewayError::invalid(format!("Request body is not a valid JSON object: {e}"))
+        })?;
+        let model = quote(upstream_model);
+        fields.write_with(
+            out,
+            |key| (key == "model").then_some(Some(model.as_str())),
+            &[],
+        );
         Ok(())
     }
 

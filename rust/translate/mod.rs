@@ -1,8 +1,8 @@
 //! Protocol translation: every inbound surface to every channel protocol. Each protocol module
 //! has the same shape — decode its own wire format into the neutral request below, encode the
 //! neutral request into its wire format — so any pair composes through this one type and no
-//! pair needs code of its own. Same-protocol calls never come through here: they are relayed
-//! as they came, with only the model renamed.
+//! pair needs code of its own. Same-protocol calls are relayed as they came, with only the
+//! model renamed; their streams still pass through the protocol's decoder, for metering.
 
 pub mod anthropic;
 pub mod openai;

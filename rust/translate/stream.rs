@@ -50,6 +50,12 @@ pub trait Decoder: Send {
 
     /// The body ended. Protocols without an end marker (Gemini) complete here.
     fn end(&mut self, _out: &mut Vec<Event>) {}
+
+    /// `event` for a client speaking the provider's own protocol: as it came, except that the
+    /// response's id and model, where the protocol names them, become ours.
+    fn relay(&self, event: &sse::Event, _id: &str, _model: &str, out: &mut Vec<u8>) {
+        write_raw(out, event);
+    }
 }
 
 /// A client's event stream, written from neutral events.
@@ -57,25 +63,50 @@ pub trait Encoder: Send {
     fn encode(&mut self, event: &Event, out: &mut Vec<u8>);
 }
 
-/// Relay of a stream whose provider speaks another protocol than the client: one synchronous
-/// call per upstream read, like [`relay::StreamRelay`], recording the same observations.
+/// What the client is sent for the provider's events.
+enum Output {
+    /// The client speaks another protocol: the neutral events, encoded for it.
+    Translated(Box<dyn Encoder>),
+    /// The client speaks the provider's protocol: the events as they came, with our id and
+    /// model.
+    Relayed { id: String, model: String },
+}
+
+/// Relay of a provider's stream, one synchronous call per upstream read like
+/// [`relay::StreamRelay`], recording the same observations: translated for a client of another
+/// protocol, or passed through for one of the same.
 pub struct Relay {
     parser: sse::Parser,
     sse_events: Vec<sse::Event>,
     events: Vec<Event>,
     decoder: Box<dyn Decoder>,
-    encoder: Box<dyn Encoder>,
+    output: Output,
     observed: Observed,
 }
 
 impl Relay {
     pub fn new(decoder: Box<dyn Decoder>, encoder: Box<dyn Encoder>) -> Self {
+        Self::with_output(decoder, Output::Translated(encoder))
+    }
+
+    /// The provider's events as they came (but for id and model), observed all the same.
+    pub fn passthrough(decoder: Box<dyn Decoder>, id: &str, model: &str) -> Self {
+        Self::with_output(
+            decoder,
+            Output::Relayed {
+                id: id.to_owned(),
+                model: model.to_owned(),
+            },
+        )
+    }
+
+    fn with_output(decoder: Box<dyn Decoder>, output: Output) -> Self {
         Self {
             parser: sse::Parser::new(),
             sse_events: Vec::new(),
             events: Vec::new(),
             decoder,
-            encoder,
+            output,
             observed: Observed::default(),
         }
     }
@@ -99,6 +130,9 @@ impl Relay {
                 self.observed.malformed_events += 1;
                 continue;
             }
+            if let Output::Relayed { id, model } = &self.output {
+                self.decoder.relay(event, id, model, out);
+            }
             self.emit(now, out);
         }
         self.sse_events = sse_events;
@@ -117,14 +151,19 @@ impl Relay {
     }
 
     /// End the client's stream with an error of ours (the provider broke off, went silent...).
-    pub fn fail(&mut self, status: u16, message: &str, out: &mut Vec<u8>) {
-        self.encoder.encode(
+    /// False when passing through: the caller writes the error in the protocol's own format.
+    pub fn fail(&mut self, status: u16, message: &str, out: &mut Vec<u8>) -> bool {
+        let Output::Translated(encoder) = &mut self.output else {
+            return false;
+        };
+        encoder.encode(
             &Event::Error {
                 status,
                 message: message.to_owned(),
             },
             out,
         );
+        true
     }
 
     pub fn observed(&self) -> &Observed {
@@ -139,7 +178,9 @@ impl Relay {
         let before = self.observed.output_text.len();
         for event in &self.events {
             observe(event, &mut self.observed);
-            self.encoder.encode(event, out);
+            if let Output::Translated(encoder) = &mut self.output {
+                encoder.encode(event, out);
+            }
         }
         if self.observed.output_text.len() > before {
             relay::stamp_output(&mut self.observed, now);
@@ -169,6 +210,21 @@ fn observe(event: &Event, seen: &mut Observed) {
         Event::Done => seen.completed = true,
         Event::Signature(_) | Event::RedactedThinking(_) => {}
     }
+}
+
+/// An event written back as it was parsed (its data lines split again).
+pub(super) fn write_raw(out: &mut Vec<u8>, event: &sse::Event) {
+    if let Some(name) = &event.event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    for line in event.data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
 }
 
 /// Build one SSE event into `out`: an optional `event:` line, then one `data:` line. The
@@ -511,6 +567,28 @@ mod tests {
         let (theirs, _) = fold_chunks(OPENAI.as_bytes());
         assert_eq!(ours["content"], theirs["content"]);
         assert_eq!(ours["tool_calls"], theirs["tool_calls"]);
+    }
+
+    #[test]
+    fn a_messages_client_gets_a_messages_provider_stream_as_it_came() {
+        let relay = Relay::passthrough(
+            Box::<MessageDecoder>::default(),
+            "gen-3",
+            "anthropic/claude",
+        );
+        let (out, observed) = relay_all(relay, ANTHROPIC, 5);
+        let ours = events(&out);
+        let theirs = events(ANTHROPIC.as_bytes());
+        assert_eq!(ours.len(), theirs.len());
+        assert_eq!(ours[1..], theirs[1..], "only message_start differs");
+        let start: Value = serde_json::from_str(&ours[0].1).unwrap();
+        let mut expected: Value = serde_json::from_str(&theirs[0].1).unwrap();
+        expected["message"]["id"] = "gen-3".into();
+        expected["message"]["model"] = "anthropic/claude".into();
+        assert_eq!(start, expected);
+        assert!(observed.completed);
+        assert_eq!(observed.usage.unwrap().completion, 42);
+        assert_eq!(observed.finish_reason.as_deref(), Some("tool_calls"));
     }
 
     #[test]

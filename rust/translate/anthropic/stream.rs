@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{stop_fields, stop_reason, usage_json};
-use crate::json::write_str;
+use crate::json::{Fields, quote, write_str};
 use crate::sse;
-use crate::translate::stream::{Decoder, Encoder, Event, write_event};
+use crate::translate::stream::{Decoder, Encoder, Event, write_event, write_raw};
 use crate::translate::{StopReason, Usage};
 
 #[derive(Deserialize)]
@@ -185,6 +185,52 @@ impl Decoder for MessageDecoder {
         }
         Ok(())
     }
+
+    fn relay(&self, event: &sse::Event, id: &str, model: &str, out: &mut Vec<u8>) {
+        if event.event_type() != "message_start" {
+            return write_raw(out, event);
+        }
+        let (id, model) = (quote(id), quote(model));
+        write_event(out, Some("message_start"), |out| {
+            let mark = out.len();
+            if rewrite_start(&event.data, &id, &model, out).is_err() {
+                out.truncate(mark);
+                out.extend_from_slice(event.data.as_bytes());
+            }
+        });
+    }
+}
+
+/// `message_start` with the message's `id` and `model` replaced (JSON literals).
+fn rewrite_start(
+    data: &str,
+    id: &str,
+    model: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let top: Fields = serde_json::from_str(data)?;
+    let Some(message) = top.get("message") else {
+        out.extend_from_slice(data.as_bytes());
+        return Ok(());
+    };
+    let message: Fields = serde_json::from_str(message.get())?;
+    let mut rewritten = Vec::with_capacity(message.0.iter().map(|(_, v)| v.get().len() + 16).sum());
+    message.write_with(
+        &mut rewritten,
+        |key| match key {
+            "id" => Some(Some(id)),
+            "model" => Some(Some(model)),
+            _ => None,
+        },
+        &[],
+    );
+    let rewritten = std::str::from_utf8(&rewritten).expect("JSON written from UTF-8 is UTF-8");
+    top.write_with(
+        out,
+        |key| (key == "message").then_some(Some(rewritten)),
+        &[],
+    );
+    Ok(())
 }
 
 impl MessageDecoder {
