@@ -7,6 +7,7 @@
 
 mod body;
 mod openai;
+mod render;
 mod reply;
 mod script;
 mod server;

@@ -10,6 +10,7 @@ use std::io::Write;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::render::{EventKind, FaultEvents, Faults, Meta, RenderedStream, push_json_str};
 use super::reply::Answer;
 
 /// Placeholder `system_fingerprint`, formatted like a real one.
@@ -168,31 +169,21 @@ impl ApiError {
     }
 }
 
-/// What identifies one response on the wire.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Meta<'a> {
-    /// Per-server sequence number, scrambled into the `chatcmpl-` id.
-    pub seq: u64,
-    pub created: u64,
-    pub model: &'a str,
-}
-
-impl Meta<'_> {
-    fn push_head(&self, buf: &mut Vec<u8>, object: &str) {
-        write!(
-            buf,
-            "{{\"id\":\"chatcmpl-{:016x}\",\"object\":\"{object}\",",
-            scramble(self.seq)
-        )
-        .expect("Vec write");
-        write!(buf, "\"created\":{},\"model\":", self.created).expect("Vec write");
-        push_json_str(buf, self.model);
-        write!(
-            buf,
-            ",\"system_fingerprint\":\"{SYSTEM_FINGERPRINT}\",\"choices\":["
-        )
-        .expect("Vec write");
-    }
+/// The fields every chat completion object and chunk opens with, up to `"choices":[`.
+fn push_head(buf: &mut Vec<u8>, meta: &Meta, object: &str) {
+    write!(
+        buf,
+        "{{\"id\":\"chatcmpl-{:016x}\",\"object\":\"{object}\",",
+        meta.id()
+    )
+    .expect("Vec write");
+    write!(buf, "\"created\":{},\"model\":", meta.created).expect("Vec write");
+    push_json_str(buf, meta.model);
+    write!(
+        buf,
+        ",\"system_fingerprint\":\"{SYSTEM_FINGERPRINT}\",\"choices\":["
+    )
+    .expect("Vec write");
 }
 
 /// Token usage of one completion.
@@ -228,7 +219,7 @@ pub(crate) fn render_completion(
     usage: Usage,
 ) -> Vec<u8> {
     let mut buf = Vec::with_capacity(512 + text.len() + meta.model.len());
-    meta.push_head(&mut buf, "chat.completion");
+    push_head(&mut buf, meta, "chat.completion");
     buf.extend_from_slice(b"{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     push_json_str(&mut buf, text);
     buf.extend_from_slice(b",\"refusal\":null},\"logprobs\":null,\"finish_reason\":");
@@ -245,44 +236,20 @@ pub(crate) struct StreamShape<'a> {
     pub finish_reason: &'a str,
     /// `Some` when the client asked for `stream_options.include_usage`.
     pub usage: Option<Usage>,
-    pub malformed_after: Option<usize>,
-    pub truncate_after: Option<usize>,
-}
-
-/// One SSE event of a rendered stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EventKind {
-    Role,
-    /// The n-th content chunk.
-    Content(usize),
-    Malformed,
-    Finish,
-    Usage,
-    Done,
-}
-
-/// A rendered stream: all events back to back, and where each one ends.
-#[derive(Debug, Default)]
-pub(crate) struct RenderedStream {
-    pub bytes: Vec<u8>,
-    pub events: Vec<(EventKind, usize)>,
-    /// Ended by `truncate_after` (no finish, usage or `[DONE]`).
-    pub truncated: bool,
-}
-
-impl RenderedStream {
-    fn end_event(&mut self, kind: EventKind) {
-        self.events.push((kind, self.bytes.len()));
-    }
+    pub faults: Faults,
 }
 
 /// The SSE body of a streamed answer, shaped like the real API's: a role chunk, content
 /// chunks, a finish chunk, the usage chunk (only with `include_usage`; then every other chunk has
 /// `"usage":null`), and `data: [DONE]`.
-pub(crate) fn render_stream(meta: &Meta, answer: &Answer, shape: &StreamShape) -> RenderedStream {
+pub(crate) fn render_stream<'a>(
+    meta: &Meta,
+    answer: &'a Answer,
+    shape: &StreamShape,
+) -> RenderedStream<'a> {
     let mut prefix = Vec::with_capacity(192 + meta.model.len());
     prefix.extend_from_slice(b"data: ");
-    meta.push_head(&mut prefix, "chat.completion.chunk");
+    push_head(&mut prefix, meta, "chat.completion.chunk");
     let tail: &[u8] = if shape.usage.is_some() {
         b",\"usage\":null}\n\n"
     } else {
@@ -290,11 +257,12 @@ pub(crate) fn render_stream(meta: &Meta, answer: &Answer, shape: &StreamShape) -
     };
     let per_chunk = prefix.len() + tail.len() + 64;
     let pieces = answer.pieces();
-    let mut out = RenderedStream {
-        bytes: Vec::with_capacity(per_chunk * (pieces.len() + 3) + answer.text.len() * 2),
-        events: Vec::with_capacity(pieces.len() + 5),
-        truncated: false,
-    };
+    let mut out = RenderedStream::new(
+        per_chunk * (pieces.len() + 3) + answer.text.len() * 2,
+        pieces.len() + 5,
+        shape.faults,
+    );
+    let chunks = Chunks { prefix: &prefix };
     let choice_end: &[u8] = b"},\"logprobs\":null,\"finish_reason\":null}]";
 
     out.bytes.extend_from_slice(&prefix);
@@ -305,13 +273,8 @@ pub(crate) fn render_stream(meta: &Meta, answer: &Answer, shape: &StreamShape) -
     out.bytes.extend_from_slice(tail);
     out.end_event(EventKind::Role);
 
-    let count = pieces.len();
-    for (i, piece) in pieces.enumerate() {
-        if shape.malformed_after == Some(i) {
-            push_malformed(&mut out, &prefix);
-        }
-        if shape.truncate_after == Some(i) {
-            out.truncated = true;
+    for piece in pieces {
+        if !out.proceed(&chunks, false) {
             return out;
         }
         out.bytes.extend_from_slice(&prefix);
@@ -320,13 +283,9 @@ pub(crate) fn render_stream(meta: &Meta, answer: &Answer, shape: &StreamShape) -
         push_json_str(&mut out.bytes, piece);
         out.bytes.extend_from_slice(choice_end);
         out.bytes.extend_from_slice(tail);
-        out.end_event(EventKind::Content(i));
+        out.end_event(EventKind::Content(piece));
     }
-    if shape.malformed_after.is_some_and(|n| n >= count) {
-        push_malformed(&mut out, &prefix);
-    }
-    if shape.truncate_after.is_some_and(|n| n >= count) {
-        out.truncated = true;
+    if !out.proceed(&chunks, true) {
         return out;
     }
 
@@ -350,12 +309,23 @@ pub(crate) fn render_stream(meta: &Meta, answer: &Answer, shape: &StreamShape) -
     out
 }
 
-/// An event cut off inside its JSON, as a broken proxy or provider bug would send it.
-fn push_malformed(out: &mut RenderedStream, prefix: &[u8]) {
-    out.bytes.extend_from_slice(prefix);
-    out.bytes
-        .extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":\n\n");
-    out.end_event(EventKind::Malformed);
+/// Stream faults as chunks: one cut off inside its JSON, and the error object the API sends
+/// when it fails mid-stream.
+struct Chunks<'p> {
+    prefix: &'p [u8],
+}
+
+impl FaultEvents for Chunks<'_> {
+    fn malformed(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(self.prefix);
+        buf.extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":\n\n");
+    }
+
+    fn error(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(b"data: ");
+        buf.extend_from_slice(&ApiError::injected(500).render());
+        buf.extend_from_slice(b"\n\n");
+    }
 }
 
 /// `GET /v1/models`: the scripted model names.
@@ -375,37 +345,6 @@ pub(crate) fn render_models<'a>(models: impl Iterator<Item = &'a str>) -> Vec<u8
     buf
 }
 
-/// Appends `s` as a JSON string literal.
-pub(crate) fn push_json_str(buf: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    buf.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => &[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ],
-            _ => continue,
-        };
-        buf.extend_from_slice(&bytes[start..i]);
-        buf.extend_from_slice(escaped);
-        start = i + 1;
-    }
-    buf.extend_from_slice(&bytes[start..]);
-    buf.push(b'"');
-}
-
 fn push_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => push_json_str(buf, s),
@@ -413,17 +352,10 @@ fn push_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// splitmix64: unique, random-looking ids from a counter.
-fn scramble(seq: u64) -> u64 {
-    let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mock::render::Ending;
     use serde_json::json;
 
     const META: Meta = Meta {
@@ -440,8 +372,7 @@ mod tests {
         StreamShape {
             finish_reason: "stop",
             usage,
-            malformed_after: None,
-            truncate_after: None,
+            faults: Faults::default(),
         }
     }
 
@@ -456,22 +387,6 @@ mod tests {
 
     fn parse(s: &str) -> Value {
         serde_json::from_str(s).unwrap()
-    }
-
-    #[test]
-    fn json_strings_escape_like_serde() {
-        for s in [
-            "plain",
-            "q\"b\\",
-            "line\nfeed\r\ttab",
-            "\u{1}\u{1f}\u{7f}",
-            "é✓😀",
-            "",
-        ] {
-            let mut buf = Vec::new();
-            push_json_str(&mut buf, s);
-            assert_eq!(serde_json::from_slice::<String>(&buf).unwrap(), s);
-        }
     }
 
     #[test]
@@ -530,15 +445,15 @@ mod tests {
             kinds,
             [
                 EventKind::Role,
-                EventKind::Content(0),
-                EventKind::Content(1),
-                EventKind::Content(2),
+                EventKind::Content("Hello"),
+                EventKind::Content(" big"),
+                EventKind::Content(" world"),
                 EventKind::Finish,
                 EventKind::Done
             ]
         );
         assert_eq!(out.events.last().unwrap().1, out.bytes.len());
-        assert!(!out.truncated);
+        assert_eq!(out.ending, Ending::Complete);
     }
 
     #[test]
@@ -569,12 +484,15 @@ mod tests {
             &META,
             &answer,
             &StreamShape {
-                truncate_after: Some(2),
+                faults: Faults {
+                    truncate: Some(2),
+                    ..Faults::default()
+                },
                 ..shape(Some(USAGE))
             },
         );
         let ev = events(&out.bytes);
-        assert!(out.truncated);
+        assert_eq!(out.ending, Ending::Truncated);
         assert_eq!(ev.len(), 3, "role + 2 content chunks");
         assert!(
             ev.iter()
@@ -585,7 +503,10 @@ mod tests {
             &META,
             &answer,
             &StreamShape {
-                malformed_after: Some(1),
+                faults: Faults {
+                    malformed: Some(1),
+                    ..Faults::default()
+                },
                 ..shape(None)
             },
         );
@@ -601,8 +522,11 @@ mod tests {
             &META,
             &answer,
             &StreamShape {
-                malformed_after: Some(9),
-                truncate_after: Some(9),
+                faults: Faults {
+                    malformed: Some(9),
+                    truncate: Some(9),
+                    error: None,
+                },
                 ..shape(None)
             },
         );
@@ -658,11 +582,5 @@ mod tests {
         assert_eq!(body["object"], "list");
         assert_eq!(body["data"][1]["id"], "b");
         assert_eq!(body["data"][0]["object"], "model");
-    }
-
-    #[test]
-    fn ids_are_unique() {
-        let ids: std::collections::HashSet<u64> = (0..10_000).map(scramble).collect();
-        assert_eq!(ids.len(), 10_000);
     }
 }

@@ -21,8 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::body::{MockBody, Paced};
-use super::openai::{ApiError, ChatRequest, EventKind, Meta, RenderedStream, StreamShape, Usage};
+use super::openai::{ApiError, ChatRequest, StreamShape, Usage};
 use super::openai::{render_completion, render_models, render_stream};
+use super::render::{Ending, EventKind, Faults, Meta, RenderedStream};
 use super::reply::{Answer, ENCODING, default_reply};
 use super::script::{CompiledScript, MockConfig, MockScript, Scripts};
 use super::stats::{InFlight, Outcome, Stats};
@@ -215,18 +216,17 @@ async fn stream_response(
     let shape = StreamShape {
         finish_reason: finish_reason(script, answer),
         usage: request.include_usage().then(|| usage(request, answer)),
-        malformed_after: script.malformed_after,
-        truncate_after: script.truncate_after,
+        faults: faults(script),
     };
     let rendered = render_stream(meta, answer, &shape);
-    let frames = schedule(&rendered, answer, script);
-    let outcome = if rendered.truncated {
-        Outcome::StreamTruncated
-    } else {
-        Outcome::StreamCompleted
+    let frames = schedule(&rendered, script);
+    let outcome = match rendered.ending {
+        Ending::Complete => Outcome::StreamCompleted,
+        Ending::Truncated | Ending::Errored => Outcome::StreamTruncated,
     };
+    let abort = rendered.ending == Ending::Truncated && !script.truncate_clean;
     let mut body = Paced::new(Bytes::from(rendered.bytes), frames, outcome, guard);
-    if rendered.truncated && !script.truncate_clean {
+    if abort {
         body = body.aborting(None);
     }
     let mut response = with_type(
@@ -237,6 +237,14 @@ async fn stream_response(
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+fn faults(script: &MockScript) -> Faults {
+    Faults {
+        malformed: script.malformed_after,
+        truncate: script.truncate_after,
+        error: None,
+    }
 }
 
 fn finish_reason<'a>(script: &'a MockScript, answer: &Answer) -> &'a str {
@@ -298,30 +306,23 @@ fn injected_error(script: &MockScript) -> Response<MockBody> {
 }
 
 /// When each event leaves, relative to the response head: everything waits for `ttft_ms`;
-/// each content chunk after the first then waits its own token count at `tokens_per_second`;
+/// each answer chunk after the first then waits its own token count at `tokens_per_second`;
 /// the closing events follow the last chunk at once. `burst` sends everything in one frame.
-fn schedule(
-    rendered: &RenderedStream,
-    answer: &Answer,
-    script: &MockScript,
-) -> Vec<(usize, Duration)> {
+fn schedule(rendered: &RenderedStream, script: &MockScript) -> Vec<(usize, Duration)> {
     let ttft = ms(script.ttft_ms);
     if script.burst {
         return vec![(rendered.bytes.len(), ttft)];
     }
     let tps = script.tokens_per_second;
-    let piece_tokens: Vec<usize> = if tps > 0.0 {
-        answer.pieces().map(|p| ENCODING.count(p)).collect()
-    } else {
-        Vec::new()
-    };
     let mut at = ttft;
+    let mut first = true;
     let mut frames = Vec::with_capacity(rendered.events.len());
     for &(kind, end) in &rendered.events {
-        if let EventKind::Content(i) = kind {
-            if i > 0 && tps > 0.0 {
-                at += Duration::from_secs_f64(piece_tokens[i] as f64 / tps);
+        if let EventKind::Content(text) = kind {
+            if !first && tps > 0.0 {
+                at += Duration::from_secs_f64(ENCODING.count(text) as f64 / tps);
             }
+            first = false;
         }
         frames.push((end, at));
     }
@@ -382,20 +383,16 @@ mod tests {
         let shape = StreamShape {
             finish_reason: "stop",
             usage: None,
-            malformed_after: None,
-            truncate_after: None,
+            faults: Faults::default(),
         };
         let rendered = render_stream(&meta, &answer, &shape);
-        let at: Vec<u64> = schedule(&rendered, &answer, &script)
+        let at: Vec<u64> = schedule(&rendered, &script)
             .iter()
             .map(|f| f.1.as_millis() as u64)
             .collect();
         // role, "one", " two", " three", finish, [DONE]: one token each at 10 tokens/s.
         assert_eq!(at, [100, 100, 200, 300, 300, 300]);
-        let ends: Vec<usize> = schedule(&rendered, &answer, &script)
-            .iter()
-            .map(|f| f.0)
-            .collect();
+        let ends: Vec<usize> = schedule(&rendered, &script).iter().map(|f| f.0).collect();
         assert_eq!(*ends.last().unwrap(), rendered.bytes.len());
 
         let burst = MockScript {
@@ -403,11 +400,8 @@ mod tests {
             ttft_ms: 5,
             ..script
         };
-        assert_eq!(
-            schedule(&rendered, &answer, &burst),
-            [(rendered.bytes.len(), ms(5))]
-        );
-        let unpaced = schedule(&rendered, &answer, &MockScript::default());
+        assert_eq!(schedule(&rendered, &burst), [(rendered.bytes.len(), ms(5))]);
+        let unpaced = schedule(&rendered, &MockScript::default());
         assert!(unpaced.iter().all(|f| f.1.is_zero()));
     }
 
