@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::render::{EventKind, FaultEvents, Faults, Meta, RenderedStream, push_json_str};
-use super::reply::Answer;
+use super::reply::{Answer, Stop, Usage};
 
 /// Placeholder `system_fingerprint`, formatted like a real one.
 const SYSTEM_FINGERPRINT: &str = "fp_mock0000000";
@@ -186,46 +186,82 @@ fn push_head(buf: &mut Vec<u8>, meta: &Meta, object: &str) {
     .expect("Vec write");
 }
 
-/// Token usage of one completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Usage {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-}
-
-impl Usage {
-    fn push(self, buf: &mut Vec<u8>) {
-        let Usage {
-            prompt_tokens: p,
-            completion_tokens: c,
-        } = self;
-        write!(
-            buf,
-            "{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{},\
-             \"prompt_tokens_details\":{{\"cached_tokens\":0,\"audio_tokens\":0}},\
-             \"completion_tokens_details\":{{\"reasoning_tokens\":0,\"audio_tokens\":0,\
-             \"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}}",
-            p + c
-        )
-        .expect("Vec write");
+/// `finish_reason` of an answer that stopped for `stop`.
+pub(crate) fn finish_reason(stop: Stop) -> &'static str {
+    match stop {
+        Stop::End => "stop",
+        Stop::MaxTokens => "length",
+        Stop::ToolCalls => "tool_calls",
     }
 }
 
-/// A `chat.completion` object.
+fn push_usage(buf: &mut Vec<u8>, usage: Usage) {
+    let Usage {
+        prompt: p,
+        cached,
+        completion: c,
+        reasoning,
+    } = usage;
+    write!(
+        buf,
+        "{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{},\
+         \"prompt_tokens_details\":{{\"cached_tokens\":{cached},\"audio_tokens\":0}},\
+         \"completion_tokens_details\":{{\"reasoning_tokens\":{reasoning},\"audio_tokens\":0,\
+         \"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}}",
+        p + c
+    )
+    .expect("Vec write");
+}
+
+/// A tool call id like the API's (`call_` and 24 characters), unique per response and call.
+fn push_call_id(buf: &mut Vec<u8>, meta: &Meta, index: usize) {
+    write!(buf, "\"call_{:016x}{index:08x}\"", meta.id()).expect("Vec write");
+}
+
+/// A `chat.completion` object. Thinking goes in `reasoning_content` (as DeepSeek and ZenMux
+/// send it); `content` is null when the model only calls tools.
 pub(crate) fn render_completion(
     meta: &Meta,
-    text: &str,
+    answer: &Answer,
     finish_reason: &str,
     usage: Usage,
 ) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(512 + text.len() + meta.model.len());
+    let text = answer.text.as_str();
+    let calls = &answer.tool_calls;
+    let mut buf = Vec::with_capacity(
+        512 + text.len() + answer.thinking.as_str().len() + meta.model.len() + 160 * calls.len(),
+    );
     push_head(&mut buf, meta, "chat.completion");
     buf.extend_from_slice(b"{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    push_json_str(&mut buf, text);
+    if text.is_empty() && !calls.is_empty() {
+        buf.extend_from_slice(b"null");
+    } else {
+        push_json_str(&mut buf, text);
+    }
+    if !answer.thinking.is_empty() {
+        buf.extend_from_slice(b",\"reasoning_content\":");
+        push_json_str(&mut buf, answer.thinking.as_str());
+    }
+    if !calls.is_empty() {
+        buf.extend_from_slice(b",\"tool_calls\":[");
+        for (i, call) in calls.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(b"{\"id\":");
+            push_call_id(&mut buf, meta, i);
+            buf.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+            push_json_str(&mut buf, &call.name);
+            buf.extend_from_slice(b",\"arguments\":");
+            push_json_str(&mut buf, call.arguments.as_str());
+            buf.extend_from_slice(b"}}");
+        }
+        buf.push(b']');
+    }
     buf.extend_from_slice(b",\"refusal\":null},\"logprobs\":null,\"finish_reason\":");
     push_json_str(&mut buf, finish_reason);
     buf.extend_from_slice(b"}],\"usage\":");
-    usage.push(&mut buf);
+    push_usage(&mut buf, usage);
     buf.push(b'}');
     buf
 }
@@ -239,9 +275,10 @@ pub(crate) struct StreamShape<'a> {
     pub faults: Faults,
 }
 
-/// The SSE body of a streamed answer, shaped like the real API's: a role chunk, content
-/// chunks, a finish chunk, the usage chunk (only with `include_usage`; then every other chunk has
-/// `"usage":null`), and `data: [DONE]`.
+/// The SSE body of a streamed answer, shaped like the real API's: a role chunk, the thinking
+/// (`reasoning_content`) and content chunks, each tool call as a chunk naming it and chunks
+/// carrying pieces of its arguments, a finish chunk, the usage chunk (only with
+/// `include_usage`; then every other chunk has `"usage":null`), and `data: [DONE]`.
 pub(crate) fn render_stream<'a>(
     meta: &Meta,
     answer: &'a Answer,
@@ -255,35 +292,79 @@ pub(crate) fn render_stream<'a>(
     } else {
         b"}\n\n"
     };
+    let calls = &answer.tool_calls;
+    let events = answer.thinking.pieces().len()
+        + answer.text.pieces().len()
+        + calls
+            .iter()
+            .map(|c| c.arguments.pieces().len() + 1)
+            .sum::<usize>();
     let per_chunk = prefix.len() + tail.len() + 64;
-    let pieces = answer.pieces();
     let mut out = RenderedStream::new(
-        per_chunk * (pieces.len() + 3) + answer.text.len() * 2,
-        pieces.len() + 5,
+        per_chunk * (events + 3)
+            + (answer.text.as_str().len() + answer.thinking.as_str().len()) * 2,
+        events + 5,
         shape.faults,
     );
-    let chunks = Chunks { prefix: &prefix };
-    let choice_end: &[u8] = b"},\"logprobs\":null,\"finish_reason\":null}]";
+    let chunks = Chunks {
+        prefix: &prefix,
+        tail,
+    };
 
-    out.bytes.extend_from_slice(&prefix);
-    out.bytes.extend_from_slice(
-        b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null",
-    );
-    out.bytes.extend_from_slice(choice_end);
-    out.bytes.extend_from_slice(tail);
+    chunks.push(&mut out.bytes, |buf| {
+        let content: &[u8] = if answer.text.is_empty() && !calls.is_empty() {
+            b"null"
+        } else {
+            b"\"\""
+        };
+        buf.extend_from_slice(b"\"role\":\"assistant\",\"content\":");
+        buf.extend_from_slice(content);
+        buf.extend_from_slice(b",\"refusal\":null");
+    });
     out.end_event(EventKind::Role);
 
-    for piece in pieces {
-        if !out.proceed(&chunks, false) {
-            return out;
+    let sections = [
+        (&answer.thinking, &b"\"reasoning_content\":"[..]),
+        (&answer.text, b"\"content\":"),
+    ];
+    for (text, field) in sections {
+        for piece in text.pieces() {
+            if !out.proceed(&chunks, false) {
+                return out;
+            }
+            chunks.push(&mut out.bytes, |buf| {
+                buf.extend_from_slice(field);
+                push_json_str(buf, piece);
+            });
+            out.end_event(EventKind::Content(piece));
         }
-        out.bytes.extend_from_slice(&prefix);
-        out.bytes
-            .extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":");
-        push_json_str(&mut out.bytes, piece);
-        out.bytes.extend_from_slice(choice_end);
-        out.bytes.extend_from_slice(tail);
-        out.end_event(EventKind::Content(piece));
+    }
+    for (i, call) in calls.iter().enumerate() {
+        for (j, piece) in call.arguments.pieces().enumerate() {
+            if !out.proceed(&chunks, false) {
+                return out;
+            }
+            if j == 0 {
+                chunks.push(&mut out.bytes, |buf| {
+                    write!(buf, "\"tool_calls\":[{{\"index\":{i},\"id\":").expect("Vec write");
+                    push_call_id(buf, meta, i);
+                    buf.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+                    push_json_str(buf, &call.name);
+                    buf.extend_from_slice(b",\"arguments\":\"\"}}]");
+                });
+                out.end_event(EventKind::Frame);
+            }
+            chunks.push(&mut out.bytes, |buf| {
+                write!(
+                    buf,
+                    "\"tool_calls\":[{{\"index\":{i},\"function\":{{\"arguments\":"
+                )
+                .expect("Vec write");
+                push_json_str(buf, piece);
+                buf.extend_from_slice(b"}}]");
+            });
+            out.end_event(EventKind::Content(piece));
+        }
     }
     if !out.proceed(&chunks, true) {
         return out;
@@ -300,7 +381,7 @@ pub(crate) fn render_stream<'a>(
     if let Some(usage) = shape.usage {
         out.bytes.extend_from_slice(&prefix);
         out.bytes.extend_from_slice(b"],\"usage\":");
-        usage.push(&mut out.bytes);
+        push_usage(&mut out.bytes, usage);
         out.bytes.extend_from_slice(b"}\n\n");
         out.end_event(EventKind::Usage);
     }
@@ -309,12 +390,25 @@ pub(crate) fn render_stream<'a>(
     out
 }
 
-/// Stream faults as chunks: one cut off inside its JSON, and the error object the API sends
-/// when it fails mid-stream.
+/// The chunks of one stream, which share their prefix (`id`, `created`, `model`) and tail.
 struct Chunks<'p> {
     prefix: &'p [u8],
+    tail: &'p [u8],
 }
 
+impl Chunks<'_> {
+    /// A chunk whose delta has the fields `delta` writes, and no finish reason yet.
+    fn push(&self, buf: &mut Vec<u8>, delta: impl FnOnce(&mut Vec<u8>)) {
+        buf.extend_from_slice(self.prefix);
+        buf.extend_from_slice(b"{\"index\":0,\"delta\":{");
+        delta(buf);
+        buf.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}]");
+        buf.extend_from_slice(self.tail);
+    }
+}
+
+/// Stream faults as chunks: one cut off inside its JSON, and the error object the API sends
+/// when it fails mid-stream.
 impl FaultEvents for Chunks<'_> {
     fn malformed(&self, buf: &mut Vec<u8>) {
         buf.extend_from_slice(self.prefix);
@@ -356,6 +450,7 @@ fn push_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
 mod tests {
     use super::*;
     use crate::mock::render::Ending;
+    use crate::mock::reply::ToolCall;
     use serde_json::json;
 
     const META: Meta = Meta {
@@ -364,8 +459,10 @@ mod tests {
         model: "gpt-\"4o\"",
     };
     const USAGE: Usage = Usage {
-        prompt_tokens: 11,
-        completion_tokens: 4,
+        prompt: 11,
+        cached: 0,
+        completion: 4,
+        reasoning: 0,
     };
 
     fn shape(usage: Option<Usage>) -> StreamShape<'static> {
@@ -392,7 +489,13 @@ mod tests {
     #[test]
     fn completion_object_has_openai_shape() {
         let body = parse(
-            std::str::from_utf8(&render_completion(&META, "Hi \"there\"", "stop", USAGE)).unwrap(),
+            std::str::from_utf8(&render_completion(
+                &META,
+                &Answer::new("Hi \"there\"".into(), None),
+                "stop",
+                USAGE,
+            ))
+            .unwrap(),
         );
         let id = body["id"].as_str().unwrap();
         assert!(id.starts_with("chatcmpl-") && id.len() == 25, "{id}");
@@ -533,6 +636,113 @@ mod tests {
         let kinds: Vec<EventKind> = out.events.iter().map(|e| e.0).collect();
         assert_eq!(kinds.last(), Some(&EventKind::Malformed));
         assert_eq!(kinds.len(), 6);
+    }
+
+    fn thinking_and_calls() -> Answer {
+        Answer::with(
+            "Need weather.".into(),
+            String::new(),
+            vec![
+                ToolCall::new(
+                    "get_weather".into(),
+                    r#"{"city":"Paris","unit":"c"}"#.into(),
+                ),
+                ToolCall::new("get_time".into(), r#"{"tz":"Europe/Paris"}"#.into()),
+            ],
+            None,
+        )
+    }
+
+    #[test]
+    fn completion_with_thinking_and_tool_calls() {
+        let answer = thinking_and_calls();
+        let body = render_completion(&META, &answer, "tool_calls", USAGE);
+        let message = &parse(std::str::from_utf8(&body).unwrap())["choices"][0]["message"];
+        assert_eq!(message["content"], Value::Null);
+        assert_eq!(message["reasoning_content"], "Need weather.");
+        let calls = message["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0]["type"], "function");
+        assert_eq!(calls[0]["function"]["name"], "get_weather");
+        assert_eq!(
+            calls[0]["function"]["arguments"],
+            r#"{"city":"Paris","unit":"c"}"#
+        );
+        let ids: Vec<&str> = calls.iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert!(ids[0].starts_with("call_") && ids[0].len() == 29, "{ids:?}");
+        assert_ne!(ids[0], ids[1]);
+    }
+
+    #[test]
+    fn stream_with_thinking_and_tool_calls() {
+        let answer = thinking_and_calls();
+        let out = render_stream(&META, &answer, &shape(None));
+        let chunks: Vec<Value> = events(&out.bytes)
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .map(|e| parse(e))
+            .collect();
+        let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+        assert_eq!(deltas[0]["content"], Value::Null);
+        let thinking: String = deltas
+            .iter()
+            .filter_map(|d| d["reasoning_content"].as_str())
+            .collect();
+        assert_eq!(thinking, "Need weather.");
+        let mut calls: Vec<(String, String, String)> = Vec::new();
+        for delta in &deltas {
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                let index = call["index"].as_u64().unwrap() as usize;
+                if let Some(id) = call["id"].as_str() {
+                    assert_eq!(index, calls.len());
+                    assert_eq!(call["function"]["arguments"], "");
+                    let name = call["function"]["name"].as_str().unwrap();
+                    calls.push((id.to_owned(), name.to_owned(), String::new()));
+                } else {
+                    calls[index].2 += call["function"]["arguments"].as_str().unwrap();
+                }
+            }
+        }
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].1, "get_weather");
+        assert_eq!(calls[0].2, r#"{"city":"Paris","unit":"c"}"#);
+        assert_eq!(calls[1].2, r#"{"tz":"Europe/Paris"}"#);
+        let argument_chunks = answer
+            .tool_calls
+            .iter()
+            .map(|c| c.arguments.pieces().len())
+            .sum::<usize>();
+        assert!(argument_chunks >= 5);
+        let frames = out
+            .events
+            .iter()
+            .filter(|e| e.0 == EventKind::Frame)
+            .count();
+        assert_eq!(frames, 2);
+    }
+
+    #[test]
+    fn error_after_ends_with_an_error_object() {
+        let answer = Answer::new("a b c d".into(), None);
+        let out = render_stream(
+            &META,
+            &answer,
+            &StreamShape {
+                faults: Faults {
+                    error: Some(2),
+                    ..Faults::default()
+                },
+                ..shape(Some(USAGE))
+            },
+        );
+        assert_eq!(out.ending, Ending::Errored);
+        let ev = events(&out.bytes);
+        assert_eq!(ev.len(), 4, "role, 2 chunks, error");
+        assert_eq!(
+            parse(&ev[3]),
+            json!({"error": {"message": "The server had an error while processing your request. Sorry about that!",
+                "type": "server_error", "param": null, "code": null}})
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub(crate) enum EventKind<'a> {
     Role,
     /// A chunk of the answer, with the text whose tokens it takes to generate.
     Content(&'a str),
+    /// Framing around chunks, such as a tool call's name or a content block's start.
+    Frame,
     Malformed,
     /// The protocol's in-stream error (`error_after`).
     Error,

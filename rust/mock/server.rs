@@ -21,10 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::body::{MockBody, Paced};
-use super::openai::{ApiError, ChatRequest, StreamShape, Usage};
+use super::openai::{ApiError, ChatRequest, StreamShape};
 use super::openai::{render_completion, render_models, render_stream};
 use super::render::{Ending, EventKind, Faults, Meta, RenderedStream};
-use super::reply::{Answer, ENCODING, default_reply};
+use super::reply::{Answer, ENCODING, Usage, default_reply};
 use super::script::{CompiledScript, MockConfig, MockScript, Scripts};
 use super::stats::{InFlight, Outcome, Stats};
 use crate::tokens::count_chat_messages;
@@ -190,8 +190,8 @@ async fn json_response(
         tokio::time::sleep(delay).await;
     }
     let finish_reason = finish_reason(script, answer);
-    let usage = usage(request, answer);
-    let bytes = Bytes::from(render_completion(meta, &answer.text, finish_reason, usage));
+    let usage = usage(script, request, answer);
+    let bytes = Bytes::from(render_completion(meta, answer, finish_reason, usage));
     if script.truncate_after.is_some() {
         let frames = vec![(bytes.len() / 2, Duration::ZERO)];
         let len = bytes.len() as u64;
@@ -215,7 +215,9 @@ async fn stream_response(
     }
     let shape = StreamShape {
         finish_reason: finish_reason(script, answer),
-        usage: request.include_usage().then(|| usage(request, answer)),
+        usage: request
+            .include_usage()
+            .then(|| usage(script, request, answer)),
         faults: faults(script),
     };
     let rendered = render_stream(meta, answer, &shape);
@@ -243,20 +245,24 @@ fn faults(script: &MockScript) -> Faults {
     Faults {
         malformed: script.malformed_after,
         truncate: script.truncate_after,
-        error: None,
+        error: script.error_after,
     }
 }
 
 fn finish_reason<'a>(script: &'a MockScript, answer: &Answer) -> &'a str {
-    let computed = if answer.cut { "length" } else { "stop" };
+    let computed = super::openai::finish_reason(answer.stop());
     script.finish_reason.as_deref().unwrap_or(computed)
 }
 
-/// Exact counts: the prompt as the real API counts chat messages, the completion as sent.
-fn usage(request: &ChatRequest, answer: &Answer) -> Usage {
+/// Exact counts: the prompt as the real API counts chat messages (of which the script's
+/// `cached_tokens` were cache reads), the completion as sent.
+fn usage(script: &MockScript, request: &ChatRequest, answer: &Answer) -> Usage {
+    let prompt = count_chat_messages(ENCODING, &request.messages);
     Usage {
-        prompt_tokens: count_chat_messages(ENCODING, &request.messages),
-        completion_tokens: answer.completion_tokens,
+        prompt,
+        cached: prompt.min(script.cached_tokens as usize),
+        completion: answer.completion_tokens,
+        reasoning: answer.reasoning_tokens,
     }
 }
 
@@ -265,7 +271,7 @@ fn answer(compiled: &CompiledScript, request: &ChatRequest) -> Arc<Answer> {
     let chunks = compiled.script.chunks;
     let full = match &compiled.fixed {
         Some(fixed) => fixed.clone(),
-        None => Arc::new(Answer::new(default_reply(&request.messages), chunks)),
+        None => Arc::new(compiled.script.answer(default_reply(&request.messages))),
     };
     match request
         .max_tokens()

@@ -122,6 +122,34 @@ pub(super) fn content_of(events: &[String]) -> String {
         .collect()
 }
 
+/// The events of an SSE body, parsed as a client would.
+fn sse(body: &[u8]) -> Vec<crate::sse::Event> {
+    let mut parser = crate::sse::Parser::new();
+    let mut events = Vec::new();
+    parser.feed(body, &mut events).unwrap();
+    events
+}
+
+/// The JSON of every SSE event but `[DONE]`.
+fn sse_json(body: &[u8]) -> Vec<Value> {
+    sse(body)
+        .iter()
+        .filter(|e| e.data != "[DONE]")
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect()
+}
+
+fn tools_script() -> MockScript {
+    script(json!({
+        "thinking": "The user wants the weather, so I call the tool.",
+        "tool_calls": [
+            {"name": "get_weather", "arguments": r#"{"city": "Paris", "unit": "celsius"}"#},
+            {"name": "get_time", "arguments": r#"{"zone":"Europe/Paris"}"#}
+        ],
+        "cached_tokens": 4
+    }))
+}
+
 async fn wait_for(server: &MockServer, what: impl Fn(&MockStats) -> bool) -> MockStats {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
@@ -469,4 +497,74 @@ async fn multi_threaded_server_keeps_connections_alive() {
     server.shutdown();
     server.shutdown();
     assert!(TcpStream::connect(server.local_addr()).await.is_err());
+}
+
+#[tokio::test]
+async fn openai_thinking_tool_calls_and_cached_tokens() {
+    let server = start(with_model("m", tools_script()));
+    let request = chat("m", "Weather in Paris?");
+    let (status, _, body) = send(&server, "/v1/chat/completions", &request).await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], Value::Null);
+    assert_eq!(
+        choice["message"]["reasoning_content"],
+        "The user wants the weather, so I call the tool."
+    );
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls[1]["function"]["name"], "get_time");
+    let usage = body["usage"].clone();
+    let thinking = Encoding::O200kBase.count("The user wants the weather, so I call the tool.");
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
+    assert_eq!(
+        usage["completion_tokens_details"]["reasoning_tokens"],
+        thinking
+    );
+
+    let (_, _, body) = send(
+        &server,
+        "/v1/chat/completions",
+        &stream_chat("m", "Weather in Paris?", true),
+    )
+    .await;
+    let chunks = sse_json(&body.unwrap());
+    let mut arguments = vec![String::new(); 2];
+    let mut thinking_text = String::new();
+    for chunk in &chunks[..chunks.len() - 1] {
+        let delta = &chunk["choices"][0]["delta"];
+        thinking_text += delta["reasoning_content"].as_str().unwrap_or_default();
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            let index = call["index"].as_u64().unwrap() as usize;
+            arguments[index] += call["function"]["arguments"].as_str().unwrap();
+        }
+    }
+    assert_eq!(thinking_text, choice["message"]["reasoning_content"]);
+    for (streamed, call) in arguments.iter().zip(calls) {
+        assert_eq!(streamed, &call["function"]["arguments"]);
+    }
+    let finish = &chunks[chunks.len() - 2]["choices"][0];
+    assert_eq!(finish["finish_reason"], "tool_calls");
+    assert_eq!(chunks.last().unwrap()["usage"], usage);
+}
+
+#[tokio::test]
+async fn openai_error_after_sends_an_error_chunk() {
+    let server = start(with_model(
+        "m",
+        script(json!({"reply": "a b c d", "error_after": 2})),
+    ));
+    let (status, _, body) = send(
+        &server,
+        "/v1/chat/completions",
+        &stream_chat("m", "x", true),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let chunks = sse_json(&body.expect("ends cleanly"));
+    assert_eq!(chunks.len(), 4, "role, 2 chunks, error");
+    assert_eq!(chunks[3]["error"]["type"], "server_error");
+    let snap = wait_for(&server, |s| s.streams_truncated == 1).await;
+    assert_eq!((snap.streams_truncated, snap.client_disconnects), (1, 0));
 }
