@@ -7,61 +7,78 @@
 use std::borrow::Cow;
 use std::io::Write;
 
+use hyper::header::{AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::render::{EventKind, FaultEvents, Faults, Meta, RenderedStream, push_json_str};
+use super::protocol::{Prompt, Reject};
+use super::render::{EventKind, FaultEvents, Meta, RenderedStream, StreamShape, push_json_str};
 use super::reply::{Answer, Stop, Usage};
 
 /// Placeholder `system_fingerprint`, formatted like a real one.
 const SYSTEM_FINGERPRINT: &str = "fp_mock0000000";
 
+/// Reads a chat completion request.
+pub(crate) fn parse(body: &[u8]) -> Result<Prompt<'_>, Reject> {
+    let request = ChatRequest::parse(body)?;
+    Ok(Prompt {
+        stream: request.stream(),
+        include_usage: request.include_usage(),
+        max_tokens: request.max_tokens(),
+        model: request.model,
+        messages: request.messages,
+    })
+}
+
 /// The subset of a chat completion request that changes the mock's answer.
 #[derive(Debug, Deserialize)]
-pub(crate) struct ChatRequest<'a> {
+struct ChatRequest<'a> {
     #[serde(borrow)]
-    pub model: Cow<'a, str>,
-    pub messages: Vec<Value>,
-    pub stream: Option<bool>,
-    pub stream_options: Option<StreamOptions>,
-    pub max_completion_tokens: Option<u64>,
-    pub max_tokens: Option<u64>,
+    model: Cow<'a, str>,
+    messages: Vec<Value>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    max_completion_tokens: Option<u64>,
+    max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct StreamOptions {
-    pub include_usage: Option<bool>,
+struct StreamOptions {
+    include_usage: Option<bool>,
 }
 
 impl ChatRequest<'_> {
-    pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
+    fn parse(body: &[u8]) -> Result<ChatRequest<'_>, Reject> {
         let request: ChatRequest = serde_json::from_slice(body).map_err(|e| {
             let message = if e.is_data() {
                 format!("Invalid request body: {e}")
             } else {
                 format!("We could not parse the JSON body of your request: {e}")
             };
-            ApiError::invalid_request(message, None)
+            Reject::Invalid {
+                message,
+                param: None,
+            }
         })?;
         if request.messages.is_empty() {
-            return Err(ApiError::invalid_request(
-                "[] is too short - 'messages'".to_owned(),
-                Some("messages"),
-            ));
+            return Err(Reject::Invalid {
+                message: "[] is too short - 'messages'".to_owned(),
+                param: Some("messages"),
+            });
         }
         Ok(request)
     }
 
-    pub fn stream(&self) -> bool {
+    fn stream(&self) -> bool {
         self.stream == Some(true)
     }
 
-    pub fn include_usage(&self) -> bool {
+    fn include_usage(&self) -> bool {
         self.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true)
     }
 
     /// `max_completion_tokens` wins over the deprecated `max_tokens`, as upstream.
-    pub fn max_tokens(&self) -> Option<usize> {
+    fn max_tokens(&self) -> Option<usize> {
         self.max_completion_tokens
             .or(self.max_tokens)
             .map(|n| n as usize)
@@ -76,6 +93,19 @@ pub(crate) struct ApiError {
     pub kind: &'static str,
     pub param: Option<&'static str>,
     pub code: Option<&'static str>,
+}
+
+impl From<&Reject> for ApiError {
+    fn from(reject: &Reject) -> Self {
+        match reject {
+            Reject::Invalid { message, param } => {
+                ApiError::invalid_request(message.clone(), *param)
+            }
+            Reject::ModelNotFound(model) => ApiError::model_not_found(model),
+            Reject::Unauthorized { provided } => ApiError::invalid_api_key(*provided),
+            Reject::Injected(status) => ApiError::injected(*status),
+        }
+    }
 }
 
 impl ApiError {
@@ -213,6 +243,14 @@ fn push_usage(buf: &mut Vec<u8>, usage: Usage) {
     .expect("Vec write");
 }
 
+/// The `Authorization: Bearer` key.
+pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// A tool call id like the API's (`call_` and 24 characters), unique per response and call.
 fn push_call_id(buf: &mut Vec<u8>, meta: &Meta, index: usize) {
     write!(buf, "\"call_{:016x}{index:08x}\"", meta.id()).expect("Vec write");
@@ -266,15 +304,6 @@ pub(crate) fn render_completion(
     buf
 }
 
-/// What a stream sends besides the answer's chunks.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StreamShape<'a> {
-    pub finish_reason: &'a str,
-    /// `Some` when the client asked for `stream_options.include_usage`.
-    pub usage: Option<Usage>,
-    pub faults: Faults,
-}
-
 /// The SSE body of a streamed answer, shaped like the real API's: a role chunk, the thinking
 /// (`reasoning_content`) and content chunks, each tool call as a chunk naming it and chunks
 /// carrying pieces of its arguments, a finish chunk, the usage chunk (only with
@@ -283,11 +312,12 @@ pub(crate) fn render_stream<'a>(
     meta: &Meta,
     answer: &'a Answer,
     shape: &StreamShape,
+    include_usage: bool,
 ) -> RenderedStream<'a> {
     let mut prefix = Vec::with_capacity(192 + meta.model.len());
     prefix.extend_from_slice(b"data: ");
     push_head(&mut prefix, meta, "chat.completion.chunk");
-    let tail: &[u8] = if shape.usage.is_some() {
+    let tail: &[u8] = if include_usage {
         b",\"usage\":null}\n\n"
     } else {
         b"}\n\n"
@@ -378,10 +408,10 @@ pub(crate) fn render_stream<'a>(
     out.bytes.extend_from_slice(tail);
     out.end_event(EventKind::Finish);
 
-    if let Some(usage) = shape.usage {
+    if include_usage {
         out.bytes.extend_from_slice(&prefix);
         out.bytes.extend_from_slice(b"],\"usage\":");
-        push_usage(&mut out.bytes, usage);
+        push_usage(&mut out.bytes, shape.usage);
         out.bytes.extend_from_slice(b"}\n\n");
         out.end_event(EventKind::Usage);
     }
@@ -449,7 +479,7 @@ fn push_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock::render::Ending;
+    use crate::mock::render::{Ending, Faults};
     use crate::mock::reply::ToolCall;
     use serde_json::json;
 
@@ -465,10 +495,10 @@ mod tests {
         reasoning: 0,
     };
 
-    fn shape(usage: Option<Usage>) -> StreamShape<'static> {
+    fn shape() -> StreamShape<'static> {
         StreamShape {
             finish_reason: "stop",
-            usage,
+            usage: USAGE,
             faults: Faults::default(),
         }
     }
@@ -517,7 +547,7 @@ mod tests {
     #[test]
     fn stream_without_usage_has_no_usage_keys() {
         let answer = Answer::new("Hello big world".into(), None);
-        let out = render_stream(&META, &answer, &shape(None));
+        let out = render_stream(&META, &answer, &shape(), false);
         let ev = events(&out.bytes);
         assert_eq!(ev.len(), 6);
         assert_eq!(ev[5], "[DONE]");
@@ -562,7 +592,7 @@ mod tests {
     #[test]
     fn stream_with_usage_ends_with_usage_chunk() {
         let answer = Answer::new("Hello world".into(), None);
-        let out = render_stream(&META, &answer, &shape(Some(USAGE)));
+        let out = render_stream(&META, &answer, &shape(), true);
         let ev = events(&out.bytes);
         assert_eq!(ev.len(), 6);
         for e in &ev[..4] {
@@ -591,8 +621,9 @@ mod tests {
                     truncate: Some(2),
                     ..Faults::default()
                 },
-                ..shape(Some(USAGE))
+                ..shape()
             },
+            true,
         );
         let ev = events(&out.bytes);
         assert_eq!(out.ending, Ending::Truncated);
@@ -610,8 +641,9 @@ mod tests {
                     malformed: Some(1),
                     ..Faults::default()
                 },
-                ..shape(None)
+                ..shape()
             },
+            false,
         );
         let ev = events(&out.bytes);
         assert_eq!(ev.len(), 8);
@@ -630,8 +662,9 @@ mod tests {
                     truncate: Some(9),
                     error: None,
                 },
-                ..shape(None)
+                ..shape()
             },
+            false,
         );
         let kinds: Vec<EventKind> = out.events.iter().map(|e| e.0).collect();
         assert_eq!(kinds.last(), Some(&EventKind::Malformed));
@@ -676,7 +709,7 @@ mod tests {
     #[test]
     fn stream_with_thinking_and_tool_calls() {
         let answer = thinking_and_calls();
-        let out = render_stream(&META, &answer, &shape(None));
+        let out = render_stream(&META, &answer, &shape(), false);
         let chunks: Vec<Value> = events(&out.bytes)
             .iter()
             .filter(|e| *e != "[DONE]")
@@ -732,8 +765,9 @@ mod tests {
                     error: Some(2),
                     ..Faults::default()
                 },
-                ..shape(Some(USAGE))
+                ..shape()
             },
+            true,
         );
         assert_eq!(out.ending, Ending::Errored);
         let ev = events(&out.bytes);
@@ -759,12 +793,18 @@ mod tests {
         assert!(!r.stream() && !r.include_usage());
         assert_eq!(r.max_tokens(), None);
 
-        let err = ChatRequest::parse(b"{not json").unwrap_err();
+        let err = ApiError::from(&ChatRequest::parse(b"{not json").unwrap_err());
         assert_eq!((err.status, err.kind), (400, "invalid_request_error"));
-        let err = ChatRequest::parse(br#"{"messages":[]}"#).unwrap_err();
+        let err = ApiError::from(&ChatRequest::parse(br#"{"messages":[]}"#).unwrap_err());
         assert!(err.message.contains("model"), "{}", err.message);
         let err = ChatRequest::parse(br#"{"model":"m","messages":[]}"#).unwrap_err();
-        assert_eq!(err.param, Some("messages"));
+        assert!(matches!(
+            err,
+            Reject::Invalid {
+                param: Some("messages"),
+                ..
+            }
+        ));
     }
 
     #[test]

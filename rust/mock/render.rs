@@ -2,6 +2,8 @@
 //! ids from a counter, and streams rendered ahead of time with the offsets the server paces
 //! them by and the faults a script injects between their chunks.
 
+use super::reply::Usage;
+
 /// What identifies one response on the wire.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Meta<'a> {
@@ -19,6 +21,14 @@ impl Meta<'_> {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+}
+
+/// What a stream sends besides the answer's chunks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamShape<'a> {
+    pub finish_reason: &'a str,
+    pub usage: Usage,
+    pub faults: Faults,
 }
 
 /// One event of a rendered stream, as far as pacing and the tests care.

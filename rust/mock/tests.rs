@@ -35,7 +35,7 @@ async fn open(
     method: &str,
     path: &str,
     body: &str,
-    auth: Option<&str>,
+    headers: &[(&str, &str)],
 ) -> (
     impl Future<Output = hyper::Result<Response<Incoming>>> + use<>,
     JoinHandle<()>,
@@ -52,8 +52,8 @@ async fn open(
         .uri(path)
         .header("host", "mock")
         .header("content-type", "application/json");
-    if let Some(key) = auth {
-        request = request.header("authorization", format!("Bearer {key}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let request = request
         .body(Full::new(Bytes::from(body.to_owned())))
@@ -77,7 +77,22 @@ async fn send_with(
     body: &str,
     auth: Option<&str>,
 ) -> (u16, hyper::HeaderMap, Result<Bytes, String>) {
-    let (response, _conn) = open(server, method, path, body, auth).await;
+    let bearer = auth.map(|key| format!("Bearer {key}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|value| ("authorization", value.as_str()))
+        .collect();
+    send_headers(server, method, path, body, &headers).await
+}
+
+async fn send_headers(
+    server: &MockServer,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, Result<Bytes, String>) {
+    let (response, _conn) = open(server, method, path, body, headers).await;
     let (parts, body) = response.await.unwrap().into_parts();
     let body = body
         .collect()
@@ -326,7 +341,7 @@ async fn hang_counts_the_client_going_away() {
         "POST",
         "/v1/chat/completions",
         &chat("slow", "x").to_string(),
-        None,
+        &[],
     )
     .await;
     let pending = tokio::spawn(response);
@@ -351,7 +366,7 @@ async fn disconnect_while_pacing_is_seen_at_once() {
         "POST",
         "/v1/chat/completions",
         &stream_chat("m", "x", true).to_string(),
-        None,
+        &[],
     )
     .await;
     let mut body = response.await.unwrap().into_body();
@@ -387,7 +402,7 @@ async fn ttft_delays_first_chunk_not_head() {
         "POST",
         "/v1/chat/completions",
         &stream_chat("m", "x", false).to_string(),
-        None,
+        &[],
     )
     .await;
     let t0 = Instant::now();
@@ -567,4 +582,259 @@ async fn openai_error_after_sends_an_error_chunk() {
     assert_eq!(chunks[3]["error"]["type"], "server_error");
     let snap = wait_for(&server, |s| s.streams_truncated == 1).await;
     assert_eq!((snap.streams_truncated, snap.client_disconnects), (1, 0));
+}
+
+const ANTHROPIC: &[(&str, &str)] = &[("anthropic-version", "2023-06-01")];
+
+fn messages(model: &str, text: &str, stream: bool) -> Value {
+    json!({"model": model, "max_tokens": 1024, "stream": stream, "system": "Be brief.",
+        "messages": [{"role": "user", "content": text}]})
+}
+
+/// The prompt tokens of `messages(..)`: its system prompt and user message as chat messages.
+fn messages_prompt_tokens(text: &str) -> usize {
+    let chat = chat("m", text);
+    count_chat_messages(Encoding::O200kBase, chat["messages"].as_array().unwrap())
+}
+
+/// The `message` an Anthropic stream adds up to, assembled from its events as a client does.
+fn assemble_message(body: &[u8]) -> Value {
+    let mut message = Value::Null;
+    let mut partial_json: Vec<String> = Vec::new();
+    for event in sse(body) {
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        let name = event.event.unwrap();
+        assert_eq!(data["type"], name.as_str());
+        let index = data["index"].as_u64().unwrap_or_default() as usize;
+        match name.as_str() {
+            "message_start" => message = data["message"].clone(),
+            "content_block_start" => {
+                assert_eq!(index, partial_json.len());
+                let content = message["content"].as_array_mut().unwrap();
+                content.push(data["content_block"].clone());
+                partial_json.push(String::new());
+            }
+            "content_block_delta" => {
+                let block = &mut message["content"][index];
+                let delta = &data["delta"];
+                let (field, piece) = match delta["type"].as_str().unwrap() {
+                    "text_delta" => ("text", &delta["text"]),
+                    "thinking_delta" => ("thinking", &delta["thinking"]),
+                    "signature_delta" => ("signature", &delta["signature"]),
+                    "input_json_delta" => {
+                        partial_json[index] += delta["partial_json"].as_str().unwrap();
+                        continue;
+                    }
+                    other => panic!("unexpected delta {other}"),
+                };
+                let text = block[field].as_str().unwrap().to_owned() + piece.as_str().unwrap();
+                block[field] = json!(text);
+            }
+            "content_block_stop" => {
+                let block = &mut message["content"][index];
+                if block["type"] == "tool_use" {
+                    block["input"] = serde_json::from_str(&partial_json[index]).unwrap();
+                }
+            }
+            "message_delta" => {
+                message["stop_reason"] = data["delta"]["stop_reason"].clone();
+                message["stop_sequence"] = data["delta"]["stop_sequence"].clone();
+                message["usage"] = data["usage"].clone();
+            }
+            "message_stop" | "ping" => {}
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    message
+}
+
+/// A message without its ids, which differ between two requests.
+fn without_ids(mut message: Value) -> Value {
+    message["id"] = Value::Null;
+    for block in message["content"].as_array_mut().unwrap() {
+        if block.get("id").is_some() {
+            block["id"] = Value::Null;
+        }
+    }
+    message
+}
+
+#[tokio::test]
+async fn anthropic_json_and_stream_give_the_same_message() {
+    let mut tools = tools_script();
+    tools.reply = Some("Let me check.".into());
+    let server = start(with_model("claude", tools));
+    let request = messages("claude", "Weather in Paris?", false).to_string();
+    let (status, headers, body) =
+        send_headers(&server, "POST", "/v1/messages", &request, ANTHROPIC).await;
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (200, &"application/json".parse().unwrap())
+    );
+    let message: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    let types: Vec<&str> = message["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["thinking", "text", "tool_use", "tool_use"]);
+    assert_eq!(message["content"][1]["text"], "Let me check.");
+    assert_eq!(
+        message["content"][2]["input"],
+        json!({"city": "Paris", "unit": "celsius"})
+    );
+    assert_eq!(message["stop_reason"], "tool_use");
+    let thinking = Encoding::O200kBase.count("The user wants the weather, so I call the tool.");
+    let calls = Encoding::O200kBase.count("get_weather")
+        + Encoding::O200kBase.count(r#"{"city": "Paris", "unit": "celsius"}"#)
+        + Encoding::O200kBase.count("get_time")
+        + Encoding::O200kBase.count(r#"{"zone":"Europe/Paris"}"#);
+    let output = thinking + Encoding::O200kBase.count("Let me check.") + calls;
+    let prompt = messages_prompt_tokens("Weather in Paris?");
+    assert_eq!(
+        message["usage"],
+        json!({"input_tokens": prompt - 4, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 4, "output_tokens": output})
+    );
+
+    let request = messages("claude", "Weather in Paris?", true).to_string();
+    let (status, headers, body) =
+        send_headers(&server, "POST", "/v1/messages", &request, ANTHROPIC).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/event-stream; charset=utf-8");
+    let streamed = assemble_message(&body.unwrap());
+    assert_eq!(without_ids(streamed), without_ids(message));
+    let snap = wait_for(&server, |s| s.streams_completed == 1).await;
+    assert_eq!((snap.requests, snap.models["claude"]), (2, 2));
+}
+
+#[tokio::test]
+async fn anthropic_default_reply_and_max_tokens() {
+    let server = start(with_model(
+        "long",
+        script(json!({"reply": "alpha beta gamma delta epsilon", "chunks": 3})),
+    ));
+    let request = messages("any", "What is 2+2?", false).to_string();
+    let (_, _, body) = send_headers(&server, "POST", "/v1/messages", &request, ANTHROPIC).await;
+    let message: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(
+        message["content"],
+        json!([{"type": "text", "text": "Hello! You said: What is 2+2?."}])
+    );
+    assert_eq!(message["stop_reason"], "end_turn");
+    assert_eq!(message["model"], "any");
+
+    for stream in [false, true] {
+        let mut request = messages("long", "x", stream);
+        request["max_tokens"] = json!(2);
+        let (_, _, body) = send_headers(
+            &server,
+            "POST",
+            "/v1/messages",
+            &request.to_string(),
+            ANTHROPIC,
+        )
+        .await;
+        let body = body.unwrap();
+        let message = if stream {
+            assemble_message(&body)
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        };
+        assert_eq!(message["content"][0]["text"], "alpha beta");
+        assert_eq!(message["stop_reason"], "max_tokens");
+        assert_eq!(message["usage"]["output_tokens"], 2);
+    }
+}
+
+#[tokio::test]
+async fn anthropic_errors_have_the_api_shape() {
+    let mut config = with_model("locked", script(json!({"api_key": "sk-ant"})));
+    config.models.insert(
+        "busy".into(),
+        script(json!({"error_every": 1, "error_status": 529, "retry_after_s": 2})),
+    );
+    config.models.insert(
+        "flaky".into(),
+        script(json!({"reply": "a b c d", "error_after": 2})),
+    );
+    config.models.insert(
+        "cut".into(),
+        script(json!({"reply": "a b c d", "truncate_after": 2})),
+    );
+    config.strict = true;
+    let server = start(config);
+    let post = |body: Value, headers: &'static [(&'static str, &'static str)]| {
+        let server = &server;
+        async move {
+            let (status, headers, body) =
+                send_headers(server, "POST", "/v1/messages", &body.to_string(), headers).await;
+            (status, headers, body)
+        }
+    };
+    let error_of = |body: Result<Bytes, String>| {
+        let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        assert_eq!(body["type"], "error");
+        body["error"].clone()
+    };
+
+    let mut no_max = messages("locked", "x", false);
+    no_max.as_object_mut().unwrap().remove("max_tokens");
+    let (status, _, body) = post(no_max, ANTHROPIC).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error_of(body),
+        json!({"type": "invalid_request_error", "message": "max_tokens: Field required"})
+    );
+    let (status, _, body) = post(messages("nope", "x", false), ANTHROPIC).await;
+    assert_eq!(
+        (status, error_of(body)["type"].clone()),
+        (404, json!("not_found_error"))
+    );
+    let (status, _, body) = post(messages("locked", "x", false), ANTHROPIC).await;
+    assert_eq!(
+        (status, error_of(body)["type"].clone()),
+        (401, json!("authentication_error"))
+    );
+    let bearer = &[("authorization", "Bearer sk-ant")];
+    let (status, _, _) = post(messages("locked", "x", false), bearer).await;
+    assert_eq!(status, 401);
+    let keyed = &[("x-api-key", "sk-ant"), ("anthropic-version", "2023-06-01")];
+    let (status, _, _) = post(messages("locked", "x", false), keyed).await;
+    assert_eq!(status, 200);
+
+    let (status, headers, body) = post(messages("busy", "x", true), ANTHROPIC).await;
+    assert_eq!(
+        (status, &headers["retry-after"]),
+        (529, &"2".parse().unwrap())
+    );
+    assert_eq!(
+        error_of(body),
+        json!({"type": "overloaded_error", "message": "Overloaded"})
+    );
+
+    let (status, _, body) = post(messages("flaky", "x", true), ANTHROPIC).await;
+    assert_eq!(status, 200);
+    let events = sse(&body.expect("ends cleanly"));
+    let last = events.last().unwrap();
+    assert_eq!(last.event.as_deref(), Some("error"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&last.data).unwrap(),
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    );
+    let text_deltas = events
+        .iter()
+        .filter(|e| e.data.contains("text_delta"))
+        .count();
+    assert_eq!(text_deltas, 2);
+
+    let (status, _, body) = post(messages("cut", "x", true), ANTHROPIC).await;
+    assert_eq!(status, 200);
+    assert!(body.is_err(), "aborted stream must not look complete");
+    let snap = wait_for(&server, |s| s.streams_truncated == 2).await;
+    assert_eq!(
+        (snap.requests, snap.errors_injected, snap.streams_truncated),
+        (8, 1, 2)
+    );
 }
