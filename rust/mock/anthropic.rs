@@ -13,7 +13,7 @@ use hyper::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::protocol::{Prompt, Reject};
+use super::protocol::{Delivery, Prompt, Reject};
 use super::render::{EventKind, FaultEvents, Meta, RenderedStream, StreamShape, push_json_str};
 use super::reply::{Answer, Stop, Usage};
 
@@ -62,8 +62,13 @@ pub(crate) fn parse(body: &[u8]) -> Result<Prompt<'_>, Reject> {
         model,
         messages,
         max_tokens: Some(max_tokens as usize),
-        stream: request.stream == Some(true),
+        delivery: if request.stream == Some(true) {
+            Delivery::Events
+        } else {
+            Delivery::Whole
+        },
         include_usage: false,
+        show_thinking: true,
     })
 }
 
@@ -453,7 +458,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((prompt.model.as_ref(), prompt.max_tokens), ("m", Some(9)));
-        assert!(prompt.stream);
+        assert_eq!(prompt.delivery, Delivery::Events);
         assert_eq!(
             prompt.messages[0],
             json!({"role": "system", "content": "Be brief."})

@@ -7,6 +7,7 @@
 
 mod anthropic;
 mod body;
+mod gemini;
 mod openai;
 mod protocol;
 mod render;

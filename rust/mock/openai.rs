@@ -11,7 +11,7 @@ use hyper::header::{AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::protocol::{Prompt, Reject};
+use super::protocol::{Delivery, Prompt, Reject};
 use super::render::{EventKind, FaultEvents, Meta, RenderedStream, StreamShape, push_json_str};
 use super::reply::{Answer, Stop, Usage};
 
@@ -22,8 +22,13 @@ const SYSTEM_FINGERPRINT: &str = "fp_mock0000000";
 pub(crate) fn parse(body: &[u8]) -> Result<Prompt<'_>, Reject> {
     let request = ChatRequest::parse(body)?;
     Ok(Prompt {
-        stream: request.stream(),
+        delivery: if request.stream() {
+            Delivery::Events
+        } else {
+            Delivery::Whole
+        },
         include_usage: request.include_usage(),
+        show_thinking: true,
         max_tokens: request.max_tokens(),
         model: request.model,
         messages: request.messages,

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::render::{Meta, RenderedStream, StreamShape};
 use super::reply::{Answer, Stop, Usage};
-use super::{anthropic, openai};
+use super::{anthropic, gemini, openai};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Protocol {
@@ -16,6 +16,8 @@ pub(crate) enum Protocol {
     OpenAi,
     /// Anthropic Messages: `POST /v1/messages`.
     Anthropic,
+    /// Gemini: `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent`.
+    Gemini,
 }
 
 /// A request of any protocol, reduced to what its answer and the answer's rendering depend on.
@@ -26,9 +28,22 @@ pub(crate) struct Prompt<'a> {
     /// usage and quoted by the default reply.
     pub messages: Vec<Value>,
     pub max_tokens: Option<usize>,
-    pub stream: bool,
+    pub delivery: Delivery,
     /// Chat Completions: the client asked for the usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// The thinking is sent, not just counted (Gemini: `thinkingConfig.includeThoughts`).
+    pub show_thinking: bool,
+}
+
+/// How the client wants the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// One JSON object.
+    Whole,
+    /// A stream of SSE events.
+    Events,
+    /// A stream of the elements of one JSON array (Gemini without `alt=sse`).
+    Array,
 }
 
 /// Why a request gets an error instead of an answer, before a protocol words it.
@@ -48,10 +63,11 @@ pub(crate) enum Reject {
 }
 
 impl Protocol {
-    pub fn parse(self, body: &[u8]) -> Result<Prompt<'_>, Reject> {
+    pub fn parse<'a>(self, head: &Parts, body: &'a [u8]) -> Result<Prompt<'a>, Reject> {
         match self {
             Protocol::OpenAi => openai::parse(body),
             Protocol::Anthropic => anthropic::parse(body),
+            Protocol::Gemini => gemini::parse(head, body),
         }
     }
 
@@ -60,6 +76,7 @@ impl Protocol {
         match self {
             Protocol::OpenAi => openai::api_key(&head.headers),
             Protocol::Anthropic => anthropic::api_key(&head.headers),
+            Protocol::Gemini => gemini::api_key(head),
         }
     }
 
@@ -71,6 +88,7 @@ impl Protocol {
                 (error.status, error.render())
             }
             Protocol::Anthropic => anthropic::error(reject),
+            Protocol::Gemini => gemini::error(reject),
         }
     }
 
@@ -79,12 +97,14 @@ impl Protocol {
         match self {
             Protocol::OpenAi => openai::finish_reason(stop),
             Protocol::Anthropic => anthropic::stop_reason(stop),
+            Protocol::Gemini => gemini::finish_reason(stop),
         }
     }
 
     /// The whole answer as one JSON object.
     pub fn render_json(
         self,
+        prompt: &Prompt,
         meta: &Meta,
         answer: &Answer,
         finish_reason: &str,
@@ -93,6 +113,9 @@ impl Protocol {
         match self {
             Protocol::OpenAi => openai::render_completion(meta, answer, finish_reason, usage),
             Protocol::Anthropic => anthropic::render_message(meta, answer, finish_reason, usage),
+            Protocol::Gemini => {
+                gemini::render_response(meta, answer, finish_reason, usage, prompt.show_thinking)
+            }
         }
     }
 
@@ -106,6 +129,18 @@ impl Protocol {
         match self {
             Protocol::OpenAi => openai::render_stream(meta, answer, shape, prompt.include_usage),
             Protocol::Anthropic => anthropic::render_stream(meta, answer, shape),
+            Protocol::Gemini => {
+                let sse = prompt.delivery == Delivery::Events;
+                gemini::render_stream(meta, answer, shape, prompt.show_thinking, sse)
+            }
+        }
+    }
+
+    pub fn stream_content_type(self, delivery: Delivery) -> &'static str {
+        match (self, delivery) {
+            (_, Delivery::Array) => "application/json",
+            (Protocol::Gemini, _) => "text/event-stream",
+            _ => "text/event-stream; charset=utf-8",
         }
     }
 }

@@ -20,8 +20,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::body::{MockBody, Paced};
+use super::gemini;
 use super::openai::{ApiError, render_models};
-use super::protocol::{Prompt, Protocol, Reject};
+use super::protocol::{Delivery, Prompt, Protocol, Reject};
 use super::render::{Ending, EventKind, Faults, Meta, RenderedStream, StreamShape};
 use super::reply::{Answer, ENCODING, Usage, default_reply};
 use super::script::{CompiledScript, MockConfig, MockScript, Scripts};
@@ -102,6 +103,13 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Response<MockBody
             json(StatusCode::OK, shared.scripts.load().config.to_json())
         }
         "/mock/config" if method == Method::PUT => reload(shared, request).await,
+        path if gemini::endpoint(path).is_some() => {
+            if method == Method::POST {
+                complete(shared, request, Protocol::Gemini).await
+            } else {
+                error(&ApiError::invalid_url(method.as_str(), path, 405))
+            }
+        }
         path @ ("/v1/chat/completions"
         | "/v1/messages"
         | "/v1/models"
@@ -150,7 +158,7 @@ async fn complete(
         );
     };
     let body = body.to_bytes();
-    let prompt = match protocol.parse(&body) {
+    let prompt = match protocol.parse(&head, &body) {
         Ok(prompt) => prompt,
         Err(e) => return reject(protocol, &e),
     };
@@ -185,11 +193,11 @@ async fn complete(
         model: &prompt.model,
     };
     let usage = usage(script, &prompt, &answer);
-    if prompt.stream {
+    if prompt.delivery == Delivery::Whole {
+        json_response(protocol, script, &prompt, &answer, usage, &meta, guard).await
+    } else {
         shared.stats.stream_started();
         stream_response(protocol, script, &prompt, &answer, usage, &meta, guard).await
-    } else {
-        json_response(protocol, script, &answer, usage, &meta, guard).await
     }
 }
 
@@ -198,6 +206,7 @@ async fn complete(
 async fn json_response(
     protocol: Protocol,
     script: &MockScript,
+    prompt: &Prompt<'_>,
     answer: &Answer,
     usage: Usage,
     meta: &Meta<'_>,
@@ -208,7 +217,7 @@ async fn json_response(
         tokio::time::sleep(delay).await;
     }
     let finish_reason = finish_reason(protocol, script, answer);
-    let bytes = Bytes::from(protocol.render_json(meta, answer, finish_reason, usage));
+    let bytes = Bytes::from(protocol.render_json(prompt, meta, answer, finish_reason, usage));
     if script.truncate_after.is_some() {
         let frames = vec![(bytes.len() / 2, Duration::ZERO)];
         let len = bytes.len() as u64;
@@ -254,7 +263,7 @@ async fn stream_response(
     }
     let mut response = with_type(
         MockBody::Paced(Box::new(body)),
-        "text/event-stream; charset=utf-8",
+        protocol.stream_content_type(prompt.delivery),
     );
     response
         .headers_mut()
@@ -442,6 +451,7 @@ mod tests {
         for (protocol, name, value) in [
             (Protocol::OpenAi, "authorization", "Bearer k"),
             (Protocol::Anthropic, "x-api-key", "k"),
+            (Protocol::Gemini, "x-goog-api-key", "k"),
         ] {
             let wrong = value.replace('k', "nope");
             assert_eq!(

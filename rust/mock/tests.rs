@@ -838,3 +838,241 @@ async fn anthropic_errors_have_the_api_shape() {
         (8, 1, 2)
     );
 }
+
+fn gemini_request(text: &str, include_thoughts: bool) -> Value {
+    json!({
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "contents": [{"role": "user", "parts": [{"text": text}]}],
+        "generationConfig": {"thinkingConfig": {"includeThoughts": include_thoughts}}
+    })
+}
+
+/// The response a stream of Gemini chunks adds up to, merged as a client does: consecutive
+/// text parts of the same kind joined, function calls appended, the last chunk's finish
+/// reason and usage.
+fn merge_chunks(chunks: &[Value]) -> Value {
+    let mut parts: Vec<Value> = Vec::new();
+    for chunk in chunks {
+        for part in chunk["candidates"][0]["content"]["parts"]
+            .as_array()
+            .unwrap()
+        {
+            let Some(text) = part["text"].as_str() else {
+                parts.push(part.clone());
+                continue;
+            };
+            match parts.last_mut() {
+                Some(last) if last["text"].is_string() && last["thought"] == part["thought"] => {
+                    last["text"] = json!(last["text"].as_str().unwrap().to_owned() + text);
+                }
+                _ if text.is_empty() => {}
+                _ => parts.push(part.clone()),
+            }
+        }
+    }
+    let last = chunks.last().unwrap();
+    json!({
+        "parts": parts,
+        "finishReason": last["candidates"][0]["finishReason"],
+        "usageMetadata": last["usageMetadata"],
+    })
+}
+
+/// The same view of a whole response.
+fn gemini_view(response: &Value) -> Value {
+    json!({
+        "parts": response["candidates"][0]["content"]["parts"],
+        "finishReason": response["candidates"][0]["finishReason"],
+        "usageMetadata": response["usageMetadata"],
+    })
+}
+
+#[tokio::test]
+async fn gemini_json_and_streams_give_the_same_response() {
+    let mut tools = tools_script();
+    tools.reply = Some("Let me check.".into());
+    let server = start(with_model("gemini-pro", tools));
+    let base = "/v1beta/models/gemini-pro";
+    let post = |path: String, include_thoughts: bool| {
+        let server = &server;
+        async move {
+            let body = gemini_request("Weather in Paris?", include_thoughts).to_string();
+            send_headers(server, "POST", &path, &body, &[]).await
+        }
+    };
+
+    let (status, _, body) = post(format!("{base}:generateContent"), true).await;
+    assert_eq!(status, 200);
+    let whole: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(whole["modelVersion"], "gemini-pro");
+    let view = gemini_view(&whole);
+    let parts = view["parts"].as_array().unwrap();
+    assert_eq!(
+        parts[0],
+        json!({"text": "The user wants the weather, so I call the tool.", "thought": true})
+    );
+    assert_eq!(parts[1], json!({"text": "Let me check."}));
+    assert_eq!(
+        parts[2]["functionCall"],
+        json!({"name": "get_weather", "args": {"city": "Paris", "unit": "celsius"}})
+    );
+    assert!(parts[2]["thoughtSignature"].is_string());
+    assert_eq!(view["finishReason"], "STOP");
+    let thinking = Encoding::O200kBase.count("The user wants the weather, so I call the tool.");
+    let calls = Encoding::O200kBase.count("get_weather")
+        + Encoding::O200kBase.count(r#"{"city": "Paris", "unit": "celsius"}"#)
+        + Encoding::O200kBase.count("get_time")
+        + Encoding::O200kBase.count(r#"{"zone":"Europe/Paris"}"#);
+    let candidates = Encoding::O200kBase.count("Let me check.") + calls;
+    let prompt = messages_prompt_tokens("Weather in Paris?");
+    assert_eq!(
+        view["usageMetadata"],
+        json!({"promptTokenCount": prompt, "candidatesTokenCount": candidates,
+            "totalTokenCount": prompt + thinking + candidates, "cachedContentTokenCount": 4,
+            "thoughtsTokenCount": thinking})
+    );
+
+    let (status, headers, body) = post(format!("{base}:streamGenerateContent?alt=sse"), true).await;
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (200, &"text/event-stream".parse().unwrap())
+    );
+    let events = sse(&body.unwrap());
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event.is_none() && e.data != "[DONE]")
+    );
+    let chunks: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    assert!(chunks.len() > 5);
+    assert_eq!(merge_chunks(&chunks), view);
+
+    let (_, headers, body) = post(format!("{base}:streamGenerateContent"), true).await;
+    assert_eq!(headers["content-type"], "application/json");
+    let array: Vec<Value> = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(merge_chunks(&array), view);
+
+    // Without includeThoughts the thinking is counted but not sent.
+    let (_, _, body) = post(format!("{base}:generateContent"), false).await;
+    let hidden = gemini_view(&serde_json::from_slice(&body.unwrap()).unwrap());
+    assert_eq!(hidden["usageMetadata"], view["usageMetadata"]);
+    assert_eq!(hidden["parts"].as_array().unwrap()[..], parts[1..]);
+    let (_, _, body) = post(format!("{base}:streamGenerateContent?alt=sse"), false).await;
+    assert_eq!(merge_chunks(&sse_json(&body.unwrap())), hidden);
+
+    let snap = wait_for(&server, |s| s.streams_completed == 3).await;
+    assert_eq!(
+        (
+            snap.requests,
+            snap.models["gemini-pro"],
+            snap.streams_completed
+        ),
+        (5, 5, 3)
+    );
+}
+
+#[tokio::test]
+async fn gemini_default_reply_and_max_tokens() {
+    let server = start(with_model(
+        "long",
+        script(json!({"reply": "alpha beta gamma delta epsilon"})),
+    ));
+    let body = gemini_request("What is 2+2?", false).to_string();
+    let path = "/v1beta/models/any:generateContent";
+    let (_, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    let response: Value = serde_json::from_slice(&response.unwrap()).unwrap();
+    assert_eq!(
+        response["candidates"][0]["content"],
+        json!({"parts": [{"text": "Hello! You said: What is 2+2?."}], "role": "model"})
+    );
+
+    let mut request = gemini_request("x", false);
+    request["generationConfig"]["maxOutputTokens"] = json!(2);
+    for path in [
+        "/v1beta/models/long:generateContent",
+        "/v1beta/models/long:streamGenerateContent?alt=sse",
+    ] {
+        let (_, _, body) = send_headers(&server, "POST", path, &request.to_string(), &[]).await;
+        let body = body.unwrap();
+        let view = if path.contains("stream") {
+            merge_chunks(&sse_json(&body))
+        } else {
+            gemini_view(&serde_json::from_slice(&body).unwrap())
+        };
+        assert_eq!(view["parts"], json!([{"text": "alpha beta"}]));
+        assert_eq!(view["finishReason"], "MAX_TOKENS");
+        assert_eq!(view["usageMetadata"]["candidatesTokenCount"], 2);
+    }
+}
+
+#[tokio::test]
+async fn gemini_errors_have_the_api_shape() {
+    let mut config = with_model("locked", script(json!({"api_key": "gk"})));
+    config.models.insert(
+        "busy".into(),
+        script(json!({"error_every": 1, "error_status": 503})),
+    );
+    config.models.insert(
+        "flaky".into(),
+        script(json!({"reply": "a b c d", "error_after": 3})),
+    );
+    config.strict = true;
+    let server = start(config);
+    let body = gemini_request("x", false).to_string();
+    let status_of = |body: Result<Bytes, String>| {
+        let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        body["error"]["status"].clone()
+    };
+
+    let path = "/v1beta/models/locked:generateContent";
+    let (status, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    assert_eq!(
+        (status, status_of(response)),
+        (401, json!("UNAUTHENTICATED"))
+    );
+    let wrong = &[("x-goog-api-key", "nope")];
+    let (status, _, _) = send_headers(&server, "POST", path, &body, wrong).await;
+    assert_eq!(status, 401);
+    let (status, _, _) =
+        send_headers(&server, "POST", path, &body, &[("x-goog-api-key", "gk")]).await;
+    assert_eq!(status, 200);
+    let keyed = "/v1beta/models/locked:generateContent?key=gk";
+    let (status, _, _) = send_headers(&server, "POST", keyed, &body, &[]).await;
+    assert_eq!(status, 200);
+
+    let path = "/v1beta/models/nope:generateContent";
+    let (status, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    assert_eq!((status, status_of(response)), (404, json!("NOT_FOUND")));
+    let path = "/v1beta/models/locked:generateContent?key=gk";
+    let (status, _, response) =
+        send_headers(&server, "POST", path, r#"{"contents":[]}"#, &[]).await;
+    assert_eq!(
+        (status, status_of(response)),
+        (400, json!("INVALID_ARGUMENT"))
+    );
+    let (status, _, _) = send_headers(&server, "GET", path, "", &[]).await;
+    assert_eq!(status, 405);
+
+    let path = "/v1beta/models/busy:streamGenerateContent?alt=sse";
+    let (status, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    let response: Value = serde_json::from_slice(&response.unwrap()).unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(
+        response,
+        json!({"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
+            "status": "UNAVAILABLE"}})
+    );
+
+    let path = "/v1beta/models/flaky:streamGenerateContent?alt=sse";
+    let (status, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    assert_eq!(status, 200);
+    let chunks = sse_json(&response.expect("ends cleanly"));
+    assert_eq!(chunks.len(), 4);
+    assert_eq!(chunks[3]["error"]["code"], 500);
+    assert_eq!(chunks[3]["error"]["status"], "INTERNAL");
+    let snap = wait_for(&server, |s| s.streams_truncated == 1).await;
+    assert_eq!((snap.requests, snap.errors_injected), (8, 1));
+}
