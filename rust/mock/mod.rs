@@ -5,8 +5,12 @@
 //! Endpoints: `POST /v1/chat/completions`, `GET /v1/models`, `GET /mock/stats`, and
 //! `GET`/`PUT /mock/config` to read or replace the scripts of a running server.
 
+mod anthropic;
 mod body;
+mod gemini;
 mod openai;
+mod protocol;
+mod render;
 mod reply;
 mod script;
 mod server;

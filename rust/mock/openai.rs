@@ -7,60 +7,83 @@
 use std::borrow::Cow;
 use std::io::Write;
 
+use hyper::header::{AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::reply::Answer;
+use super::protocol::{Delivery, Prompt, Reject};
+use super::render::{EventKind, FaultEvents, Meta, RenderedStream, StreamShape, push_json_str};
+use super::reply::{Answer, Stop, Usage};
 
 /// Placeholder `system_fingerprint`, formatted like a real one.
 const SYSTEM_FINGERPRINT: &str = "fp_mock0000000";
 
+/// Reads a chat completion request.
+pub(crate) fn parse(body: &[u8]) -> Result<Prompt<'_>, Reject> {
+    let request = ChatRequest::parse(body)?;
+    Ok(Prompt {
+        delivery: if request.stream() {
+            Delivery::Events
+        } else {
+            Delivery::Whole
+        },
+        include_usage: request.include_usage(),
+        show_thinking: true,
+        max_tokens: request.max_tokens(),
+        model: request.model,
+        messages: request.messages,
+    })
+}
+
 /// The subset of a chat completion request that changes the mock's answer.
 #[derive(Debug, Deserialize)]
-pub(crate) struct ChatRequest<'a> {
+struct ChatRequest<'a> {
     #[serde(borrow)]
-    pub model: Cow<'a, str>,
-    pub messages: Vec<Value>,
-    pub stream: Option<bool>,
-    pub stream_options: Option<StreamOptions>,
-    pub max_completion_tokens: Option<u64>,
-    pub max_tokens: Option<u64>,
+    model: Cow<'a, str>,
+    messages: Vec<Value>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    max_completion_tokens: Option<u64>,
+    max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct StreamOptions {
-    pub include_usage: Option<bool>,
+struct StreamOptions {
+    include_usage: Option<bool>,
 }
 
 impl ChatRequest<'_> {
-    pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
+    fn parse(body: &[u8]) -> Result<ChatRequest<'_>, Reject> {
         let request: ChatRequest = serde_json::from_slice(body).map_err(|e| {
             let message = if e.is_data() {
                 format!("Invalid request body: {e}")
             } else {
                 format!("We could not parse the JSON body of your request: {e}")
             };
-            ApiError::invalid_request(message, None)
+            Reject::Invalid {
+                message,
+                param: None,
+            }
         })?;
         if request.messages.is_empty() {
-            return Err(ApiError::invalid_request(
-                "[] is too short - 'messages'".to_owned(),
-                Some("messages"),
-            ));
+            return Err(Reject::Invalid {
+                message: "[] is too short - 'messages'".to_owned(),
+                param: Some("messages"),
+            });
         }
         Ok(request)
     }
 
-    pub fn stream(&self) -> bool {
+    fn stream(&self) -> bool {
         self.stream == Some(true)
     }
 
-    pub fn include_usage(&self) -> bool {
+    fn include_usage(&self) -> bool {
         self.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true)
     }
 
     /// `max_completion_tokens` wins over the deprecated `max_tokens`, as upstream.
-    pub fn max_tokens(&self) -> Option<usize> {
+    fn max_tokens(&self) -> Option<usize> {
         self.max_completion_tokens
             .or(self.max_tokens)
             .map(|n| n as usize)
@@ -75,6 +98,19 @@ pub(crate) struct ApiError {
     pub kind: &'static str,
     pub param: Option<&'static str>,
     pub code: Option<&'static str>,
+}
+
+impl From<&Reject> for ApiError {
+    fn from(reject: &Reject) -> Self {
+        match reject {
+            Reject::Invalid { message, param } => {
+                ApiError::invalid_request(message.clone(), *param)
+            }
+            Reject::ModelNotFound(model) => ApiError::model_not_found(model),
+            Reject::Unauthorized { provided } => ApiError::invalid_api_key(*provided),
+            Reject::Injected(status) => ApiError::injected(*status),
+        }
+    }
 }
 
 impl ApiError {
@@ -168,165 +204,204 @@ impl ApiError {
     }
 }
 
-/// What identifies one response on the wire.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Meta<'a> {
-    /// Per-server sequence number, scrambled into the `chatcmpl-` id.
-    pub seq: u64,
-    pub created: u64,
-    pub model: &'a str,
+/// The fields every chat completion object and chunk opens with, up to `"choices":[`.
+fn push_head(buf: &mut Vec<u8>, meta: &Meta, object: &str) {
+    write!(
+        buf,
+        "{{\"id\":\"chatcmpl-{:016x}\",\"object\":\"{object}\",",
+        meta.id()
+    )
+    .expect("Vec write");
+    write!(buf, "\"created\":{},\"model\":", meta.created).expect("Vec write");
+    push_json_str(buf, meta.model);
+    write!(
+        buf,
+        ",\"system_fingerprint\":\"{SYSTEM_FINGERPRINT}\",\"choices\":["
+    )
+    .expect("Vec write");
 }
 
-impl Meta<'_> {
-    fn push_head(&self, buf: &mut Vec<u8>, object: &str) {
-        write!(
-            buf,
-            "{{\"id\":\"chatcmpl-{:016x}\",\"object\":\"{object}\",",
-            scramble(self.seq)
-        )
-        .expect("Vec write");
-        write!(buf, "\"created\":{},\"model\":", self.created).expect("Vec write");
-        push_json_str(buf, self.model);
-        write!(
-            buf,
-            ",\"system_fingerprint\":\"{SYSTEM_FINGERPRINT}\",\"choices\":["
-        )
-        .expect("Vec write");
+/// `finish_reason` of an answer that stopped for `stop`.
+pub(crate) fn finish_reason(stop: Stop) -> &'static str {
+    match stop {
+        Stop::End => "stop",
+        Stop::MaxTokens => "length",
+        Stop::ToolCalls => "tool_calls",
     }
 }
 
-/// Token usage of one completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Usage {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
+fn push_usage(buf: &mut Vec<u8>, usage: Usage) {
+    let Usage {
+        prompt: p,
+        cached,
+        completion: c,
+        reasoning,
+    } = usage;
+    write!(
+        buf,
+        "{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{},\
+         \"prompt_tokens_details\":{{\"cached_tokens\":{cached},\"audio_tokens\":0}},\
+         \"completion_tokens_details\":{{\"reasoning_tokens\":{reasoning},\"audio_tokens\":0,\
+         \"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}}",
+        p + c
+    )
+    .expect("Vec write");
 }
 
-impl Usage {
-    fn push(self, buf: &mut Vec<u8>) {
-        let Usage {
-            prompt_tokens: p,
-            completion_tokens: c,
-        } = self;
-        write!(
-            buf,
-            "{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{},\
-             \"prompt_tokens_details\":{{\"cached_tokens\":0,\"audio_tokens\":0}},\
-             \"completion_tokens_details\":{{\"reasoning_tokens\":0,\"audio_tokens\":0,\
-             \"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}}",
-            p + c
-        )
-        .expect("Vec write");
-    }
+/// The `Authorization: Bearer` key.
+pub(crate) fn api_key(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// A `chat.completion` object.
+/// A tool call id like the API's (`call_` and 24 characters), unique per response and call.
+fn push_call_id(buf: &mut Vec<u8>, meta: &Meta, index: usize) {
+    write!(buf, "\"call_{:016x}{index:08x}\"", meta.id()).expect("Vec write");
+}
+
+/// A `chat.completion` object. Thinking goes in `reasoning_content` (as DeepSeek and ZenMux
+/// send it); `content` is null when the model only calls tools.
 pub(crate) fn render_completion(
     meta: &Meta,
-    text: &str,
+    answer: &Answer,
     finish_reason: &str,
     usage: Usage,
 ) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(512 + text.len() + meta.model.len());
-    meta.push_head(&mut buf, "chat.completion");
+    let text = answer.text.as_str();
+    let calls = &answer.tool_calls;
+    let mut buf = Vec::with_capacity(
+        512 + text.len() + answer.thinking.as_str().len() + meta.model.len() + 160 * calls.len(),
+    );
+    push_head(&mut buf, meta, "chat.completion");
     buf.extend_from_slice(b"{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    push_json_str(&mut buf, text);
+    if text.is_empty() && !calls.is_empty() {
+        buf.extend_from_slice(b"null");
+    } else {
+        push_json_str(&mut buf, text);
+    }
+    if !answer.thinking.is_empty() {
+        buf.extend_from_slice(b",\"reasoning_content\":");
+        push_json_str(&mut buf, answer.thinking.as_str());
+    }
+    if !calls.is_empty() {
+        buf.extend_from_slice(b",\"tool_calls\":[");
+        for (i, call) in calls.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            buf.extend_from_slice(b"{\"id\":");
+            push_call_id(&mut buf, meta, i);
+            buf.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+            push_json_str(&mut buf, &call.name);
+            buf.extend_from_slice(b",\"arguments\":");
+            push_json_str(&mut buf, call.arguments.as_str());
+            buf.extend_from_slice(b"}}");
+        }
+        buf.push(b']');
+    }
     buf.extend_from_slice(b",\"refusal\":null},\"logprobs\":null,\"finish_reason\":");
     push_json_str(&mut buf, finish_reason);
     buf.extend_from_slice(b"}],\"usage\":");
-    usage.push(&mut buf);
+    push_usage(&mut buf, usage);
     buf.push(b'}');
     buf
 }
 
-/// What a stream sends besides the answer's chunks.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct StreamShape<'a> {
-    pub finish_reason: &'a str,
-    /// `Some` when the client asked for `stream_options.include_usage`.
-    pub usage: Option<Usage>,
-    pub malformed_after: Option<usize>,
-    pub truncate_after: Option<usize>,
-}
-
-/// One SSE event of a rendered stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EventKind {
-    Role,
-    /// The n-th content chunk.
-    Content(usize),
-    Malformed,
-    Finish,
-    Usage,
-    Done,
-}
-
-/// A rendered stream: all events back to back, and where each one ends.
-#[derive(Debug, Default)]
-pub(crate) struct RenderedStream {
-    pub bytes: Vec<u8>,
-    pub events: Vec<(EventKind, usize)>,
-    /// Ended by `truncate_after` (no finish, usage or `[DONE]`).
-    pub truncated: bool,
-}
-
-impl RenderedStream {
-    fn end_event(&mut self, kind: EventKind) {
-        self.events.push((kind, self.bytes.len()));
-    }
-}
-
-/// The SSE body of a streamed answer, shaped like the real API's: a role chunk, content
-/// chunks, a finish chunk, the usage chunk (only with `include_usage`; then every other chunk has
-/// `"usage":null`), and `data: [DONE]`.
-pub(crate) fn render_stream(meta: &Meta, answer: &Answer, shape: &StreamShape) -> RenderedStream {
+/// The SSE body of a streamed answer, shaped like the real API's: a role chunk, the thinking
+/// (`reasoning_content`) and content chunks, each tool call as a chunk naming it and chunks
+/// carrying pieces of its arguments, a finish chunk, the usage chunk (only with
+/// `include_usage`; then every other chunk has `"usage":null`), and `data: [DONE]`.
+pub(crate) fn render_stream<'a>(
+    meta: &Meta,
+    answer: &'a Answer,
+    shape: &StreamShape,
+    include_usage: bool,
+) -> RenderedStream<'a> {
     let mut prefix = Vec::with_capacity(192 + meta.model.len());
     prefix.extend_from_slice(b"data: ");
-    meta.push_head(&mut prefix, "chat.completion.chunk");
-    let tail: &[u8] = if shape.usage.is_some() {
+    push_head(&mut prefix, meta, "chat.completion.chunk");
+    let tail: &[u8] = if include_usage {
         b",\"usage\":null}\n\n"
     } else {
         b"}\n\n"
     };
+    let calls = &answer.tool_calls;
+    let events = answer.thinking.pieces().len()
+        + answer.text.pieces().len()
+        + calls
+            .iter()
+            .map(|c| c.arguments.pieces().len() + 1)
+            .sum::<usize>();
     let per_chunk = prefix.len() + tail.len() + 64;
-    let pieces = answer.pieces();
-    let mut out = RenderedStream {
-        bytes: Vec::with_capacity(per_chunk * (pieces.len() + 3) + answer.text.len() * 2),
-        events: Vec::with_capacity(pieces.len() + 5),
-        truncated: false,
-    };
-    let choice_end: &[u8] = b"},\"logprobs\":null,\"finish_reason\":null}]";
-
-    out.bytes.extend_from_slice(&prefix);
-    out.bytes.extend_from_slice(
-        b"{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null",
+    let mut out = RenderedStream::new(
+        per_chunk * (events + 3)
+            + (answer.text.as_str().len() + answer.thinking.as_str().len()) * 2,
+        events + 5,
+        shape.faults,
     );
-    out.bytes.extend_from_slice(choice_end);
-    out.bytes.extend_from_slice(tail);
+    let chunks = Chunks {
+        prefix: &prefix,
+        tail,
+    };
+
+    chunks.push(&mut out.bytes, |buf| {
+        let content: &[u8] = if answer.text.is_empty() && !calls.is_empty() {
+            b"null"
+        } else {
+            b"\"\""
+        };
+        buf.extend_from_slice(b"\"role\":\"assistant\",\"content\":");
+        buf.extend_from_slice(content);
+        buf.extend_from_slice(b",\"refusal\":null");
+    });
     out.end_event(EventKind::Role);
 
-    let count = pieces.len();
-    for (i, piece) in pieces.enumerate() {
-        if shape.malformed_after == Some(i) {
-            push_malformed(&mut out, &prefix);
+    let sections = [
+        (&answer.thinking, &b"\"reasoning_content\":"[..]),
+        (&answer.text, b"\"content\":"),
+    ];
+    for (text, field) in sections {
+        for piece in text.pieces() {
+            if !out.proceed(&chunks, false) {
+                return out;
+            }
+            chunks.push(&mut out.bytes, |buf| {
+                buf.extend_from_slice(field);
+                push_json_str(buf, piece);
+            });
+            out.end_event(EventKind::Content(piece));
         }
-        if shape.truncate_after == Some(i) {
-            out.truncated = true;
-            return out;
+    }
+    for (i, call) in calls.iter().enumerate() {
+        for (j, piece) in call.arguments.pieces().enumerate() {
+            if !out.proceed(&chunks, false) {
+                return out;
+            }
+            if j == 0 {
+                chunks.push(&mut out.bytes, |buf| {
+                    write!(buf, "\"tool_calls\":[{{\"index\":{i},\"id\":").expect("Vec write");
+                    push_call_id(buf, meta, i);
+                    buf.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+                    push_json_str(buf, &call.name);
+                    buf.extend_from_slice(b",\"arguments\":\"\"}}]");
+                });
+                out.end_event(EventKind::Frame);
+            }
+            chunks.push(&mut out.bytes, |buf| {
+                write!(
+                    buf,
+                    "\"tool_calls\":[{{\"index\":{i},\"function\":{{\"arguments\":"
+                )
+                .expect("Vec write");
+                push_json_str(buf, piece);
+                buf.extend_from_slice(b"}}]");
+            });
+            out.end_event(EventKind::Content(piece));
         }
-        out.bytes.extend_from_slice(&prefix);
-        out.bytes
-            .extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":");
-        push_json_str(&mut out.bytes, piece);
-        out.bytes.extend_from_slice(choice_end);
-        out.bytes.extend_from_slice(tail);
-        out.end_event(EventKind::Content(i));
     }
-    if shape.malformed_after.is_some_and(|n| n >= count) {
-        push_malformed(&mut out, &prefix);
-    }
-    if shape.truncate_after.is_some_and(|n| n >= count) {
-        out.truncated = true;
+    if !out.proceed(&chunks, true) {
         return out;
     }
 
@@ -338,10 +413,10 @@ pub(crate) fn render_stream(meta: &Meta, answer: &Answer, shape: &StreamShape) -
     out.bytes.extend_from_slice(tail);
     out.end_event(EventKind::Finish);
 
-    if let Some(usage) = shape.usage {
+    if include_usage {
         out.bytes.extend_from_slice(&prefix);
         out.bytes.extend_from_slice(b"],\"usage\":");
-        usage.push(&mut out.bytes);
+        push_usage(&mut out.bytes, shape.usage);
         out.bytes.extend_from_slice(b"}\n\n");
         out.end_event(EventKind::Usage);
     }
@@ -350,12 +425,36 @@ pub(crate) fn render_stream(meta: &Meta, answer: &Answer, shape: &StreamShape) -
     out
 }
 
-/// An event cut off inside its JSON, as a broken proxy or provider bug would send it.
-fn push_malformed(out: &mut RenderedStream, prefix: &[u8]) {
-    out.bytes.extend_from_slice(prefix);
-    out.bytes
-        .extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":\n\n");
-    out.end_event(EventKind::Malformed);
+/// The chunks of one stream, which share their prefix (`id`, `created`, `model`) and tail.
+struct Chunks<'p> {
+    prefix: &'p [u8],
+    tail: &'p [u8],
+}
+
+impl Chunks<'_> {
+    /// A chunk whose delta has the fields `delta` writes, and no finish reason yet.
+    fn push(&self, buf: &mut Vec<u8>, delta: impl FnOnce(&mut Vec<u8>)) {
+        buf.extend_from_slice(self.prefix);
+        buf.extend_from_slice(b"{\"index\":0,\"delta\":{");
+        delta(buf);
+        buf.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}]");
+        buf.extend_from_slice(self.tail);
+    }
+}
+
+/// Stream faults as chunks: one cut off inside its JSON, and the error object the API sends
+/// when it fails mid-stream.
+impl FaultEvents for Chunks<'_> {
+    fn malformed(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(self.prefix);
+        buf.extend_from_slice(b"{\"index\":0,\"delta\":{\"content\":\n\n");
+    }
+
+    fn error(&self, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(b"data: ");
+        buf.extend_from_slice(&ApiError::injected(500).render());
+        buf.extend_from_slice(b"\n\n");
+    }
 }
 
 /// `GET /v1/models`: the scripted model names.
@@ -375,37 +474,6 @@ pub(crate) fn render_models<'a>(models: impl Iterator<Item = &'a str>) -> Vec<u8
     buf
 }
 
-/// Appends `s` as a JSON string literal.
-pub(crate) fn push_json_str(buf: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    buf.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => &[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ],
-            _ => continue,
-        };
-        buf.extend_from_slice(&bytes[start..i]);
-        buf.extend_from_slice(escaped);
-        start = i + 1;
-    }
-    buf.extend_from_slice(&bytes[start..]);
-    buf.push(b'"');
-}
-
 fn push_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => push_json_str(buf, s),
@@ -413,17 +481,11 @@ fn push_opt_str(buf: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// splitmix64: unique, random-looking ids from a counter.
-fn scramble(seq: u64) -> u64 {
-    let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mock::render::{Ending, Faults};
+    use crate::mock::reply::ToolCall;
     use serde_json::json;
 
     const META: Meta = Meta {
@@ -432,16 +494,17 @@ mod tests {
         model: "gpt-\"4o\"",
     };
     const USAGE: Usage = Usage {
-        prompt_tokens: 11,
-        completion_tokens: 4,
+        prompt: 11,
+        cached: 0,
+        completion: 4,
+        reasoning: 0,
     };
 
-    fn shape(usage: Option<Usage>) -> StreamShape<'static> {
+    fn shape() -> StreamShape<'static> {
         StreamShape {
             finish_reason: "stop",
-            usage,
-            malformed_after: None,
-            truncate_after: None,
+            usage: USAGE,
+            faults: Faults::default(),
         }
     }
 
@@ -459,25 +522,15 @@ mod tests {
     }
 
     #[test]
-    fn json_strings_escape_like_serde() {
-        for s in [
-            "plain",
-            "q\"b\\",
-            "line\nfeed\r\ttab",
-            "\u{1}\u{1f}\u{7f}",
-            "é✓😀",
-            "",
-        ] {
-            let mut buf = Vec::new();
-            push_json_str(&mut buf, s);
-            assert_eq!(serde_json::from_slice::<String>(&buf).unwrap(), s);
-        }
-    }
-
-    #[test]
     fn completion_object_has_openai_shape() {
         let body = parse(
-            std::str::from_utf8(&render_completion(&META, "Hi \"there\"", "stop", USAGE)).unwrap(),
+            std::str::from_utf8(&render_completion(
+                &META,
+                &Answer::new("Hi \"there\"".into(), None),
+                "stop",
+                USAGE,
+            ))
+            .unwrap(),
         );
         let id = body["id"].as_str().unwrap();
         assert!(id.starts_with("chatcmpl-") && id.len() == 25, "{id}");
@@ -499,7 +552,7 @@ mod tests {
     #[test]
     fn stream_without_usage_has_no_usage_keys() {
         let answer = Answer::new("Hello big world".into(), None);
-        let out = render_stream(&META, &answer, &shape(None));
+        let out = render_stream(&META, &answer, &shape(), false);
         let ev = events(&out.bytes);
         assert_eq!(ev.len(), 6);
         assert_eq!(ev[5], "[DONE]");
@@ -530,21 +583,21 @@ mod tests {
             kinds,
             [
                 EventKind::Role,
-                EventKind::Content(0),
-                EventKind::Content(1),
-                EventKind::Content(2),
+                EventKind::Content("Hello"),
+                EventKind::Content(" big"),
+                EventKind::Content(" world"),
                 EventKind::Finish,
                 EventKind::Done
             ]
         );
         assert_eq!(out.events.last().unwrap().1, out.bytes.len());
-        assert!(!out.truncated);
+        assert_eq!(out.ending, Ending::Complete);
     }
 
     #[test]
     fn stream_with_usage_ends_with_usage_chunk() {
         let answer = Answer::new("Hello world".into(), None);
-        let out = render_stream(&META, &answer, &shape(Some(USAGE)));
+        let out = render_stream(&META, &answer, &shape(), true);
         let ev = events(&out.bytes);
         assert_eq!(ev.len(), 6);
         for e in &ev[..4] {
@@ -569,12 +622,16 @@ mod tests {
             &META,
             &answer,
             &StreamShape {
-                truncate_after: Some(2),
-                ..shape(Some(USAGE))
+                faults: Faults {
+                    truncate: Some(2),
+                    ..Faults::default()
+                },
+                ..shape()
             },
+            true,
         );
         let ev = events(&out.bytes);
-        assert!(out.truncated);
+        assert_eq!(out.ending, Ending::Truncated);
         assert_eq!(ev.len(), 3, "role + 2 content chunks");
         assert!(
             ev.iter()
@@ -585,9 +642,13 @@ mod tests {
             &META,
             &answer,
             &StreamShape {
-                malformed_after: Some(1),
-                ..shape(None)
+                faults: Faults {
+                    malformed: Some(1),
+                    ..Faults::default()
+                },
+                ..shape()
             },
+            false,
         );
         let ev = events(&out.bytes);
         assert_eq!(ev.len(), 8);
@@ -601,14 +662,126 @@ mod tests {
             &META,
             &answer,
             &StreamShape {
-                malformed_after: Some(9),
-                truncate_after: Some(9),
-                ..shape(None)
+                faults: Faults {
+                    malformed: Some(9),
+                    truncate: Some(9),
+                    error: None,
+                },
+                ..shape()
             },
+            false,
         );
         let kinds: Vec<EventKind> = out.events.iter().map(|e| e.0).collect();
         assert_eq!(kinds.last(), Some(&EventKind::Malformed));
         assert_eq!(kinds.len(), 6);
+    }
+
+    fn thinking_and_calls() -> Answer {
+        Answer::with(
+            "Need weather.".into(),
+            String::new(),
+            vec![
+                ToolCall::new(
+                    "get_weather".into(),
+                    r#"{"city":"Paris","unit":"c"}"#.into(),
+                ),
+                ToolCall::new("get_time".into(), r#"{"tz":"Europe/Paris"}"#.into()),
+            ],
+            None,
+        )
+    }
+
+    #[test]
+    fn completion_with_thinking_and_tool_calls() {
+        let answer = thinking_and_calls();
+        let body = render_completion(&META, &answer, "tool_calls", USAGE);
+        let message = &parse(std::str::from_utf8(&body).unwrap())["choices"][0]["message"];
+        assert_eq!(message["content"], Value::Null);
+        assert_eq!(message["reasoning_content"], "Need weather.");
+        let calls = message["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0]["type"], "function");
+        assert_eq!(calls[0]["function"]["name"], "get_weather");
+        assert_eq!(
+            calls[0]["function"]["arguments"],
+            r#"{"city":"Paris","unit":"c"}"#
+        );
+        let ids: Vec<&str> = calls.iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert!(ids[0].starts_with("call_") && ids[0].len() == 29, "{ids:?}");
+        assert_ne!(ids[0], ids[1]);
+    }
+
+    #[test]
+    fn stream_with_thinking_and_tool_calls() {
+        let answer = thinking_and_calls();
+        let out = render_stream(&META, &answer, &shape(), false);
+        let chunks: Vec<Value> = events(&out.bytes)
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .map(|e| parse(e))
+            .collect();
+        let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+        assert_eq!(deltas[0]["content"], Value::Null);
+        let thinking: String = deltas
+            .iter()
+            .filter_map(|d| d["reasoning_content"].as_str())
+            .collect();
+        assert_eq!(thinking, "Need weather.");
+        let mut calls: Vec<(String, String, String)> = Vec::new();
+        for delta in &deltas {
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                let index = call["index"].as_u64().unwrap() as usize;
+                if let Some(id) = call["id"].as_str() {
+                    assert_eq!(index, calls.len());
+                    assert_eq!(call["function"]["arguments"], "");
+                    let name = call["function"]["name"].as_str().unwrap();
+                    calls.push((id.to_owned(), name.to_owned(), String::new()));
+                } else {
+                    calls[index].2 += call["function"]["arguments"].as_str().unwrap();
+                }
+            }
+        }
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].1, "get_weather");
+        assert_eq!(calls[0].2, r#"{"city":"Paris","unit":"c"}"#);
+        assert_eq!(calls[1].2, r#"{"tz":"Europe/Paris"}"#);
+        let argument_chunks = answer
+            .tool_calls
+            .iter()
+            .map(|c| c.arguments.pieces().len())
+            .sum::<usize>();
+        assert!(argument_chunks >= 5);
+        let frames = out
+            .events
+            .iter()
+            .filter(|e| e.0 == EventKind::Frame)
+            .count();
+        assert_eq!(frames, 2);
+    }
+
+    #[test]
+    fn error_after_ends_with_an_error_object() {
+        let answer = Answer::new("a b c d".into(), None);
+        let out = render_stream(
+            &META,
+            &answer,
+            &StreamShape {
+                faults: Faults {
+                    error: Some(2),
+                    ..Faults::default()
+                },
+                ..shape()
+            },
+            true,
+        );
+        assert_eq!(out.ending, Ending::Errored);
+        let ev = events(&out.bytes);
+        assert_eq!(ev.len(), 4, "role, 2 chunks, error");
+        assert_eq!(
+            parse(&ev[3]),
+            json!({"error": {"message": "The server had an error while processing your request. Sorry about that!",
+                "type": "server_error", "param": null, "code": null}})
+        );
     }
 
     #[test]
@@ -625,12 +798,18 @@ mod tests {
         assert!(!r.stream() && !r.include_usage());
         assert_eq!(r.max_tokens(), None);
 
-        let err = ChatRequest::parse(b"{not json").unwrap_err();
+        let err = ApiError::from(&ChatRequest::parse(b"{not json").unwrap_err());
         assert_eq!((err.status, err.kind), (400, "invalid_request_error"));
-        let err = ChatRequest::parse(br#"{"messages":[]}"#).unwrap_err();
+        let err = ApiError::from(&ChatRequest::parse(br#"{"messages":[]}"#).unwrap_err());
         assert!(err.message.contains("model"), "{}", err.message);
         let err = ChatRequest::parse(br#"{"model":"m","messages":[]}"#).unwrap_err();
-        assert_eq!(err.param, Some("messages"));
+        assert!(matches!(
+            err,
+            Reject::Invalid {
+                param: Some("messages"),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -658,11 +837,5 @@ mod tests {
         assert_eq!(body["object"], "list");
         assert_eq!(body["data"][1]["id"], "b");
         assert_eq!(body["data"][0]["object"], "model");
-    }
-
-    #[test]
-    fn ids_are_unique() {
-        let ids: std::collections::HashSet<u64> = (0..10_000).map(scramble).collect();
-        assert_eq!(ids.len(), 10_000);
     }
 }

@@ -1,5 +1,6 @@
-//! The answer text: what the mock says, how it is cut into stream chunks, and its exact
-//! token count as the real API reports it (so the gateway's metering can be checked against the mock's usage).
+//! The answer: what the mock outputs (thinking, text, tool calls), how it is cut into stream
+//! chunks, and its exact token counts as the real API reports them (so the gateway's metering
+//! can be checked against the mock's usage). Every protocol renders the same answer.
 
 use serde_json::Value;
 
@@ -8,30 +9,53 @@ use crate::tokens::Encoding;
 /// The encoding behind every count the mock reports (that of the current GPT models).
 pub(crate) const ENCODING: Encoding = Encoding::O200kBase;
 
-/// An answer split into stream chunks, with its completion token count.
+/// Text released in stream chunks: the whole, and where each chunk ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Answer {
-    pub text: String,
-    /// End offset of each content chunk in `text` (chunks may be empty when padding).
+pub(crate) struct Chunked {
+    text: String,
+    /// End offset of each chunk in `text` (chunks may be empty when padding).
     ends: Vec<usize>,
-    pub completion_tokens: usize,
-    /// The text was cut short by `max_tokens` / `max_completion_tokens`.
-    pub cut: bool,
 }
 
-impl Answer {
-    pub fn new(text: String, chunks: Option<usize>) -> Self {
-        let ends = split(&text, chunks);
-        let completion_tokens = ENCODING.count(&text);
-        Answer {
+impl Chunked {
+    /// Split like a model streams words: see [`split`].
+    pub fn words(text: String, chunks: Option<usize>) -> Self {
+        Chunked {
+            ends: split(&text, chunks),
             text,
-            ends,
-            completion_tokens,
-            cut: false,
         }
     }
 
-    /// The content chunks in order; concatenated they give back `text`.
+    fn none() -> Self {
+        Chunked {
+            text: String::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Split into pieces of about `size` bytes, each ending on a char boundary.
+    fn bytes(text: String, size: usize) -> Self {
+        let mut ends = Vec::with_capacity(text.len() / size + 1);
+        let mut end = 0;
+        while end < text.len() {
+            end = (end + size).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            ends.push(end);
+        }
+        Chunked { text, ends }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// The chunks in order; concatenated they give back the text.
     pub fn pieces(&self) -> impl ExactSizeIterator<Item = &str> {
         let mut start = 0;
         self.ends.iter().map(move |&end| {
@@ -40,22 +64,154 @@ impl Answer {
             piece
         })
     }
+}
 
-    /// The answer cut to at most `max_tokens`, or `None` when it already fits.
+/// Bytes per streamed piece of a tool call's arguments: small enough that every call arrives
+/// in several pieces a client must join.
+const ARGUMENT_PIECE_BYTES: usize = 8;
+
+/// A call the model makes to one of the client's tools.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ToolCall {
+    pub name: String,
+    /// JSON object text, streamed in pieces of about [`ARGUMENT_PIECE_BYTES`].
+    pub arguments: Chunked,
+    /// Output tokens the call takes: its name and its arguments.
+    tokens: usize,
+}
+
+impl ToolCall {
+    pub fn new(name: String, arguments: String) -> Self {
+        let tokens = ENCODING.count(&name) + ENCODING.count(&arguments);
+        ToolCall {
+            name,
+            arguments: Chunked::bytes(arguments, ARGUMENT_PIECE_BYTES),
+            tokens,
+        }
+    }
+}
+
+/// What the model outputs, in order: thinking, text, tool calls; with its exact token counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// Reasoning before the answer; empty when the script has none.
+    pub thinking: Chunked,
+    pub text: Chunked,
+    pub tool_calls: Vec<ToolCall>,
+    /// Tokens of `thinking`; part of `completion_tokens`.
+    pub reasoning_tokens: usize,
+    /// Every output token: thinking, text and tool calls.
+    pub completion_tokens: usize,
+    /// The output was cut short by the request's max tokens.
+    pub cut: bool,
+}
+
+/// Why the model stopped, before any protocol names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// A natural end.
+    End,
+    /// Cut by the request's max tokens.
+    MaxTokens,
+    /// Waiting for the results of its tool calls.
+    ToolCalls,
+}
+
+impl Answer {
+    /// A text-only answer.
+    #[cfg(test)]
+    pub fn new(text: String, chunks: Option<usize>) -> Self {
+        Answer::with(String::new(), text, Vec::new(), chunks)
+    }
+
+    /// Thinking and text are chunked alike: per word, or into `chunks` chunks each.
+    pub fn with(
+        thinking: String,
+        text: String,
+        tool_calls: Vec<ToolCall>,
+        chunks: Option<usize>,
+    ) -> Self {
+        let reasoning_tokens = ENCODING.count(&thinking);
+        let completion_tokens = reasoning_tokens
+            + ENCODING.count(&text)
+            + tool_calls.iter().map(|c| c.tokens).sum::<usize>();
+        // No thinking, or no text before tool calls, is no chunks rather than empty padding.
+        let thinking = if thinking.is_empty() {
+            Chunked::none()
+        } else {
+            Chunked::words(thinking, chunks)
+        };
+        let text = if text.is_empty() && !tool_calls.is_empty() {
+            Chunked::none()
+        } else {
+            Chunked::words(text, chunks)
+        };
+        Answer {
+            thinking,
+            text,
+            tool_calls,
+            reasoning_tokens,
+            completion_tokens,
+            cut: false,
+        }
+    }
+
+    pub fn stop(&self) -> Stop {
+        if self.cut {
+            Stop::MaxTokens
+        } else if self.tool_calls.is_empty() {
+            Stop::End
+        } else {
+            Stop::ToolCalls
+        }
+    }
+
+    /// The answer cut to at most `max_tokens`, or `None` when it already fits. Thinking and
+    /// text are cut like a model running out of tokens mid-word; a tool call that does not
+    /// fit whole is left out, with everything after it.
     pub fn limited(&self, max_tokens: usize, chunks: Option<usize>) -> Option<Answer> {
         if self.completion_tokens <= max_tokens {
             return None;
         }
-        let end = longest_prefix_within(&self.text, max_tokens);
-        let text = self.text[..end].to_owned();
-        let completion_tokens = ENCODING.count(&text);
+        let mut budget = max_tokens;
+        let mut fits = true;
+        let mut take = |text: &str| -> String {
+            if !fits {
+                return String::new();
+            }
+            let end = longest_prefix_within(text, budget);
+            fits = end == text.len();
+            budget -= ENCODING.count(&text[..end]);
+            text[..end].to_owned()
+        };
+        let thinking = take(self.thinking.as_str());
+        let text = take(self.text.as_str());
+        let mut tool_calls = Vec::new();
+        if fits {
+            for call in &self.tool_calls {
+                if call.tokens > budget {
+                    break;
+                }
+                budget -= call.tokens;
+                tool_calls.push(call.clone());
+            }
+        }
         Some(Answer {
-            ends: split(&text, chunks),
-            text,
-            completion_tokens,
             cut: true,
+            ..Answer::with(thinking, text, tool_calls, chunks)
         })
     }
+}
+
+/// Token usage of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Usage {
+    pub prompt: usize,
+    /// The part of `prompt` read from the provider's prompt cache.
+    pub cached: usize,
+    pub completion: usize,
+    /// The part of `completion` spent thinking.
+    pub reasoning: usize,
 }
 
 /// The default reply: quotes the last user message so tests can tell answers apart.
@@ -161,7 +317,7 @@ mod tests {
     use serde_json::json;
 
     fn pieces(text: &str, chunks: Option<usize>) -> Vec<String> {
-        Answer::new(text.to_owned(), chunks)
+        Chunked::words(text.to_owned(), chunks)
             .pieces()
             .map(str::to_owned)
             .collect()
@@ -197,7 +353,10 @@ mod tests {
     #[test]
     fn completion_tokens_are_o200k_counts() {
         let answer = Answer::new("Hello! You said: the quick brown fox.".into(), None);
-        assert_eq!(answer.completion_tokens, ENCODING.count(&answer.text));
+        assert_eq!(
+            answer.completion_tokens,
+            ENCODING.count(answer.text.as_str())
+        );
         assert!(answer.completion_tokens >= 8);
     }
 
@@ -208,16 +367,17 @@ mod tests {
         for max in 0..answer.completion_tokens {
             let cut = answer.limited(max, None).unwrap();
             assert!(cut.cut);
-            assert!(answer.text.starts_with(&cut.text));
-            assert_eq!(cut.completion_tokens, ENCODING.count(&cut.text));
+            let (full, text) = (answer.text.as_str(), cut.text.as_str());
+            assert!(full.starts_with(text));
+            assert_eq!(cut.completion_tokens, ENCODING.count(text));
             assert!(
                 cut.completion_tokens <= max,
                 "max={max} got {}",
                 cut.completion_tokens
             );
             // One more character would exceed the limit, so the cut is as long as allowed.
-            if let Some(c) = answer.text[cut.text.len()..].chars().next() {
-                let longer = &answer.text[..cut.text.len() + c.len_utf8()];
+            if let Some(c) = full[text.len()..].chars().next() {
+                let longer = &full[..text.len() + c.len_utf8()];
                 assert!(
                     ENCODING.count(longer) > max,
                     "max={max}: {longer:?} also fits"
@@ -230,9 +390,75 @@ mod tests {
     fn limited_splits_inside_a_long_word() {
         let answer = Answer::new("Supercalifragilisticexpialidocious".into(), Some(3));
         let cut = answer.limited(2, Some(3)).unwrap();
-        assert!(!cut.text.is_empty() && cut.text.len() < answer.text.len());
+        assert!(!cut.text.is_empty() && cut.text.as_str().len() < answer.text.as_str().len());
         assert_eq!(cut.completion_tokens, 2);
-        assert_eq!(cut.pieces().len(), 3);
+        assert_eq!(cut.text.pieces().len(), 3);
+    }
+
+    #[test]
+    fn arguments_stream_in_small_pieces_on_char_boundaries() {
+        let call = ToolCall::new("f".into(), r#"{"city":"Zürich","days":3}"#.into());
+        let pieces: Vec<&str> = call.arguments.pieces().collect();
+        assert_eq!(pieces.concat(), call.arguments.as_str());
+        assert!(pieces.len() >= 3, "{pieces:?}");
+        assert!(
+            pieces
+                .iter()
+                .all(|p| (1..=ARGUMENT_PIECE_BYTES + 3).contains(&p.len()))
+        );
+    }
+
+    #[test]
+    fn thinking_and_tool_calls_count_as_completion_tokens() {
+        let call = ToolCall::new("get_weather".into(), r#"{"city":"Paris"}"#.into());
+        let answer = Answer::with("Let me think.".into(), String::new(), vec![call], Some(4));
+        assert_eq!(answer.reasoning_tokens, ENCODING.count("Let me think."));
+        assert_eq!(
+            answer.completion_tokens,
+            answer.reasoning_tokens
+                + ENCODING.count("get_weather")
+                + ENCODING.count(r#"{"city":"Paris"}"#)
+        );
+        assert_eq!(answer.thinking.pieces().len(), 4);
+        // No text before tool calls: no chunks, not four empty ones.
+        assert_eq!(answer.text.pieces().len(), 0);
+        assert_eq!(answer.stop(), Stop::ToolCalls);
+        assert_eq!(
+            Answer::with(String::new(), "hi".into(), Vec::new(), None)
+                .thinking
+                .pieces()
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn limited_spends_the_budget_in_order() {
+        let calls = vec![
+            ToolCall::new("a".into(), r#"{"x":1}"#.into()),
+            ToolCall::new("b".into(), r#"{"y":2}"#.into()),
+        ];
+        let answer = Answer::with("think hard now".into(), "so the answer".into(), calls, None);
+        let thinking = answer.reasoning_tokens;
+        let text = ENCODING.count("so the answer");
+
+        let cut = answer.limited(thinking - 1, None).unwrap();
+        assert!(cut.thinking.as_str().len() < "think hard now".len());
+        assert!(cut.text.is_empty() && cut.tool_calls.is_empty());
+        assert_eq!(cut.stop(), Stop::MaxTokens);
+
+        let cut = answer.limited(thinking + 1, None).unwrap();
+        assert_eq!(cut.thinking.as_str(), "think hard now");
+        assert_eq!(cut.completion_tokens, thinking + 1);
+        assert!(cut.tool_calls.is_empty());
+
+        let first_call = answer.tool_calls[0].tokens;
+        let cut = answer.limited(thinking + text + first_call, None).unwrap();
+        assert_eq!(cut.text.as_str(), "so the answer");
+        assert_eq!(cut.tool_calls.len(), 1);
+        assert_eq!(cut.completion_tokens, thinking + text + first_call);
+        assert_eq!(cut.stop(), Stop::MaxTokens);
+        assert!(answer.limited(answer.completion_tokens, None).is_none());
     }
 
     #[test]

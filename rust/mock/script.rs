@@ -13,16 +13,25 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::reply::Answer;
+use super::reply::{Answer, ToolCall};
 
 /// What one model does. Every field is optional; the defaults give a healthy, instant model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MockScript {
-    /// Fixed answer text. Default: a sentence quoting the last user message.
+    /// Fixed answer text. Default: a sentence quoting the last user message, or no text at all
+    /// when the model makes `tool_calls`.
     pub reply: Option<String>,
-    /// Number of content chunks in a stream. Default: one per word (leading space kept).
+    /// Reasoning the model outputs before its answer; its tokens are reported as reasoning tokens
+    /// (part of the completion tokens).
+    pub thinking: Option<String>,
+    /// Calls the model makes after its thinking and text, ending its turn for the tool results.
+    pub tool_calls: Vec<MockToolCall>,
+    /// Number of stream chunks of the text, and of the thinking. Default: one per word (leading
+    /// space kept).
     pub chunks: Option<usize>,
+    /// Prompt tokens reported as read from the prompt cache (at most the prompt's count).
+    pub cached_tokens: u64,
     /// Delay before the response head (and before the whole body for JSON).
     pub headers_delay_ms: u64,
     /// Delay after the head and before the first chunk (streams), or added before JSON.
@@ -50,7 +59,11 @@ pub struct MockScript {
     pub truncate_clean: bool,
     /// Streams: after this many content chunks, send one event whose data is invalid JSON.
     pub malformed_after: Option<usize>,
-    /// Replaces the computed `finish_reason` (`stop`, or `length` when cut by max tokens).
+    /// Streams: after this many content chunks, send the protocol's in-stream error event and
+    /// end the body cleanly.
+    pub error_after: Option<usize>,
+    /// Replaces the computed `finish_reason` (`stop`, `length` when cut by max tokens,
+    /// `tool_calls`).
     pub finish_reason: Option<String>,
     /// Require `Authorization: Bearer <api_key>`.
     pub api_key: Option<String>,
@@ -60,7 +73,10 @@ impl Default for MockScript {
     fn default() -> Self {
         MockScript {
             reply: None,
+            thinking: None,
+            tool_calls: Vec::new(),
             chunks: None,
+            cached_tokens: 0,
             headers_delay_ms: 0,
             ttft_ms: 0,
             tokens_per_second: 0.0,
@@ -74,10 +90,20 @@ impl Default for MockScript {
             truncate_after: None,
             truncate_clean: false,
             malformed_after: None,
+            error_after: None,
             finish_reason: None,
             api_key: None,
         }
     }
+}
+
+/// One tool call of a script's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockToolCall {
+    pub name: String,
+    /// The arguments as JSON object text, e.g. `{"city":"Paris"}`.
+    pub arguments: String,
 }
 
 /// The whole mock: scripts by request `model`, the fallback, and whether unknown models 404.
@@ -126,6 +152,19 @@ impl MockConfig {
 }
 
 impl MockScript {
+    /// The scripted answer around `text`: the script's thinking before it, its tool calls after.
+    pub(crate) fn answer(&self, text: String) -> Answer {
+        let calls = self.tool_calls.iter();
+        Answer::with(
+            self.thinking.clone().unwrap_or_default(),
+            text,
+            calls
+                .map(|c| ToolCall::new(c.name.clone(), c.arguments.clone()))
+                .collect(),
+            self.chunks,
+        )
+    }
+
     fn validate(&self, name: &str) -> Result<(), MockConfigError> {
         let fail = |what: &str| Err(MockConfigError(format!("{name}: {what}")));
         if !(0.0..=1.0).contains(&self.error_rate) {
@@ -140,15 +179,27 @@ impl MockScript {
         if self.chunks == Some(0) {
             return fail("chunks must be at least 1");
         }
+        for call in &self.tool_calls {
+            if call.name.is_empty() {
+                return fail("tool_calls: name must not be empty");
+            }
+            if !matches!(
+                serde_json::from_str(&call.arguments),
+                Ok(serde_json::Value::Object(_))
+            ) {
+                return fail("tool_calls: arguments must be a JSON object");
+            }
+        }
         Ok(())
     }
 }
 
-/// A script ready to serve: the fixed reply pre-split and pre-counted, plus its failure counters.
+/// A script ready to serve: a fixed answer pre-split and pre-counted, plus its failure counters.
 #[derive(Debug)]
 pub(crate) struct CompiledScript {
     pub script: MockScript,
-    /// The answer for a fixed `reply` before any max-tokens cut, computed once per reload.
+    /// The answer before any max-tokens cut when it does not depend on the request (a fixed
+    /// `reply`, or `tool_calls`), computed once per reload.
     pub fixed: Option<Arc<Answer>>,
     requests: AtomicU64,
     rng: Mutex<SmallRng>,
@@ -156,10 +207,10 @@ pub(crate) struct CompiledScript {
 
 impl CompiledScript {
     fn new(script: MockScript, seed: u64) -> Self {
-        let fixed = script
-            .reply
-            .as_deref()
-            .map(|text| Arc::new(Answer::new(text.to_owned(), script.chunks)));
+        let fixed = (script.reply.is_some() || !script.tool_calls.is_empty()).then(|| {
+            let text = script.reply.clone().unwrap_or_default();
+            Arc::new(script.answer(text))
+        });
         CompiledScript {
             script,
             fixed,
@@ -246,6 +297,10 @@ mod tests {
             r#"{"default":{"tokens_per_second":-1}}"#,
             r#"{"models":{"x":{"error_status":42}}}"#,
             r#"{"models":{"x":{"chunks":0}}}"#,
+            r#"{"default":{"tool_calls":[{"name":"f","arguments":"[1]"}]}}"#,
+            r#"{"default":{"tool_calls":[{"name":"f","arguments":"{"}]}}"#,
+            r#"{"default":{"tool_calls":[{"name":"","arguments":"{}"}]}}"#,
+            r#"{"default":{"tool_calls":[{"name":"f"}]}}"#,
         ] {
             assert!(MockConfig::from_json(bad).is_err(), "{bad}");
         }
@@ -319,7 +374,20 @@ mod tests {
             ..MockConfig::default()
         });
         let fixed = scripts.lookup("x").unwrap().fixed.clone().unwrap();
-        assert_eq!(fixed.text, "one two three");
-        assert_eq!(fixed.pieces().count(), 3);
+        assert_eq!(fixed.text.as_str(), "one two three");
+        assert_eq!(fixed.text.pieces().count(), 3);
+    }
+
+    #[test]
+    fn tool_calls_alone_make_a_fixed_answer_without_text() {
+        let config = MockConfig::from_json(
+            r#"{"default":{"thinking":"hmm","tool_calls":[{"name":"f","arguments":"{\"a\":1}"}]}}"#,
+        )
+        .unwrap();
+        let scripts = Scripts::compile(config);
+        let fixed = scripts.lookup("x").unwrap().fixed.clone().unwrap();
+        assert!(fixed.text.is_empty());
+        assert_eq!(fixed.thinking.as_str(), "hmm");
+        assert_eq!(fixed.tool_calls[0].arguments.as_str(), r#"{"a":1}"#);
     }
 }

@@ -10,9 +10,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER,
-};
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -21,9 +20,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use super::body::{MockBody, Paced};
-use super::openai::{ApiError, ChatRequest, EventKind, Meta, RenderedStream, StreamShape, Usage};
-use super::openai::{render_completion, render_models, render_stream};
-use super::reply::{Answer, ENCODING, default_reply};
+use super::gemini;
+use super::openai::{ApiError, render_models};
+use super::protocol::{Delivery, Prompt, Protocol, Reject};
+use super::render::{Ending, EventKind, Faults, Meta, RenderedStream, StreamShape};
+use super::reply::{Answer, ENCODING, Usage, default_reply};
 use super::script::{CompiledScript, MockConfig, MockScript, Scripts};
 use super::stats::{InFlight, Outcome, Stats};
 use crate::tokens::count_chat_messages;
@@ -81,7 +82,12 @@ pub(crate) async fn serve(
 async fn route(shared: &Shared, request: Request<Incoming>) -> Response<MockBody> {
     let method = request.method();
     match request.uri().path() {
-        "/v1/chat/completions" if method == Method::POST => chat(shared, request).await,
+        "/v1/chat/completions" if method == Method::POST => {
+            complete(shared, request, Protocol::OpenAi).await
+        }
+        "/v1/messages" if method == Method::POST => {
+            complete(shared, request, Protocol::Anthropic).await
+        }
         "/v1/models" if method == Method::GET => {
             let scripts = shared.scripts.load();
             json(
@@ -97,9 +103,18 @@ async fn route(shared: &Shared, request: Request<Incoming>) -> Response<MockBody
             json(StatusCode::OK, shared.scripts.load().config.to_json())
         }
         "/mock/config" if method == Method::PUT => reload(shared, request).await,
-        path @ ("/v1/chat/completions" | "/v1/models" | "/mock/stats" | "/mock/config") => {
-            error(&ApiError::invalid_url(method.as_str(), path, 405))
+        path if gemini::endpoint(path).is_some() => {
+            if method == Method::POST {
+                complete(shared, request, Protocol::Gemini).await
+            } else {
+                error(&ApiError::invalid_url(method.as_str(), path, 405))
+            }
         }
+        path @ ("/v1/chat/completions"
+        | "/v1/messages"
+        | "/v1/models"
+        | "/mock/stats"
+        | "/mock/config") => error(&ApiError::invalid_url(method.as_str(), path, 405)),
         path => error(&ApiError::invalid_url(method.as_str(), path, 404)),
     }
 }
@@ -124,63 +139,76 @@ async fn reload(shared: &Shared, request: Request<Incoming>) -> Response<MockBod
     }
 }
 
-async fn chat(shared: &Shared, request: Request<Incoming>) -> Response<MockBody> {
+/// A completion request on any protocol: the script decides how it is answered, the protocol
+/// how the answer and any error look.
+async fn complete(
+    shared: &Shared,
+    request: Request<Incoming>,
+    protocol: Protocol,
+) -> Response<MockBody> {
     shared.stats.request();
-    let (parts, body) = request.into_parts();
+    let (head, body) = request.into_parts();
     let Ok(body) = body.collect().await else {
-        return error(&ApiError::invalid_request(
-            "unreadable body".to_owned(),
-            None,
-        ));
+        return reject(
+            protocol,
+            &Reject::Invalid {
+                message: "unreadable body".to_owned(),
+                param: None,
+            },
+        );
     };
     let body = body.to_bytes();
-    let request = match ChatRequest::parse(&body) {
-        Ok(request) => request,
-        Err(e) => return error(&e),
+    let prompt = match protocol.parse(&head, &body) {
+        Ok(prompt) => prompt,
+        Err(e) => return reject(protocol, &e),
     };
-    shared.stats.model(&request.model);
+    shared.stats.model(&prompt.model);
     let scripts = shared.scripts.load_full();
-    let Some(compiled) = scripts.lookup(&request.model) else {
-        return error(&ApiError::model_not_found(&request.model));
+    let Some(compiled) = scripts.lookup(&prompt.model) else {
+        return reject(protocol, &Reject::ModelNotFound(prompt.model.into_owned()));
     };
     let script = &compiled.script;
     if let Some(key) = &script.api_key {
-        if let Err(e) = authorize(&parts.headers, key) {
-            return error(&e);
+        if let Err(e) = authorize(protocol, &head, key) {
+            return reject(protocol, &e);
         }
     }
     let mut guard = InFlight::new(shared.stats.clone());
     if compiled.should_fail() {
         shared.stats.error_injected();
         guard.finish(Outcome::Answered);
-        return injected_error(script);
+        return injected_error(protocol, script);
     }
     if script.hang {
         // Until hyper sees the peer close and drops this future (and the guard with it).
         std::future::pending::<()>().await;
     }
 
-    let answer = answer(compiled, &request);
+    let answer = answer(compiled, &prompt);
     let meta = Meta {
         seq: shared.seq.fetch_add(1, Ordering::Relaxed),
         created: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        model: &request.model,
+        model: &prompt.model,
     };
-    if request.stream() {
-        shared.stats.stream_started();
-        stream_response(script, &request, &answer, &meta, guard).await
+    let usage = usage(script, &prompt, &answer);
+    if prompt.delivery == Delivery::Whole {
+        json_response(protocol, script, &prompt, &answer, usage, &meta, guard).await
     } else {
-        json_response(script, &request, &answer, &meta, guard).await
+        shared.stats.stream_started();
+        stream_response(protocol, script, &prompt, &answer, usage, &meta, guard).await
     }
 }
 
-/// A `chat.completion`, sent after the whole scripted delay (head, TTFT and generation).
+/// The whole answer as one JSON object, sent after the scripted delay (head, TTFT and
+/// generation).
 async fn json_response(
+    protocol: Protocol,
     script: &MockScript,
-    request: &ChatRequest<'_>,
+    prompt: &Prompt<'_>,
     answer: &Answer,
+    usage: Usage,
     meta: &Meta<'_>,
     mut guard: InFlight,
 ) -> Response<MockBody> {
@@ -188,9 +216,8 @@ async fn json_response(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let finish_reason = finish_reason(script, answer);
-    let usage = usage(request, answer);
-    let bytes = Bytes::from(render_completion(meta, &answer.text, finish_reason, usage));
+    let finish_reason = finish_reason(protocol, script, answer);
+    let bytes = Bytes::from(protocol.render_json(prompt, meta, answer, finish_reason, usage));
     if script.truncate_after.is_some() {
         let frames = vec![(bytes.len() / 2, Duration::ZERO)];
         let len = bytes.len() as u64;
@@ -201,11 +228,13 @@ async fn json_response(
     json(StatusCode::OK, bytes)
 }
 
-/// An SSE stream: the head after `headers_delay_ms`, then the events on the script's schedule.
+/// A stream: the head after `headers_delay_ms`, then the events on the script's schedule.
 async fn stream_response(
+    protocol: Protocol,
     script: &MockScript,
-    request: &ChatRequest<'_>,
+    prompt: &Prompt<'_>,
     answer: &Answer,
+    usage: Usage,
     meta: &Meta<'_>,
     guard: InFlight,
 ) -> Response<MockBody> {
@@ -213,25 +242,28 @@ async fn stream_response(
         tokio::time::sleep(ms(script.headers_delay_ms)).await;
     }
     let shape = StreamShape {
-        finish_reason: finish_reason(script, answer),
-        usage: request.include_usage().then(|| usage(request, answer)),
-        malformed_after: script.malformed_after,
-        truncate_after: script.truncate_after,
+        finish_reason: finish_reason(protocol, script, answer),
+        usage,
+        faults: Faults {
+            malformed: script.malformed_after,
+            truncate: script.truncate_after,
+            error: script.error_after,
+        },
     };
-    let rendered = render_stream(meta, answer, &shape);
-    let frames = schedule(&rendered, answer, script);
-    let outcome = if rendered.truncated {
-        Outcome::StreamTruncated
-    } else {
-        Outcome::StreamCompleted
+    let rendered = protocol.render_stream(prompt, meta, answer, &shape);
+    let frames = schedule(&rendered, script);
+    let outcome = match rendered.ending {
+        Ending::Complete => Outcome::StreamCompleted,
+        Ending::Truncated | Ending::Errored => Outcome::StreamTruncated,
     };
+    let abort = rendered.ending == Ending::Truncated && !script.truncate_clean;
     let mut body = Paced::new(Bytes::from(rendered.bytes), frames, outcome, guard);
-    if rendered.truncated && !script.truncate_clean {
+    if abort {
         body = body.aborting(None);
     }
     let mut response = with_type(
         MockBody::Paced(Box::new(body)),
-        "text/event-stream; charset=utf-8",
+        protocol.stream_content_type(prompt.delivery),
     );
     response
         .headers_mut()
@@ -239,52 +271,49 @@ async fn stream_response(
     response
 }
 
-fn finish_reason<'a>(script: &'a MockScript, answer: &Answer) -> &'a str {
-    let computed = if answer.cut { "length" } else { "stop" };
+fn finish_reason<'a>(protocol: Protocol, script: &'a MockScript, answer: &Answer) -> &'a str {
+    let computed = protocol.finish_reason(answer.stop());
     script.finish_reason.as_deref().unwrap_or(computed)
 }
 
-/// Exact counts: the prompt as the real API counts chat messages, the completion as sent.
-fn usage(request: &ChatRequest, answer: &Answer) -> Usage {
+/// Exact counts: the prompt as the real API counts chat messages (of which the script's
+/// `cached_tokens` were cache reads), the completion as sent.
+fn usage(script: &MockScript, prompt: &Prompt, answer: &Answer) -> Usage {
+    let prompt = count_chat_messages(ENCODING, &prompt.messages);
     Usage {
-        prompt_tokens: count_chat_messages(ENCODING, &request.messages),
-        completion_tokens: answer.completion_tokens,
+        prompt,
+        cached: prompt.min(script.cached_tokens as usize),
+        completion: answer.completion_tokens,
+        reasoning: answer.reasoning_tokens,
     }
 }
 
 /// The scripted answer, cut to the request's max tokens.
-fn answer(compiled: &CompiledScript, request: &ChatRequest) -> Arc<Answer> {
+fn answer(compiled: &CompiledScript, prompt: &Prompt) -> Arc<Answer> {
     let chunks = compiled.script.chunks;
     let full = match &compiled.fixed {
         Some(fixed) => fixed.clone(),
-        None => Arc::new(Answer::new(default_reply(&request.messages), chunks)),
+        None => Arc::new(compiled.script.answer(default_reply(&prompt.messages))),
     };
-    match request
-        .max_tokens()
-        .and_then(|max| full.limited(max, chunks))
-    {
+    match prompt.max_tokens.and_then(|max| full.limited(max, chunks)) {
         Some(cut) => Arc::new(cut),
         None => full,
     }
 }
 
-fn authorize(headers: &HeaderMap, key: &str) -> Result<(), ApiError> {
-    let given = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
+fn authorize(protocol: Protocol, head: &Parts, key: &str) -> Result<(), Reject> {
+    match protocol.api_key(head) {
         Some(given) if given == key => Ok(()),
-        given => Err(ApiError::invalid_api_key(
-            given.is_some_and(|g| !g.is_empty()),
-        )),
+        given => Err(Reject::Unauthorized {
+            provided: given.is_some_and(|g| !g.is_empty()),
+        }),
     }
 }
 
-fn injected_error(script: &MockScript) -> Response<MockBody> {
+fn injected_error(protocol: Protocol, script: &MockScript) -> Response<MockBody> {
     let body = match &script.error_body {
         Some(body) => Bytes::from(body.clone()),
-        None => Bytes::from(ApiError::injected(script.error_status).render()),
+        None => Bytes::from(protocol.error(&Reject::Injected(script.error_status)).1),
     };
     let status =
         StatusCode::from_u16(script.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -298,30 +327,23 @@ fn injected_error(script: &MockScript) -> Response<MockBody> {
 }
 
 /// When each event leaves, relative to the response head: everything waits for `ttft_ms`;
-/// each content chunk after the first then waits its own token count at `tokens_per_second`;
+/// each answer chunk after the first then waits its own token count at `tokens_per_second`;
 /// the closing events follow the last chunk at once. `burst` sends everything in one frame.
-fn schedule(
-    rendered: &RenderedStream,
-    answer: &Answer,
-    script: &MockScript,
-) -> Vec<(usize, Duration)> {
+fn schedule(rendered: &RenderedStream, script: &MockScript) -> Vec<(usize, Duration)> {
     let ttft = ms(script.ttft_ms);
     if script.burst {
         return vec![(rendered.bytes.len(), ttft)];
     }
     let tps = script.tokens_per_second;
-    let piece_tokens: Vec<usize> = if tps > 0.0 {
-        answer.pieces().map(|p| ENCODING.count(p)).collect()
-    } else {
-        Vec::new()
-    };
     let mut at = ttft;
+    let mut first = true;
     let mut frames = Vec::with_capacity(rendered.events.len());
     for &(kind, end) in &rendered.events {
-        if let EventKind::Content(i) = kind {
-            if i > 0 && tps > 0.0 {
-                at += Duration::from_secs_f64(piece_tokens[i] as f64 / tps);
+        if let EventKind::Content(text) = kind {
+            if !first && tps > 0.0 {
+                at += Duration::from_secs_f64(ENCODING.count(text) as f64 / tps);
             }
+            first = false;
         }
         frames.push((end, at));
     }
@@ -355,6 +377,16 @@ fn json(status: StatusCode, bytes: impl Into<Bytes>) -> Response<MockBody> {
     response
 }
 
+/// An error response in the request's protocol.
+fn reject(protocol: Protocol, reject: &Reject) -> Response<MockBody> {
+    let (status, body) = protocol.error(reject);
+    json(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        body,
+    )
+}
+
+/// An `OpenAI`-style error, for requests that reach no protocol's endpoint.
 fn error(e: &ApiError) -> Response<MockBody> {
     json(
         StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
@@ -381,21 +413,22 @@ mod tests {
         };
         let shape = StreamShape {
             finish_reason: "stop",
-            usage: None,
-            malformed_after: None,
-            truncate_after: None,
+            usage: Usage {
+                prompt: 1,
+                cached: 0,
+                completion: 3,
+                reasoning: 0,
+            },
+            faults: Faults::default(),
         };
-        let rendered = render_stream(&meta, &answer, &shape);
-        let at: Vec<u64> = schedule(&rendered, &answer, &script)
+        let rendered = crate::mock::openai::render_stream(&meta, &answer, &shape, false);
+        let at: Vec<u64> = schedule(&rendered, &script)
             .iter()
             .map(|f| f.1.as_millis() as u64)
             .collect();
         // role, "one", " two", " three", finish, [DONE]: one token each at 10 tokens/s.
         assert_eq!(at, [100, 100, 200, 300, 300, 300]);
-        let ends: Vec<usize> = schedule(&rendered, &answer, &script)
-            .iter()
-            .map(|f| f.0)
-            .collect();
+        let ends: Vec<usize> = schedule(&rendered, &script).iter().map(|f| f.0).collect();
         assert_eq!(*ends.last().unwrap(), rendered.bytes.len());
 
         let burst = MockScript {
@@ -403,25 +436,36 @@ mod tests {
             ttft_ms: 5,
             ..script
         };
-        assert_eq!(
-            schedule(&rendered, &answer, &burst),
-            [(rendered.bytes.len(), ms(5))]
-        );
-        let unpaced = schedule(&rendered, &answer, &MockScript::default());
+        assert_eq!(schedule(&rendered, &burst), [(rendered.bytes.len(), ms(5))]);
+        let unpaced = schedule(&rendered, &MockScript::default());
         assert!(unpaced.iter().all(|f| f.1.is_zero()));
     }
 
     #[test]
-    fn authorization_requires_exact_bearer_key() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(
-            authorize(&headers, "k").unwrap_err().message,
-            ApiError::invalid_api_key(false).message
-        );
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer nope"));
-        assert_eq!(authorize(&headers, "k").unwrap_err().status, 401);
-        headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer k"));
-        assert!(authorize(&headers, "k").is_ok());
+    fn authorization_requires_the_exact_key_where_the_protocol_sends_it() {
+        let head = |name: &str, value: &str| {
+            let request = Request::post("/").header(name, value).body(()).unwrap();
+            request.into_parts().0
+        };
+        let missing = Request::post("/").body(()).unwrap().into_parts().0;
+        for (protocol, name, value) in [
+            (Protocol::OpenAi, "authorization", "Bearer k"),
+            (Protocol::Anthropic, "x-api-key", "k"),
+            (Protocol::Gemini, "x-goog-api-key", "k"),
+        ] {
+            let wrong = value.replace('k', "nope");
+            assert_eq!(
+                authorize(protocol, &missing, "k"),
+                Err(Reject::Unauthorized { provided: false })
+            );
+            assert_eq!(
+                authorize(protocol, &head(name, &wrong), "k"),
+                Err(Reject::Unauthorized { provided: true })
+            );
+            assert_eq!(authorize(protocol, &head(name, value), "k"), Ok(()));
+        }
+        let other = head("x-api-key", "k");
+        assert!(authorize(Protocol::OpenAi, &other, "k").is_err());
     }
 
     #[test]
@@ -431,14 +475,15 @@ mod tests {
             retry_after_s: Some(3),
             ..MockScript::default()
         };
-        let response = injected_error(&script);
+        let response = injected_error(Protocol::OpenAi, &script);
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()[RETRY_AFTER], "3");
         let custom = MockScript {
             error_body: Some("{\"x\":1}".into()),
             ..MockScript::default()
         };
-        let MockBody::Full(Some(body)) = injected_error(&custom).into_body() else {
+        let MockBody::Full(Some(body)) = injected_error(Protocol::Anthropic, &custom).into_body()
+        else {
             panic!()
         };
         assert_eq!(&body[..], b"{\"x\":1}");

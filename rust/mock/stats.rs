@@ -21,7 +21,7 @@ pub struct MockStats {
     pub streams_started: u64,
     /// Streams that sent everything up to `data: [DONE]`.
     pub streams_completed: u64,
-    /// Streams ended early on purpose by `truncate_after`.
+    /// Streams ended early on purpose by `truncate_after` or `error_after`.
     pub streams_truncated: u64,
     /// Requests whose client went away while the mock still had something to send or was
     /// waiting (hang, delays, pacing).

@@ -35,7 +35,7 @@ async fn open(
     method: &str,
     path: &str,
     body: &str,
-    auth: Option<&str>,
+    headers: &[(&str, &str)],
 ) -> (
     impl Future<Output = hyper::Result<Response<Incoming>>> + use<>,
     JoinHandle<()>,
@@ -52,8 +52,8 @@ async fn open(
         .uri(path)
         .header("host", "mock")
         .header("content-type", "application/json");
-    if let Some(key) = auth {
-        request = request.header("authorization", format!("Bearer {key}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let request = request
         .body(Full::new(Bytes::from(body.to_owned())))
@@ -77,7 +77,22 @@ async fn send_with(
     body: &str,
     auth: Option<&str>,
 ) -> (u16, hyper::HeaderMap, Result<Bytes, String>) {
-    let (response, _conn) = open(server, method, path, body, auth).await;
+    let bearer = auth.map(|key| format!("Bearer {key}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|value| ("authorization", value.as_str()))
+        .collect();
+    send_headers(server, method, path, body, &headers).await
+}
+
+async fn send_headers(
+    server: &MockServer,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, Result<Bytes, String>) {
+    let (response, _conn) = open(server, method, path, body, headers).await;
     let (parts, body) = response.await.unwrap().into_parts();
     let body = body
         .collect()
@@ -120,6 +135,34 @@ pub(super) fn content_of(events: &[String]) -> String {
                 .map(str::to_owned)
         })
         .collect()
+}
+
+/// The events of an SSE body, parsed as a client would.
+fn sse(body: &[u8]) -> Vec<crate::sse::Event> {
+    let mut parser = crate::sse::Parser::new();
+    let mut events = Vec::new();
+    parser.feed(body, &mut events).unwrap();
+    events
+}
+
+/// The JSON of every SSE event but `[DONE]`.
+fn sse_json(body: &[u8]) -> Vec<Value> {
+    sse(body)
+        .iter()
+        .filter(|e| e.data != "[DONE]")
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect()
+}
+
+fn tools_script() -> MockScript {
+    script(json!({
+        "thinking": "The user wants the weather, so I call the tool.",
+        "tool_calls": [
+            {"name": "get_weather", "arguments": r#"{"city": "Paris", "unit": "celsius"}"#},
+            {"name": "get_time", "arguments": r#"{"zone":"Europe/Paris"}"#}
+        ],
+        "cached_tokens": 4
+    }))
 }
 
 async fn wait_for(server: &MockServer, what: impl Fn(&MockStats) -> bool) -> MockStats {
@@ -298,7 +341,7 @@ async fn hang_counts_the_client_going_away() {
         "POST",
         "/v1/chat/completions",
         &chat("slow", "x").to_string(),
-        None,
+        &[],
     )
     .await;
     let pending = tokio::spawn(response);
@@ -323,7 +366,7 @@ async fn disconnect_while_pacing_is_seen_at_once() {
         "POST",
         "/v1/chat/completions",
         &stream_chat("m", "x", true).to_string(),
-        None,
+        &[],
     )
     .await;
     let mut body = response.await.unwrap().into_body();
@@ -359,7 +402,7 @@ async fn ttft_delays_first_chunk_not_head() {
         "POST",
         "/v1/chat/completions",
         &stream_chat("m", "x", false).to_string(),
-        None,
+        &[],
     )
     .await;
     let t0 = Instant::now();
@@ -469,4 +512,567 @@ async fn multi_threaded_server_keeps_connections_alive() {
     server.shutdown();
     server.shutdown();
     assert!(TcpStream::connect(server.local_addr()).await.is_err());
+}
+
+#[tokio::test]
+async fn openai_thinking_tool_calls_and_cached_tokens() {
+    let server = start(with_model("m", tools_script()));
+    let request = chat("m", "Weather in Paris?");
+    let (status, _, body) = send(&server, "/v1/chat/completions", &request).await;
+    assert_eq!(status, 200);
+    let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], Value::Null);
+    assert_eq!(
+        choice["message"]["reasoning_content"],
+        "The user wants the weather, so I call the tool."
+    );
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls[1]["function"]["name"], "get_time");
+    let usage = body["usage"].clone();
+    let thinking = Encoding::O200kBase.count("The user wants the weather, so I call the tool.");
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
+    assert_eq!(
+        usage["completion_tokens_details"]["reasoning_tokens"],
+        thinking
+    );
+
+    let (_, _, body) = send(
+        &server,
+        "/v1/chat/completions",
+        &stream_chat("m", "Weather in Paris?", true),
+    )
+    .await;
+    let chunks = sse_json(&body.unwrap());
+    let mut arguments = vec![String::new(); 2];
+    let mut thinking_text = String::new();
+    for chunk in &chunks[..chunks.len() - 1] {
+        let delta = &chunk["choices"][0]["delta"];
+        thinking_text += delta["reasoning_content"].as_str().unwrap_or_default();
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            let index = call["index"].as_u64().unwrap() as usize;
+            arguments[index] += call["function"]["arguments"].as_str().unwrap();
+        }
+    }
+    assert_eq!(thinking_text, choice["message"]["reasoning_content"]);
+    for (streamed, call) in arguments.iter().zip(calls) {
+        assert_eq!(streamed, &call["function"]["arguments"]);
+    }
+    let finish = &chunks[chunks.len() - 2]["choices"][0];
+    assert_eq!(finish["finish_reason"], "tool_calls");
+    assert_eq!(chunks.last().unwrap()["usage"], usage);
+}
+
+#[tokio::test]
+async fn openai_error_after_sends_an_error_chunk() {
+    let server = start(with_model(
+        "m",
+        script(json!({"reply": "a b c d", "error_after": 2})),
+    ));
+    let (status, _, body) = send(
+        &server,
+        "/v1/chat/completions",
+        &stream_chat("m", "x", true),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let chunks = sse_json(&body.expect("ends cleanly"));
+    assert_eq!(chunks.len(), 4, "role, 2 chunks, error");
+    assert_eq!(chunks[3]["error"]["type"], "server_error");
+    let snap = wait_for(&server, |s| s.streams_truncated == 1).await;
+    assert_eq!((snap.streams_truncated, snap.client_disconnects), (1, 0));
+}
+
+const ANTHROPIC: &[(&str, &str)] = &[("anthropic-version", "2023-06-01")];
+
+fn messages(model: &str, text: &str, stream: bool) -> Value {
+    json!({"model": model, "max_tokens": 1024, "stream": stream, "system": "Be brief.",
+        "messages": [{"role": "user", "content": text}]})
+}
+
+/// The prompt tokens of `messages(..)`: its system prompt and user message as chat messages.
+fn messages_prompt_tokens(text: &str) -> usize {
+    let chat = chat("m", text);
+    count_chat_messages(Encoding::O200kBase, chat["messages"].as_array().unwrap())
+}
+
+/// The `message` an Anthropic stream adds up to, assembled from its events as a client does.
+fn assemble_message(body: &[u8]) -> Value {
+    let mut message = Value::Null;
+    let mut partial_json: Vec<String> = Vec::new();
+    for event in sse(body) {
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        let name = event.event.unwrap();
+        assert_eq!(data["type"], name.as_str());
+        let index = data["index"].as_u64().unwrap_or_default() as usize;
+        match name.as_str() {
+            "message_start" => message = data["message"].clone(),
+            "content_block_start" => {
+                assert_eq!(index, partial_json.len());
+                let content = message["content"].as_array_mut().unwrap();
+                content.push(data["content_block"].clone());
+                partial_json.push(String::new());
+            }
+            "content_block_delta" => {
+                let block = &mut message["content"][index];
+                let delta = &data["delta"];
+                let (field, piece) = match delta["type"].as_str().unwrap() {
+                    "text_delta" => ("text", &delta["text"]),
+                    "thinking_delta" => ("thinking", &delta["thinking"]),
+                    "signature_delta" => ("signature", &delta["signature"]),
+                    "input_json_delta" => {
+                        partial_json[index] += delta["partial_json"].as_str().unwrap();
+                        continue;
+                    }
+                    other => panic!("unexpected delta {other}"),
+                };
+                let text = block[field].as_str().unwrap().to_owned() + piece.as_str().unwrap();
+                block[field] = json!(text);
+            }
+            "content_block_stop" => {
+                let block = &mut message["content"][index];
+                if block["type"] == "tool_use" {
+                    block["input"] = serde_json::from_str(&partial_json[index]).unwrap();
+                }
+            }
+            "message_delta" => {
+                message["stop_reason"] = data["delta"]["stop_reason"].clone();
+                message["stop_sequence"] = data["delta"]["stop_sequence"].clone();
+                message["usage"] = data["usage"].clone();
+            }
+            "message_stop" | "ping" => {}
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    message
+}
+
+/// A message without its ids, which differ between two requests.
+fn without_ids(mut message: Value) -> Value {
+    message["id"] = Value::Null;
+    for block in message["content"].as_array_mut().unwrap() {
+        if block.get("id").is_some() {
+            block["id"] = Value::Null;
+        }
+    }
+    message
+}
+
+#[tokio::test]
+async fn anthropic_json_and_stream_give_the_same_message() {
+    let mut tools = tools_script();
+    tools.reply = Some("Let me check.".into());
+    let server = start(with_model("claude", tools));
+    let request = messages("claude", "Weather in Paris?", false).to_string();
+    let (status, headers, body) =
+        send_headers(&server, "POST", "/v1/messages", &request, ANTHROPIC).await;
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (200, &"application/json".parse().unwrap())
+    );
+    let message: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    let types: Vec<&str> = message["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["thinking", "text", "tool_use", "tool_use"]);
+    assert_eq!(message["content"][1]["text"], "Let me check.");
+    assert_eq!(
+        message["content"][2]["input"],
+        json!({"city": "Paris", "unit": "celsius"})
+    );
+    assert_eq!(message["stop_reason"], "tool_use");
+    let thinking = Encoding::O200kBase.count("The user wants the weather, so I call the tool.");
+    let calls = Encoding::O200kBase.count("get_weather")
+        + Encoding::O200kBase.count(r#"{"city": "Paris", "unit": "celsius"}"#)
+        + Encoding::O200kBase.count("get_time")
+        + Encoding::O200kBase.count(r#"{"zone":"Europe/Paris"}"#);
+    let output = thinking + Encoding::O200kBase.count("Let me check.") + calls;
+    let prompt = messages_prompt_tokens("Weather in Paris?");
+    assert_eq!(
+        message["usage"],
+        json!({"input_tokens": prompt - 4, "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 4, "output_tokens": output})
+    );
+
+    let request = messages("claude", "Weather in Paris?", true).to_string();
+    let (status, headers, body) =
+        send_headers(&server, "POST", "/v1/messages", &request, ANTHROPIC).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/event-stream; charset=utf-8");
+    let streamed = assemble_message(&body.unwrap());
+    assert_eq!(without_ids(streamed), without_ids(message));
+    let snap = wait_for(&server, |s| s.streams_completed == 1).await;
+    assert_eq!((snap.requests, snap.models["claude"]), (2, 2));
+}
+
+#[tokio::test]
+async fn anthropic_default_reply_and_max_tokens() {
+    let server = start(with_model(
+        "long",
+        script(json!({"reply": "alpha beta gamma delta epsilon", "chunks": 3})),
+    ));
+    let request = messages("any", "What is 2+2?", false).to_string();
+    let (_, _, body) = send_headers(&server, "POST", "/v1/messages", &request, ANTHROPIC).await;
+    let message: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(
+        message["content"],
+        json!([{"type": "text", "text": "Hello! You said: What is 2+2?."}])
+    );
+    assert_eq!(message["stop_reason"], "end_turn");
+    assert_eq!(message["model"], "any");
+
+    for stream in [false, true] {
+        let mut request = messages("long", "x", stream);
+        request["max_tokens"] = json!(2);
+        let (_, _, body) = send_headers(
+            &server,
+            "POST",
+            "/v1/messages",
+            &request.to_string(),
+            ANTHROPIC,
+        )
+        .await;
+        let body = body.unwrap();
+        let message = if stream {
+            assemble_message(&body)
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        };
+        assert_eq!(message["content"][0]["text"], "alpha beta");
+        assert_eq!(message["stop_reason"], "max_tokens");
+        assert_eq!(message["usage"]["output_tokens"], 2);
+    }
+}
+
+#[tokio::test]
+async fn anthropic_errors_have_the_api_shape() {
+    let mut config = with_model("locked", script(json!({"api_key": "sk-ant"})));
+    config.models.insert(
+        "busy".into(),
+        script(json!({"error_every": 1, "error_status": 529, "retry_after_s": 2})),
+    );
+    config.models.insert(
+        "flaky".into(),
+        script(json!({"reply": "a b c d", "error_after": 2})),
+    );
+    config.models.insert(
+        "cut".into(),
+        script(json!({"reply": "a b c d", "truncate_after": 2})),
+    );
+    config.strict = true;
+    let server = start(config);
+    let post = |body: Value, headers: &'static [(&'static str, &'static str)]| {
+        let server = &server;
+        async move {
+            let (status, headers, body) =
+                send_headers(server, "POST", "/v1/messages", &body.to_string(), headers).await;
+            (status, headers, body)
+        }
+    };
+    let error_of = |body: Result<Bytes, String>| {
+        let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        assert_eq!(body["type"], "error");
+        body["error"].clone()
+    };
+
+    let mut no_max = messages("locked", "x", false);
+    no_max.as_object_mut().unwrap().remove("max_tokens");
+    let (status, _, body) = post(no_max, ANTHROPIC).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error_of(body),
+        json!({"type": "invalid_request_error", "message": "max_tokens: Field required"})
+    );
+    let (status, _, body) = post(messages("nope", "x", false), ANTHROPIC).await;
+    assert_eq!(
+        (status, error_of(body)["type"].clone()),
+        (404, json!("not_found_error"))
+    );
+    let (status, _, body) = post(messages("locked", "x", false), ANTHROPIC).await;
+    assert_eq!(
+        (status, error_of(body)["type"].clone()),
+        (401, json!("authentication_error"))
+    );
+    let bearer = &[("authorization", "Bearer sk-ant")];
+    let (status, _, _) = post(messages("locked", "x", false), bearer).await;
+    assert_eq!(status, 401);
+    let keyed = &[("x-api-key", "sk-ant"), ("anthropic-version", "2023-06-01")];
+    let (status, _, _) = post(messages("locked", "x", false), keyed).await;
+    assert_eq!(status, 200);
+
+    let (status, headers, body) = post(messages("busy", "x", true), ANTHROPIC).await;
+    assert_eq!(
+        (status, &headers["retry-after"]),
+        (529, &"2".parse().unwrap())
+    );
+    assert_eq!(
+        error_of(body),
+        json!({"type": "overloaded_error", "message": "Overloaded"})
+    );
+
+    let (status, _, body) = post(messages("flaky", "x", true), ANTHROPIC).await;
+    assert_eq!(status, 200);
+    let events = sse(&body.expect("ends cleanly"));
+    let last = events.last().unwrap();
+    assert_eq!(last.event.as_deref(), Some("error"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&last.data).unwrap(),
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    );
+    let text_deltas = events
+        .iter()
+        .filter(|e| e.data.contains("text_delta"))
+        .count();
+    assert_eq!(text_deltas, 2);
+
+    let (status, _, body) = post(messages("cut", "x", true), ANTHROPIC).await;
+    assert_eq!(status, 200);
+    assert!(body.is_err(), "aborted stream must not look complete");
+    let snap = wait_for(&server, |s| s.streams_truncated == 2).await;
+    assert_eq!(
+        (snap.requests, snap.errors_injected, snap.streams_truncated),
+        (8, 1, 2)
+    );
+}
+
+fn gemini_request(text: &str, include_thoughts: bool) -> Value {
+    json!({
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "contents": [{"role": "user", "parts": [{"text": text}]}],
+        "generationConfig": {"thinkingConfig": {"includeThoughts": include_thoughts}}
+    })
+}
+
+/// The response a stream of Gemini chunks adds up to, merged as a client does: consecutive
+/// text parts of the same kind joined, function calls appended, the last chunk's finish
+/// reason and usage.
+fn merge_chunks(chunks: &[Value]) -> Value {
+    let mut parts: Vec<Value> = Vec::new();
+    for chunk in chunks {
+        for part in chunk["candidates"][0]["content"]["parts"]
+            .as_array()
+            .unwrap()
+        {
+            let Some(text) = part["text"].as_str() else {
+                parts.push(part.clone());
+                continue;
+            };
+            match parts.last_mut() {
+                Some(last) if last["text"].is_string() && last["thought"] == part["thought"] => {
+                    last["text"] = json!(last["text"].as_str().unwrap().to_owned() + text);
+                }
+                _ if text.is_empty() => {}
+                _ => parts.push(part.clone()),
+            }
+        }
+    }
+    let last = chunks.last().unwrap();
+    json!({
+        "parts": parts,
+        "finishReason": last["candidates"][0]["finishReason"],
+        "usageMetadata": last["usageMetadata"],
+    })
+}
+
+/// The same view of a whole response.
+fn gemini_view(response: &Value) -> Value {
+    json!({
+        "parts": response["candidates"][0]["content"]["parts"],
+        "finishReason": response["candidates"][0]["finishReason"],
+        "usageMetadata": response["usageMetadata"],
+    })
+}
+
+#[tokio::test]
+async fn gemini_json_and_streams_give_the_same_response() {
+    let mut tools = tools_script();
+    tools.reply = Some("Let me check.".into());
+    let server = start(with_model("gemini-pro", tools));
+    let base = "/v1beta/models/gemini-pro";
+    let post = |path: String, include_thoughts: bool| {
+        let server = &server;
+        async move {
+            let body = gemini_request("Weather in Paris?", include_thoughts).to_string();
+            send_headers(server, "POST", &path, &body, &[]).await
+        }
+    };
+
+    let (status, _, body) = post(format!("{base}:generateContent"), true).await;
+    assert_eq!(status, 200);
+    let whole: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(whole["modelVersion"], "gemini-pro");
+    let view = gemini_view(&whole);
+    let parts = view["parts"].as_array().unwrap();
+    assert_eq!(
+        parts[0],
+        json!({"text": "The user wants the weather, so I call the tool.", "thought": true})
+    );
+    assert_eq!(parts[1], json!({"text": "Let me check."}));
+    assert_eq!(
+        parts[2]["functionCall"],
+        json!({"name": "get_weather", "args": {"city": "Paris", "unit": "celsius"}})
+    );
+    assert!(parts[2]["thoughtSignature"].is_string());
+    assert_eq!(view["finishReason"], "STOP");
+    let thinking = Encoding::O200kBase.count("The user wants the weather, so I call the tool.");
+    let calls = Encoding::O200kBase.count("get_weather")
+        + Encoding::O200kBase.count(r#"{"city": "Paris", "unit": "celsius"}"#)
+        + Encoding::O200kBase.count("get_time")
+        + Encoding::O200kBase.count(r#"{"zone":"Europe/Paris"}"#);
+    let candidates = Encoding::O200kBase.count("Let me check.") + calls;
+    let prompt = messages_prompt_tokens("Weather in Paris?");
+    assert_eq!(
+        view["usageMetadata"],
+        json!({"promptTokenCount": prompt, "candidatesTokenCount": candidates,
+            "totalTokenCount": prompt + thinking + candidates, "cachedContentTokenCount": 4,
+            "thoughtsTokenCount": thinking})
+    );
+
+    let (status, headers, body) = post(format!("{base}:streamGenerateContent?alt=sse"), true).await;
+    assert_eq!(
+        (status, &headers["content-type"]),
+        (200, &"text/event-stream".parse().unwrap())
+    );
+    let events = sse(&body.unwrap());
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event.is_none() && e.data != "[DONE]")
+    );
+    let chunks: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::from_str(&e.data).unwrap())
+        .collect();
+    assert!(chunks.len() > 5);
+    assert_eq!(merge_chunks(&chunks), view);
+
+    let (_, headers, body) = post(format!("{base}:streamGenerateContent"), true).await;
+    assert_eq!(headers["content-type"], "application/json");
+    let array: Vec<Value> = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(merge_chunks(&array), view);
+
+    // Without includeThoughts the thinking is counted but not sent.
+    let (_, _, body) = post(format!("{base}:generateContent"), false).await;
+    let hidden = gemini_view(&serde_json::from_slice(&body.unwrap()).unwrap());
+    assert_eq!(hidden["usageMetadata"], view["usageMetadata"]);
+    assert_eq!(hidden["parts"].as_array().unwrap()[..], parts[1..]);
+    let (_, _, body) = post(format!("{base}:streamGenerateContent?alt=sse"), false).await;
+    assert_eq!(merge_chunks(&sse_json(&body.unwrap())), hidden);
+
+    let snap = wait_for(&server, |s| s.streams_completed == 3).await;
+    assert_eq!(
+        (
+            snap.requests,
+            snap.models["gemini-pro"],
+            snap.streams_completed
+        ),
+        (5, 5, 3)
+    );
+}
+
+#[tokio::test]
+async fn gemini_default_reply_and_max_tokens() {
+    let server = start(with_model(
+        "long",
+        script(json!({"reply": "alpha beta gamma delta epsilon"})),
+    ));
+    let body = gemini_request("What is 2+2?", false).to_string();
+    let path = "/v1beta/models/any:generateContent";
+    let (_, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    let response: Value = serde_json::from_slice(&response.unwrap()).unwrap();
+    assert_eq!(
+        response["candidates"][0]["content"],
+        json!({"parts": [{"text": "Hello! You said: What is 2+2?."}], "role": "model"})
+    );
+
+    let mut request = gemini_request("x", false);
+    request["generationConfig"]["maxOutputTokens"] = json!(2);
+    for path in [
+        "/v1beta/models/long:generateContent",
+        "/v1beta/models/long:streamGenerateContent?alt=sse",
+    ] {
+        let (_, _, body) = send_headers(&server, "POST", path, &request.to_string(), &[]).await;
+        let body = body.unwrap();
+        let view = if path.contains("stream") {
+            merge_chunks(&sse_json(&body))
+        } else {
+            gemini_view(&serde_json::from_slice(&body).unwrap())
+        };
+        assert_eq!(view["parts"], json!([{"text": "alpha beta"}]));
+        assert_eq!(view["finishReason"], "MAX_TOKENS");
+        assert_eq!(view["usageMetadata"]["candidatesTokenCount"], 2);
+    }
+}
+
+#[tokio::test]
+async fn gemini_errors_have_the_api_shape() {
+    let mut config = with_model("locked", script(json!({"api_key": "gk"})));
+    config.models.insert(
+        "busy".into(),
+        script(json!({"error_every": 1, "error_status": 503})),
+    );
+    config.models.insert(
+        "flaky".into(),
+        script(json!({"reply": "a b c d", "error_after": 3})),
+    );
+    config.strict = true;
+    let server = start(config);
+    let body = gemini_request("x", false).to_string();
+    let status_of = |body: Result<Bytes, String>| {
+        let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        body["error"]["status"].clone()
+    };
+
+    let path = "/v1beta/models/locked:generateContent";
+    let (status, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    assert_eq!(
+        (status, status_of(response)),
+        (401, json!("UNAUTHENTICATED"))
+    );
+    let wrong = &[("x-goog-api-key", "nope")];
+    let (status, _, _) = send_headers(&server, "POST", path, &body, wrong).await;
+    assert_eq!(status, 401);
+    let (status, _, _) =
+        send_headers(&server, "POST", path, &body, &[("x-goog-api-key", "gk")]).await;
+    assert_eq!(status, 200);
+    let keyed = "/v1beta/models/locked:generateContent?key=gk";
+    let (status, _, _) = send_headers(&server, "POST", keyed, &body, &[]).await;
+    assert_eq!(status, 200);
+
+    let path = "/v1beta/models/nope:generateContent";
+    let (status, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    assert_eq!((status, status_of(response)), (404, json!("NOT_FOUND")));
+    let path = "/v1beta/models/locked:generateContent?key=gk";
+    let (status, _, response) =
+        send_headers(&server, "POST", path, r#"{"contents":[]}"#, &[]).await;
+    assert_eq!(
+        (status, status_of(response)),
+        (400, json!("INVALID_ARGUMENT"))
+    );
+    let (status, _, _) = send_headers(&server, "GET", path, "", &[]).await;
+    assert_eq!(status, 405);
+
+    let path = "/v1beta/models/busy:streamGenerateContent?alt=sse";
+    let (status, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    let response: Value = serde_json::from_slice(&response.unwrap()).unwrap();
+    assert_eq!(status, 503);
+    assert_eq!(
+        response,
+        json!({"error": {"code": 503, "message": "The model is overloaded. Please try again later.",
+            "status": "UNAVAILABLE"}})
+    );
+
+    let path = "/v1beta/models/flaky:streamGenerateContent?alt=sse";
+    let (status, _, response) = send_headers(&server, "POST", path, &body, &[]).await;
+    assert_eq!(status, 200);
+    let chunks = sse_json(&response.expect("ends cleanly"));
+    assert_eq!(chunks.len(), 4);
+    assert_eq!(chunks[3]["error"]["code"], 500);
+    assert_eq!(chunks[3]["error"]["status"], "INTERNAL");
+    let snap = wait_for(&server, |s| s.streams_truncated == 1).await;
+    assert_eq!((snap.requests, snap.errors_injected), (8, 1));
 }

@@ -3,6 +3,7 @@ and `rust/mock/stats.rs`. Defaults are omitted when encoding, so the Rust side's
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -12,13 +13,36 @@ import msgspec
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
 
+class MockToolCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One tool call of a scripted answer."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    arguments: str
+    """The arguments as JSON object text, e.g. `{"city": "Paris"}`."""
+
+    def __post_init__(self) -> None:
+        try:
+            arguments = json.loads(self.arguments)
+        except ValueError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            raise ValueError("tool call arguments must be a JSON object")
+
+
 class MockScript(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     """What one model does; every field is optional and the defaults give a healthy model."""
 
     reply: str | None = None
-    """Fixed answer text; default: a sentence quoting the last user message."""
+    """Fixed answer text; default: a sentence quoting the last user message, or no text when
+    the model makes tool_calls."""
+    thinking: str | None = None
+    """Reasoning streamed before the answer; its tokens count as reasoning tokens."""
+    tool_calls: list[MockToolCall] = msgspec.field(default_factory=list)
+    """Calls the model makes after its thinking and text (finish reason: tool calls)."""
     chunks: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    """Content chunks per stream; default: one per word."""
+    """Stream chunks of the text, and of the thinking; default: one per word."""
+    cached_tokens: NonNegative = 0
+    """Prompt tokens reported as cache reads (at most the prompt's count)."""
     headers_delay_ms: NonNegative = 0
     """Delay before the response head (and before the whole body for JSON)."""
     ttft_ms: NonNegative = 0
@@ -42,6 +66,8 @@ class MockScript(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_
     """With truncate_after: end the HTTP body cleanly instead of aborting the connection."""
     malformed_after: NonNegative | None = None
     """Streams: after n content chunks send one event whose data is invalid JSON."""
+    error_after: NonNegative | None = None
+    """Streams: after n content chunks send the protocol's in-stream error and end cleanly."""
     finish_reason: str | None = None
     api_key: str | None = None
     """Require `Authorization: Bearer <api_key>`."""
