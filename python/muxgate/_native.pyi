@@ -62,7 +62,7 @@ class Stream:
 
 @final
 class MockProvider:
-    """The mock OpenAI-compatible provider, serving on its own native thread(s)."""
+    """The mock provider (OpenAI, Anthropic, Gemini APIs), serving on its own native thread(s)."""
 
     def __new__(
         cls, config_json: str, host: str = "127.0.0.1", port: int = 0, threads: int = 1

@@ -259,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--output", "-o", help="file to write (default: standard output)")
     c.set_defaults(func=config_export)
 
-    p = commands.add_parser("mock-provider", help="run the mock OpenAI-compatible provider")
+    p = commands.add_parser(
+        "mock-provider", help="run the mock provider (OpenAI, Anthropic and Gemini APIs)"
+    )
     p.add_argument("--config", help="TOML file scripting per-model behaviour")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9090)

@@ -1,9 +1,18 @@
-//! Mock LLM provider: a real HTTP/1.1 server speaking the `OpenAI` Chat Completions protocol (JSON and SSE),
-//! scripted per model (latency, pacing, failures, hangs, truncation, malformed chunks). The
-//! gateway's tests, the embedded demo and the benchmark run against it instead of real APIs.
+//! Mock LLM provider: a real HTTP/1.1 server speaking the `OpenAI` Chat Completions, Anthropic
+//! Messages and Gemini protocols (whole JSON answers and streams, byte for byte as the real
+//! APIs send them), scripted per model (thinking, tool calls, cached tokens, latency, pacing,
+//! failures, hangs, truncation, malformed chunks, mid-stream errors). The gateway's tests, the
+//! embedded demo and the benchmark run against it instead of real APIs.
 //!
-//! Endpoints: `POST /v1/chat/completions`, `GET /v1/models`, `GET /mock/stats`, and
-//! `GET`/`PUT /mock/config` to read or replace the scripts of a running server.
+//! Endpoints:
+//! - `POST /v1/chat/completions`: Chat Completions (`Authorization: Bearer` key).
+//! - `POST /v1/messages`: Anthropic Messages (`x-api-key` key).
+//! - `POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent` (SSE with
+//!   `?alt=sse`, else a JSON array): Gemini (`x-goog-api-key` or `?key=` key).
+//! - `GET /v1/models`, `GET /mock/stats`, and `GET`/`PUT /mock/config` to read or replace the
+//!   scripts of a running server.
+//!
+//! Every protocol answers with the same scripted [`MockScript`], rendered in its own wire format.
 
 mod anthropic;
 mod body;

@@ -1,4 +1,8 @@
-//! Per-model behaviour of the mock provider: what it answers, how fast, and how it fails.
+//! Per-model behaviour of the mock provider: what it answers, how fast, and how it fails, the
+//! same on every protocol.
+//!
+//! "Content chunks" below are the stream chunks of the answer: its thinking, its text, and its
+//! tool calls' arguments (in pieces of a few bytes; on Gemini, one chunk per call).
 //!
 //! The JSON shape of [`MockConfig`] is the contract shared with `muxgate.mock.config` (Python)
 //! and with `PUT /mock/config`, so unknown fields are rejected rather than silently ignored.
@@ -46,14 +50,14 @@ pub struct MockScript {
     pub error_every: u64,
     /// HTTP status of injected failures.
     pub error_status: u16,
-    /// Raw body of injected failures. Default: an OpenAI-style error object for the status.
+    /// Raw body of injected failures. Default: the protocol's error object for the status.
     pub error_body: Option<String>,
     /// Adds `Retry-After` (seconds) to injected failures.
     pub retry_after_s: Option<u64>,
     /// Read the request, then answer nothing until the client goes away.
     pub hang: bool,
-    /// Streams: abort the connection after this many content chunks (no finish, usage or
-    /// `[DONE]`). JSON: abort after half of the body.
+    /// Streams: abort the connection after this many content chunks (no finish reason, final
+    /// usage or closing event). JSON: abort after half of the body.
     pub truncate_after: Option<usize>,
     /// With `truncate_after`, end the HTTP body cleanly instead of aborting the connection.
     pub truncate_clean: bool,
@@ -62,10 +66,12 @@ pub struct MockScript {
     /// Streams: after this many content chunks, send the protocol's in-stream error event and
     /// end the body cleanly.
     pub error_after: Option<usize>,
-    /// Replaces the computed `finish_reason` (`stop`, `length` when cut by max tokens,
-    /// `tool_calls`).
+    /// Replaces the computed finish reason, verbatim in the protocol's field (`finish_reason`:
+    /// `stop`/`length`/`tool_calls`; `stop_reason`: `end_turn`/`max_tokens`/`tool_use`;
+    /// `finishReason`: `STOP`/`MAX_TOKENS`).
     pub finish_reason: Option<String>,
-    /// Require `Authorization: Bearer <api_key>`.
+    /// Require this key where the protocol sends it: `Authorization: Bearer`, `x-api-key`, or
+    /// `x-goog-api-key` / `?key=`.
     pub api_key: Option<String>,
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// A snapshot of the counters since the server started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MockStats {
-    /// `POST /v1/chat/completions` requests received (including rejected ones).
+    /// Completion requests received on any protocol's endpoint (including rejected ones).
     pub requests: u64,
     /// Requests per request `model` (parsed requests only).
     pub models: BTreeMap<String, u64>,
@@ -19,14 +19,15 @@ pub struct MockStats {
     pub errors_injected: u64,
     /// Streams whose response head was sent.
     pub streams_started: u64,
-    /// Streams that sent everything up to `data: [DONE]`.
+    /// Streams that sent everything up to their last event (`[DONE]`, `message_stop`, the
+    /// chunk with the finish reason).
     pub streams_completed: u64,
     /// Streams ended early on purpose by `truncate_after` or `error_after`.
     pub streams_truncated: u64,
     /// Requests whose client went away while the mock still had something to send or was
     /// waiting (hang, delays, pacing).
     pub client_disconnects: u64,
-    /// Chat completion requests being served right now.
+    /// Completion requests being served right now.
     pub in_flight: u64,
 }
 
@@ -102,7 +103,7 @@ pub(crate) enum Outcome {
     StreamTruncated,
 }
 
-/// Tracks one chat request from its parsed body to its last byte handed to hyper. hyper drops
+/// Tracks one completion request from its parsed body to its last byte handed to hyper. hyper drops
 /// the response future or body as soon as it sees the peer close, so a guard dropped while
 /// still `Abandoned` is a client disconnect.
 #[derive(Debug)]

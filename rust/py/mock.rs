@@ -1,6 +1,6 @@
-//! `MockProvider`: the mock OpenAI-compatible provider, started from Python for tests, the
-//! embedded demo and benchmarks. Config and stats cross as JSON so the Python side can mirror
-//! them with msgspec without a second schema here.
+//! `MockProvider`: the mock provider (OpenAI, Anthropic and Gemini APIs), started from Python
+//! for tests, the embedded demo and benchmarks. Config and stats cross as JSON so the Python
+//! side can mirror them with msgspec without a second schema here.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};

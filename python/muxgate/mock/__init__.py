@@ -1,5 +1,6 @@
-"""The mock OpenAI-compatible provider: a native HTTP server scripted per model, used by the
-tests, the embedded demo and the benchmarks instead of real provider APIs."""
+"""The mock provider: a native HTTP server speaking the Chat Completions, Anthropic Messages and
+Gemini protocols, scripted per model, used by the tests, the embedded demo and the benchmarks
+instead of real provider APIs."""
 
 from muxgate._native import MockProvider
 from muxgate.mock.config import (

@@ -30,7 +30,9 @@ class MockToolCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class MockScript(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """What one model does; every field is optional and the defaults give a healthy model."""
+    """What one model does, on every protocol; every field is optional and the defaults give a
+    healthy model. Content chunks are the stream chunks of the thinking, the text and the tool
+    call arguments (pieces of a few bytes; one chunk per call on Gemini)."""
 
     reply: str | None = None
     """Fixed answer text; default: a sentence quoting the last user message, or no text when
@@ -56,12 +58,13 @@ class MockScript(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_
     """Every n-th request (per model, since the last reload) fails; 0 = never."""
     error_status: Annotated[int, msgspec.Meta(ge=100, le=599)] = 500
     error_body: str | None = None
-    """Raw body of injected failures; default: an OpenAI-style error for the status."""
+    """Raw body of injected failures; default: the protocol's error object for the status."""
     retry_after_s: NonNegative | None = None
     hang: bool = False
     """Read the request, then send nothing until the client goes away."""
     truncate_after: NonNegative | None = None
-    """Streams: abort after n content chunks (no finish/usage/[DONE]); JSON: abort mid-body."""
+    """Streams: abort after n content chunks (no finish, final usage or closing event); JSON:
+    abort mid-body."""
     truncate_clean: bool = False
     """With truncate_after: end the HTTP body cleanly instead of aborting the connection."""
     malformed_after: NonNegative | None = None
@@ -69,8 +72,10 @@ class MockScript(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_
     error_after: NonNegative | None = None
     """Streams: after n content chunks send the protocol's in-stream error and end cleanly."""
     finish_reason: str | None = None
+    """Replaces the computed finish reason, verbatim in the protocol's field."""
     api_key: str | None = None
-    """Require `Authorization: Bearer <api_key>`."""
+    """Require this key: `Authorization: Bearer` (Chat Completions), `x-api-key` (Messages),
+    `x-goog-api-key` or `?key=` (Gemini)."""
 
 
 class MockConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
