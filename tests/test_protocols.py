@@ -329,6 +329,23 @@ def test_messages_errors_speak_anthropic(gateway: GatewayProcess) -> None:
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
 
 
+def test_parameters_left_out_by_a_translation_are_named(
+    claude: anthropic.Anthropic, gpt: openai.OpenAI
+) -> None:
+    raw = claude.messages.with_raw_response.create(
+        model="openai/plain", max_tokens=64, messages=ask(), extra_body={"top_k": 5}
+    )
+    assert raw.headers["x-muxgate-dropped-params"] == "top_k"
+    raw = claude.messages.with_raw_response.create(
+        model="anthropic/plain", max_tokens=64, messages=ask(), extra_body={"top_k": 5}
+    )
+    assert "x-muxgate-dropped-params" not in raw.headers, "nothing is dropped passing through"
+    chat = gpt.chat.completions.with_raw_response.create(
+        model="anthropic/plain", messages=ask(), seed=7, frequency_penalty=0.5
+    )
+    assert chat.headers["x-muxgate-dropped-params"] == "frequency_penalty, seed"
+
+
 def test_messages_models_and_token_count(
     claude: anthropic.Anthropic, gateway: GatewayProcess
 ) -> None:

@@ -48,6 +48,9 @@ def demo_config(mock_base_url: str, key: str, gateway: GatewaySection) -> Config
         providers=[
             ProviderSection(id="mock-east", base_url=mock_base_url),
             ProviderSection(id="mock-west", base_url=mock_base_url),
+            # The same mock, spoken to in Anthropic's protocol: Claude is reached the way a
+            # real Anthropic endpoint would be, and every client protocol translates to it.
+            ProviderSection(id="mock-anthropic", base_url=mock_base_url, protocol="anthropic"),
         ],
         models=[
             ModelSection(
@@ -79,8 +82,8 @@ def demo_config(mock_base_url: str, key: str, gateway: GatewaySection) -> Config
                 context_length=200_000,
                 channels=[
                     channel(
-                        "claude-sonnet-4.5@mock-east",
-                        "mock-east",
+                        "claude-sonnet-4.5@mock-anthropic",
+                        "mock-anthropic",
                         "claude-sonnet-4.5",
                         weight=1,
                         prompt="3",

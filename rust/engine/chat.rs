@@ -14,8 +14,8 @@ use super::stream::StreamBuffer;
 use super::upstream::{self, AttemptError};
 use super::usage::UsageEvent;
 use super::{
-    ATTEMPTS_HEADER, CHANNEL_HEADER, Deliver, Engine, Headers, OVERHEAD_HEADER, REQUEST_ID_HEADER,
-    Reply, Response, authenticate, error_response, new_request_id, unix_ms,
+    ATTEMPTS_HEADER, CHANNEL_HEADER, DROPPED_HEADER, Deliver, Engine, Headers, OVERHEAD_HEADER,
+    REQUEST_ID_HEADER, Reply, Response, authenticate, error_response, new_request_id, unix_ms,
 };
 use crate::client::{self, Body};
 use crate::health::Outcome;
@@ -121,6 +121,8 @@ struct Progress {
     attempts: u32,
     /// Time spent waiting on providers, so the rest is our own overhead.
     upstream: Duration,
+    /// Parameters the last attempt's translation left out.
+    dropped: Vec<String>,
 }
 
 impl Engine {
@@ -237,6 +239,7 @@ impl Engine {
         };
         progress.attempts += local.attempts;
         progress.upstream += local.upstream;
+        progress.dropped = local.dropped;
         outcome
     }
 
@@ -431,16 +434,19 @@ async fn attempt_all(ctx: &Context<'_>, progress: &mut Progress) -> Result<Succe
         // Rendered per attempt (each channel has its own upstream model name) and written to
         // the connection from here, never copied.
         let mut body = Vec::with_capacity(ctx.req.len_hint());
-        if let Err(error) = ctx.req.upstream_body(
+        match ctx.req.upstream_body(
             channel.provider.protocol,
             &channel.upstream_model,
             &mut body,
         ) {
-            return Err(Failure {
-                error,
-                index: None,
-                cancelled: false,
-            });
+            Ok(dropped) => progress.dropped = dropped,
+            Err(error) => {
+                return Err(Failure {
+                    error,
+                    index: None,
+                    cancelled: false,
+                });
+            }
         }
         progress.attempts += 1;
         model.selector.begin(index);
@@ -655,6 +661,9 @@ fn headers(
         overhead_us(ctx, progress).to_string(),
     ));
     h.push((ATTEMPTS_HEADER.to_owned(), progress.attempts.to_string()));
+    if !progress.dropped.is_empty() {
+        h.push((DROPPED_HEADER.to_owned(), progress.dropped.join(", ")));
+    }
     h
 }
 

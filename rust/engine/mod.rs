@@ -303,6 +303,8 @@ pub const REQUEST_ID_HEADER: &str = "x-muxgate-request-id";
 pub const CHANNEL_HEADER: &str = "x-muxgate-channel";
 pub const OVERHEAD_HEADER: &str = "x-muxgate-overhead-us";
 pub const ATTEMPTS_HEADER: &str = "x-muxgate-attempts";
+/// Request parameters the answering channel's protocol has no field for, left out on purpose.
+pub const DROPPED_HEADER: &str = "x-muxgate-dropped-params";
 
 fn authenticate<'r>(
     routing: &'r Routing,

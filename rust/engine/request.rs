@@ -240,21 +240,25 @@ impl<'a> Inbound<'a> {
         channel == self.protocol
     }
 
-    /// The body for one channel, in its protocol, with its upstream model name.
+    /// The body for one channel, in its protocol, with its upstream model name. Returns the
+    /// request's parameters that the translation had to leave out.
     pub fn upstream_body(
         &self,
         channel: Protocol,
         upstream_model: &str,
         out: &mut Vec<u8>,
-    ) -> Result<(), GatewayError> {
+    ) -> Result<Vec<String>, GatewayError> {
         if !self.relayed_to(channel) {
-            let encoded = channel.encode_request(self.neutral()?, upstream_model);
+            let request = self.neutral()?;
+            let encoded = channel.encode_request(request, upstream_model);
             *out = encoded.body;
-            return Ok(());
+            let mut dropped = request.dropped.clone();
+            dropped.extend(encoded.dropped);
+            return Ok(dropped);
         }
         if let Some(chat) = &self.chat {
             chat.upstream_body(upstream_model, out);
-            return Ok(());
+            return Ok(Vec::new());
         }
         let fields: Fields = serde_json::from_slice(self.body).map_err(|e| {
             GatewayError::invalid(format!("Request body is not a valid JSON object: {e}"))
@@ -265,7 +269,7 @@ impl<'a> Inbound<'a> {
             |key| (key == "model").then_some(Some(model.as_str())),
             &[],
         );
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// The prompt's token count by the local tokenizer, framed as Chat Completions frames it.
