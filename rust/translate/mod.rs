@@ -346,6 +346,25 @@ fn required<T>(value: Option<T>, path: &str, field: &str) -> Result<T, Invalid> 
     value.ok_or_else(|| Invalid::new(format!("{path}.{field}"), "Field required"))
 }
 
+/// Top-level keys only, to find the parameters that have no counterpart elsewhere.
+#[derive(Deserialize)]
+struct Keys<'a>(
+    #[serde(borrow)] std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a RawValue>,
+);
+
+/// The top-level parameters of `body` that are among `names` and not `null`, in key order,
+/// added to `dropped`: a decoder's report of what it could not carry.
+fn untranslatable(body: &[u8], names: &[&str], dropped: &mut Vec<String>) -> Result<(), Invalid> {
+    let keys: Keys = serde_json::from_slice(body)
+        .map_err(|e| Invalid::new("", format!("the body is not a JSON object: {e}")))?;
+    for (key, value) in &keys.0 {
+        if names.contains(&key.as_ref()) && value.get() != "null" {
+            dropped.push(key.clone().into_owned());
+        }
+    }
+    Ok(())
+}
+
 /// Content parts as a protocol writes them: one uncached text as a plain string when `plain`
 /// allows it, otherwise an array of what `render` makes of each part, with its
 /// `cache_control`. A part `render` has no form for (None) is listed in `dropped` by its path.
