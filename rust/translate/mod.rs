@@ -3,9 +3,14 @@
 //! neutral request into its wire format — so any pair composes through this one type and no
 //! pair needs code of its own. Same-protocol calls never come through here: they are relayed
 //! as they came, with only the model renamed.
+//!
+//! Chat Completions ([`openai`]) and Messages ([`anthropic`]) go both ways. Responses
+//! ([`responses`]) is a client surface only: no provider is reached through it, so it decodes
+//! requests and encodes answers and streams, and nothing else.
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 pub mod stream;
 
 use std::fmt;
@@ -18,8 +23,8 @@ use serde_json::value::RawValue;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Request {
     pub model: String,
-    /// Instructions ahead of the conversation (OpenAI system/developer messages, Anthropic's
-    /// `system`, Gemini's `systemInstruction`). Text parts only.
+    /// Instructions ahead of the conversation (OpenAI system/developer messages, Responses'
+    /// `instructions`, Anthropic's `system`, Gemini's `systemInstruction`). Text parts only.
     pub system: Vec<Part>,
     pub messages: Vec<Message>,
     pub max_tokens: Option<u64>,
@@ -34,7 +39,8 @@ pub struct Request {
     pub parallel_tool_calls: Option<bool>,
     pub reasoning: Option<Reasoning>,
     pub output: Option<OutputFormat>,
-    /// Web search requested (OpenAI `web_search_options`, Anthropic's web-search server tool).
+    /// Web search requested (OpenAI `web_search_options`, Responses' `web_search` tool,
+    /// Anthropic's web-search server tool).
     pub web_search: bool,
     /// Parameters of the inbound request that the neutral form cannot carry, by their path in
     /// that request: dropped on purpose, reported for diagnostics.
