@@ -6,6 +6,8 @@
 //! (`previous_response_id`, `conversation`, stored prompts, item references, uploaded file
 //! ids) is refused with what to send instead, rather than answered without that context.
 
+pub mod stream;
+
 use std::borrow::Cow;
 
 use serde::Deserialize;
