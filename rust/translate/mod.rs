@@ -3,9 +3,14 @@
 //! neutral request into its wire format — so any pair composes through this one type and no
 //! pair needs code of its own. Same-protocol calls are relayed as they came, with only the
 //! model renamed; their streams still pass through the protocol's decoder, for metering.
+//!
+//! Chat Completions ([`openai`]) and Messages ([`anthropic`]) go both ways. Responses
+//! ([`responses`]) is a client surface only: no provider is reached through it, so it decodes
+//! requests and encodes answers and streams, and nothing else.
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 pub mod stream;
 
 use std::fmt;
@@ -18,8 +23,8 @@ use serde_json::value::RawValue;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Request {
     pub model: String,
-    /// Instructions ahead of the conversation (OpenAI system/developer messages, Anthropic's
-    /// `system`, Gemini's `systemInstruction`). Text parts only.
+    /// Instructions ahead of the conversation (OpenAI system/developer messages, Responses'
+    /// `instructions`, Anthropic's `system`, Gemini's `systemInstruction`). Text parts only.
     pub system: Vec<Part>,
     pub messages: Vec<Message>,
     pub max_tokens: Option<u64>,
@@ -34,7 +39,8 @@ pub struct Request {
     pub parallel_tool_calls: Option<bool>,
     pub reasoning: Option<Reasoning>,
     pub output: Option<OutputFormat>,
-    /// Web search requested (OpenAI `web_search_options`, Anthropic's web-search server tool).
+    /// Web search requested (OpenAI `web_search_options`, Responses' `web_search` tool,
+    /// Anthropic's web-search server tool).
     pub web_search: bool,
     /// Parameters of the inbound request that the neutral form cannot carry, by their path in
     /// that request: dropped on purpose, reported for diagnostics.
@@ -344,6 +350,25 @@ fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
 
 fn required<T>(value: Option<T>, path: &str, field: &str) -> Result<T, Invalid> {
     value.ok_or_else(|| Invalid::new(format!("{path}.{field}"), "Field required"))
+}
+
+/// Top-level keys only, to find the parameters that have no counterpart elsewhere.
+#[derive(Deserialize)]
+struct Keys<'a>(
+    #[serde(borrow)] std::collections::BTreeMap<std::borrow::Cow<'a, str>, &'a RawValue>,
+);
+
+/// The top-level parameters of `body` that are among `names` and not `null`, in key order,
+/// added to `dropped`: a decoder's report of what it could not carry.
+fn untranslatable(body: &[u8], names: &[&str], dropped: &mut Vec<String>) -> Result<(), Invalid> {
+    let keys: Keys = serde_json::from_slice(body)
+        .map_err(|e| Invalid::new("", format!("the body is not a JSON object: {e}")))?;
+    for (key, value) in &keys.0 {
+        if names.contains(&key.as_ref()) && value.get() != "null" {
+            dropped.push(key.clone().into_owned());
+        }
+    }
+    Ok(())
 }
 
 /// Content parts as a protocol writes them: one uncached text as a plain string when `plain`

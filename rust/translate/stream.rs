@@ -240,8 +240,9 @@ pub(super) fn write_event(out: &mut Vec<u8>, name: Option<&str>, data: impl FnOn
     out.extend_from_slice(b"\n\n");
 }
 
+/// The provider streams and helpers here serve the other protocols' stream tests too.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
@@ -250,7 +251,7 @@ mod tests {
 
     /// A provider's Messages stream: thinking with a signature, text, a tool call whose
     /// arguments come in pieces, cumulative usage, pings.
-    const ANTHROPIC: &str = concat!(
+    pub(crate) const ANTHROPIC: &str = concat!(
         "event: message_start\n",
         r#"data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1,"cache_read_input_tokens":10,"cache_creation_input_tokens":0}}}"#,
         "\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\n",
@@ -291,7 +292,7 @@ mod tests {
     );
 
     /// A provider's Chat Completions stream with reasoning, text, two tool calls and usage.
-    const OPENAI: &str = concat!(
+    pub(crate) const OPENAI: &str = concat!(
         r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning_content":"Hmm"},"finish_reason":null}],"usage":null}"#,
         "\n\n",
         r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{"content":"Sure: "},"finish_reason":null}],"usage":null}"#,
@@ -310,7 +311,7 @@ mod tests {
         "\n\ndata: [DONE]\n\n",
     );
 
-    fn relay_all(mut relay: Relay, input: &str, split: usize) -> (Vec<u8>, Observed) {
+    pub(crate) fn relay_all(mut relay: Relay, input: &str, split: usize) -> (Vec<u8>, Observed) {
         let mut out = Vec::new();
         let now = Instant::now();
         for piece in input.as_bytes().chunks(split.max(1)) {
@@ -320,7 +321,7 @@ mod tests {
         (out, observed)
     }
 
-    fn events(bytes: &[u8]) -> Vec<(String, String)> {
+    pub(crate) fn events(bytes: &[u8]) -> Vec<(String, String)> {
         let mut parser = sse::Parser::new();
         let mut events = Vec::new();
         parser.feed(bytes, &mut events).unwrap();

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::{
     CacheControl, Effort, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request,
     Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, parse, present, raw_json,
-    render_parts,
+    render_parts, untranslatable,
 };
 
 /// Chat Completions parameters no other protocol has: dropped when translating, by name.
@@ -63,10 +63,6 @@ struct Body<'a> {
     web_search_options: Option<&'a RawValue>,
 }
 
-/// Top-level keys only, to find the parameters that have no counterpart elsewhere.
-#[derive(Deserialize)]
-struct Keys<'a>(#[serde(borrow)] std::collections::BTreeMap<Cow<'a, str>, &'a RawValue>);
-
 /// Decode a Chat Completions request body.
 pub fn decode_request(raw_body: &[u8]) -> Result<Request, Invalid> {
     let body: Body = serde_json::from_slice(raw_body).map_err(|e| {
@@ -115,13 +111,7 @@ pub fn decode_request(raw_body: &[u8]) -> Result<Request, Invalid> {
     if let Some(raw) = present(body.response_format) {
         request.output = decode_response_format(raw)?;
     }
-    let keys: Keys = serde_json::from_slice(raw_body)
-        .map_err(|e| Invalid::new("", format!("the body is not a JSON object: {e}")))?;
-    for (key, value) in &keys.0 {
-        if UNTRANSLATABLE.contains(&key.as_ref()) && value.get() != "null" {
-            request.dropped.push(key.clone().into_owned());
-        }
-    }
+    untranslatable(raw_body, UNTRANSLATABLE, &mut request.dropped)?;
     Ok(request)
 }
 
