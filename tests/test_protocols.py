@@ -516,3 +516,89 @@ def test_chat_upstream_errors_before_and_after_the_first_byte(
     with pytest.raises(openai.APIError):
         received.extend(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "".join(received)
+
+
+# --- OpenAI Responses inbound ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_responses_plain_and_streamed(
+    gpt: openai.OpenAI, gateway: GatewayProcess, channel: str
+) -> None:
+    raw = gpt.responses.with_raw_response.create(
+        model=f"{channel}/plain", input="Say hello", instructions="Be brief."
+    )
+    response = raw.parse()
+    assert response.status == "completed"
+    assert response.output_text == SCRIPTS["plain"]["reply"]
+    assert response.id == raw.headers["x-muxgate-request-id"]
+    assert response.usage is not None
+    event = gateway.usage_for(response.id)
+    assert event.prompt_tokens == response.usage.input_tokens > 0
+    assert event.completion_tokens == response.usage.output_tokens > 0
+
+    with gpt.responses.stream(model=f"{channel}/plain", input="Say hello") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert len(deltas) > 3
+    assert "".join(deltas) == final.output_text == response.output_text
+    assert final.usage is not None
+    assert final.usage.output_tokens == response.usage.output_tokens
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_function_calls(gpt: openai.OpenAI, channel: str, stream: bool) -> None:
+    tool: Any = {"type": "function", **OPENAI_TOOL["function"]}  # type: ignore[dict-item]
+    kwargs: dict[str, Any] = {"model": f"{channel}/two-tools", "input": "Go", "tools": [tool]}
+    if stream:
+        with gpt.responses.stream(**kwargs) as s:
+            response = s.get_final_response()
+    else:
+        response = gpt.responses.create(**kwargs)
+    calls = [item for item in response.output if item.type == "function_call"]
+    assert [c.name for c in calls] == ["get_weather", "get_time"]
+    assert [json.loads(c.arguments) for c in calls] == [{"city": "Paris"}, {}]
+    assert response.output_text == "Checking both."
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_responses_reasoning_tool_result_and_max_tokens(gpt: openai.OpenAI, channel: str) -> None:
+    response = gpt.responses.create(
+        model=f"{channel}/thinking", input="Six times seven?", reasoning={"effort": "low"}
+    )
+    reasoning = [item for item in response.output if item.type == "reasoning"]
+    assert [s.text for s in reasoning[0].summary] == [SCRIPTS["thinking"]["thinking"]]
+    assert response.output_text == "Forty-two."
+    answered = gpt.responses.create(
+        model=f"{channel}/plain",
+        input=[
+            {"role": "user", "content": "Weather?"},
+            {
+                "type": "function_call",
+                "call_id": "call_1",
+                "name": "get_weather",
+                "arguments": json.dumps(WEATHER),
+            },
+            {"type": "function_call_output", "call_id": "call_1", "output": "18 degrees"},
+        ],
+    )
+    assert answered.status == "completed"
+    cut = gpt.responses.create(model=f"{channel}/plain", input="Hi", max_output_tokens=3)
+    assert cut.status == "incomplete"
+    assert cut.incomplete_details is not None
+    assert cut.incomplete_details.reason == "max_output_tokens"
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_responses_errors(gpt: openai.OpenAI, channel: str) -> None:
+    with pytest.raises(openai.APIStatusError) as failed:
+        gpt.responses.create(model=f"{channel}/fail", input="Hi")
+    assert failed.value.status_code == 502
+    events = list(gpt.responses.create(model=f"{channel}/midfail", input="Hi", stream=True))
+    kinds = [e.type for e in events]
+    assert "response.output_text.delta" in kinds
+    assert kinds[-2:] == ["error", "response.failed"]
+    with pytest.raises(openai.BadRequestError) as refused:
+        gpt.responses.create(model=f"{channel}/plain", input="Hi", previous_response_id="resp_1")
+    assert "previous_response_id" in refused.value.response.json()["error"]["message"]

@@ -41,6 +41,13 @@ class Engine:
         body: bytes,
         future: asyncio.Future[object],
     ) -> None: ...
+    def responses(
+        self,
+        authorization: str | None,
+        api_key: str | None,
+        body: bytes,
+        future: asyncio.Future[object],
+    ) -> None: ...
     def count_tokens(
         self, authorization: str | None, api_key: str | None, body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]: ...

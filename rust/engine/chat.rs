@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::error::{ErrorKind, GatewayError};
-use super::protocol::{Protocol, StreamRelay, answer_json};
+use super::protocol::{Protocol, StreamRelay, Surface, answer_json};
 use super::request::Inbound;
 use super::routing::{ChannelRoute, ModelRoute, Routing};
 use super::stream::StreamBuffer;
@@ -77,12 +77,13 @@ impl Sink {
 
     /// End the request with an error, as a response or as a final stream event, in the
     /// client's protocol.
-    fn fail(&mut self, error: &GatewayError, request_id: &str, protocol: Protocol) {
+    fn fail(&mut self, error: &GatewayError, ctx: &Context<'_>) {
         match std::mem::replace(self, Sink::Spent) {
             Sink::Pending(deliver) => {
-                deliver(Reply::Complete(error_response(error, request_id, protocol)));
+                let response = error_response(error, &ctx.request_id, ctx.req.surface);
+                deliver(Reply::Complete(response));
             }
-            Sink::Open(guard) => guard.0.push(&protocol.error_event(error)),
+            Sink::Open(guard) => guard.0.push(&ctx.error_event(error)),
             Sink::Spent => {}
         }
     }
@@ -128,7 +129,7 @@ struct Progress {
 impl Engine {
     pub(super) async fn run_chat(
         self: Arc<Self>,
-        protocol: Protocol,
+        surface: Surface,
         secret: Option<String>,
         body: Vec<u8>,
         received: Instant,
@@ -138,7 +139,7 @@ impl Engine {
         let routing = self.routing.load_full();
         let ctx = match prepare(
             &routing,
-            protocol,
+            surface,
             secret.as_deref(),
             &body,
             request_id,
@@ -149,7 +150,7 @@ impl Engine {
                 return deliver(Reply::Complete(error_response(
                     &error,
                     &request_id,
-                    protocol,
+                    surface,
                 )));
             }
         };
@@ -161,7 +162,7 @@ impl Engine {
         match result {
             Err(failure) => {
                 if !failure.cancelled {
-                    sink.fail(&failure.error, &ctx.request_id, protocol);
+                    sink.fail(&failure.error, &ctx);
                 }
                 let channel = failure.index.map(|i| &ctx.model.channels[i]);
                 let mut event = meter(&ctx, channel, None, &progress);
@@ -314,7 +315,7 @@ impl Engine {
             let error = GatewayError::new(ErrorKind::ProviderError, reason);
             if observed.upstream_error.is_none() {
                 out.clear();
-                relay.fail(&error, ctx.req.protocol, &mut out);
+                relay.fail(&error, &mut out, || ctx.error_event(&error));
                 buffer.push(&out);
             }
             buffer.end();
@@ -356,7 +357,7 @@ fn stream_relay(ctx: &Context<'_>, channel: &ChannelRoute) -> StreamRelay {
     } else {
         StreamRelay::Events(crate::translate::stream::Relay::new(
             channel.provider.protocol.stream_decoder(),
-            ctx.req.protocol.stream_encoder(
+            ctx.req.surface.stream_encoder(
                 &ctx.request_id,
                 &ctx.model.slug,
                 ctx.created_ms / 1000,
@@ -369,7 +370,7 @@ fn stream_relay(ctx: &Context<'_>, channel: &ChannelRoute) -> StreamRelay {
 
 fn prepare<'a>(
     routing: &Routing,
-    protocol: Protocol,
+    surface: Surface,
     secret: Option<&str>,
     body: &'a [u8],
     request_id: String,
@@ -379,7 +380,7 @@ fn prepare<'a>(
         Ok(k) => k,
         Err(e) => return Err((e, request_id)),
     };
-    let req = match Inbound::parse(protocol, body) {
+    let req = match Inbound::parse(surface, body) {
         Ok(r) => r,
         Err(e) => return Err((e, request_id)),
     };
@@ -521,10 +522,10 @@ async fn attempt_one(
         }
         Ok(Ok(raw)) => raw,
     };
-    if channel.provider.protocol != Protocol::OpenAi || ctx.req.protocol != Protocol::OpenAi {
+    if channel.provider.protocol != Protocol::OpenAi || ctx.req.surface != Surface::Chat {
         return match answer_json(
             channel.provider.protocol,
-            ctx.req.protocol,
+            ctx.req.surface,
             &raw,
             &ctx.request_id,
             &ctx.model.slug,
@@ -631,6 +632,18 @@ fn all_failed(model: &ModelRoute, failures: &[(usize, AttemptError)]) -> Gateway
         ErrorKind::NoProviderAvailable,
         format!("All providers failed for model {} ({detail})", model.slug),
     )
+}
+
+impl Context<'_> {
+    /// Our error as the last event of the client's stream.
+    fn error_event(&self, error: &GatewayError) -> Vec<u8> {
+        self.req.surface.error_event(
+            error,
+            &self.request_id,
+            &self.model.slug,
+            self.created_ms / 1000,
+        )
+    }
 }
 
 fn overhead_us(ctx: &Context<'_>, progress: &Progress) -> u64 {

@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use self::error::{ErrorKind, GatewayError};
-use self::protocol::Protocol;
+use self::protocol::Surface;
 use self::routing::{Routing, bearer};
 use self::stream::StreamBuffer;
 use self::usage::UsageEvent;
@@ -182,7 +182,7 @@ impl Engine {
     /// the runtime.
     pub fn chat(
         self: &Arc<Self>,
-        protocol: Protocol,
+        surface: Surface,
         authorization: Option<&str>,
         api_key: Option<&str>,
         body: Vec<u8>,
@@ -193,7 +193,7 @@ impl Engine {
         let received = Instant::now();
         self.submissions.submit(Box::pin(async move {
             engine
-                .run_chat(protocol, secret, body, received, deliver)
+                .run_chat(surface, secret, body, received, deliver)
                 .await;
         }));
     }
@@ -201,7 +201,7 @@ impl Engine {
     /// `GET /models`: the models this key may use, in the client protocol's list shape.
     pub fn models(
         &self,
-        protocol: Protocol,
+        surface: Surface,
         authorization: Option<&str>,
         api_key: Option<&str>,
     ) -> Response {
@@ -209,11 +209,11 @@ impl Engine {
         let request_id = new_request_id();
         let key = match authenticate(&routing, bearer(authorization, api_key).as_deref()) {
             Ok(k) => k,
-            Err(e) => return error_response(&e, &request_id, protocol),
+            Err(e) => return error_response(&e, &request_id, surface),
         };
         let models = routing.catalog.iter().filter(|m| key.allows(&m.slug));
-        let body = match protocol {
-            Protocol::OpenAi => {
+        let body = match surface {
+            Surface::Chat | Surface::Responses => {
                 let data: Vec<serde_json::Value> = models
                     .map(|m| {
                         serde_json::json!({
@@ -227,7 +227,7 @@ impl Engine {
                     .collect();
                 serde_json::json!({"object": "list", "data": data})
             }
-            Protocol::Anthropic => {
+            Surface::Messages => {
                 let data: Vec<serde_json::Value> = models
                     .map(|m| {
                         serde_json::json!({
@@ -266,11 +266,11 @@ impl Engine {
     ) -> Response {
         let routing = self.routing.load();
         let request_id = new_request_id();
-        let protocol = Protocol::Anthropic;
+        let surface = Surface::Messages;
         let counted =
             authenticate(&routing, bearer(authorization, api_key).as_deref()).and_then(|key| {
                 let request = crate::translate::anthropic::decode_count_request(body)
-                    .map_err(|e| protocol.invalid(&e))?;
+                    .map_err(|e| surface.invalid(&e))?;
                 let model = routing.model(&request.model).ok_or_else(|| {
                     GatewayError::new(
                         ErrorKind::InvalidModel,
@@ -294,7 +294,7 @@ impl Engine {
                 ],
                 body: format!("{{\"input_tokens\":{tokens}}}").into_bytes(),
             },
-            Err(e) => error_response(&e, &request_id, protocol),
+            Err(e) => error_response(&e, &request_id, surface),
         }
     }
 }
@@ -344,7 +344,7 @@ fn authenticate<'r>(
     }
 }
 
-pub fn error_response(error: &GatewayError, request_id: &str, protocol: Protocol) -> Response {
+pub fn error_response(error: &GatewayError, request_id: &str, surface: Surface) -> Response {
     let mut headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         (REQUEST_ID_HEADER.to_owned(), request_id.to_owned()),
@@ -353,7 +353,7 @@ pub fn error_response(error: &GatewayError, request_id: &str, protocol: Protocol
     Response {
         status: error.status(),
         headers,
-        body: protocol.error_body(error),
+        body: surface.error_body(error),
     }
 }
 

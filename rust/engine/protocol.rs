@@ -1,5 +1,5 @@
-//! The wire protocols, as the engine meets them on both sides: the one a client speaks
-//! (its request, answers, streams and errors) and the one a channel's provider speaks (the
+//! The wire protocols, as the engine meets them on both sides: the surface a client speaks
+//! (its request, answers, streams and errors) and the protocol a channel's provider speaks (the
 //! request we send it, how its answers and streams are read).
 
 use std::time::Instant;
@@ -9,8 +9,9 @@ use crate::json::{Fields, quote};
 use crate::relay::{self, Observed};
 use crate::sse::SseError;
 use crate::translate::stream::{self, Decoder, Encoder};
-use crate::translate::{self, Encoded, Invalid, Request, Response, anthropic, openai};
+use crate::translate::{self, Encoded, Invalid, Request, Response, anthropic, openai, responses};
 
+/// The protocol a channel's provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// Chat Completions.
@@ -29,13 +30,6 @@ impl Protocol {
         }
     }
 
-    pub fn decode_request(self, body: &[u8]) -> Result<Request, Invalid> {
-        match self {
-            Protocol::OpenAi => openai::decode_request(body),
-            Protocol::Anthropic => anthropic::decode_request(body),
-        }
-    }
-
     pub fn encode_request(self, request: &Request, upstream_model: &str) -> Encoded {
         match self {
             Protocol::OpenAi => openai::encode_request(request, upstream_model),
@@ -50,6 +44,44 @@ impl Protocol {
         }
     }
 
+    pub fn stream_decoder(self) -> Box<dyn Decoder> {
+        match self {
+            Protocol::OpenAi => Box::<openai::stream::ChunkDecoder>::default(),
+            Protocol::Anthropic => Box::<anthropic::stream::MessageDecoder>::default(),
+        }
+    }
+}
+
+/// The API a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `/api/v1/chat/completions`.
+    Chat,
+    /// `/api/anthropic/v1/messages`.
+    Messages,
+    /// `/api/v1/responses`.
+    Responses,
+}
+
+impl Surface {
+    /// The channel protocol that is this surface's own wire format: a channel speaking it gets
+    /// the client's request and the client its answer as they are.
+    pub fn protocol(self) -> Option<Protocol> {
+        match self {
+            Surface::Chat => Some(Protocol::OpenAi),
+            Surface::Messages => Some(Protocol::Anthropic),
+            Surface::Responses => None,
+        }
+    }
+
+    pub fn decode_request(self, body: &[u8]) -> Result<Request, Invalid> {
+        match self {
+            Surface::Chat => openai::decode_request(body),
+            Surface::Messages => anthropic::decode_request(body),
+            Surface::Responses => responses::decode_request(body),
+        }
+    }
+
     pub fn encode_response(
         self,
         response: &Response,
@@ -58,15 +90,9 @@ impl Protocol {
         created: u64,
     ) -> Vec<u8> {
         match self {
-            Protocol::OpenAi => openai::encode_response(response, id, model, created),
-            Protocol::Anthropic => anthropic::encode_response(response, id, model),
-        }
-    }
-
-    pub fn stream_decoder(self) -> Box<dyn Decoder> {
-        match self {
-            Protocol::OpenAi => Box::<openai::stream::ChunkDecoder>::default(),
-            Protocol::Anthropic => Box::<anthropic::stream::MessageDecoder>::default(),
+            Surface::Chat => openai::encode_response(response, id, model, created),
+            Surface::Messages => anthropic::encode_response(response, id, model),
+            Surface::Responses => responses::encode_response(response, id, model, created),
         }
     }
 
@@ -81,25 +107,28 @@ impl Protocol {
         estimated_input: u64,
     ) -> Box<dyn Encoder> {
         match self {
-            Protocol::OpenAi => Box::new(openai::stream::ChunkEncoder::new(
+            Surface::Chat => Box::new(openai::stream::ChunkEncoder::new(
                 id,
                 model,
                 created,
                 include_usage,
             )),
-            Protocol::Anthropic => Box::new(anthropic::stream::MessageEncoder::new(
+            Surface::Messages => Box::new(anthropic::stream::MessageEncoder::new(
                 id,
                 model,
                 estimated_input,
             )),
+            Surface::Responses => {
+                Box::new(responses::stream::ResponsesEncoder::new(id, model, created))
+            }
         }
     }
 
-    /// An error response body in this protocol's format.
+    /// An error response body in this surface's format.
     pub fn error_body(self, error: &GatewayError) -> Vec<u8> {
         match self {
-            Protocol::OpenAi => error.to_json(),
-            Protocol::Anthropic => {
+            Surface::Chat | Surface::Responses => error.to_json(),
+            Surface::Messages => {
                 let mut out = Vec::with_capacity(64 + error.message.len());
                 anthropic::stream::error_json(&mut out, error.status(), &error.message);
                 out
@@ -107,24 +136,36 @@ impl Protocol {
         }
     }
 
-    /// An error as the final event of a stream already open to the client.
-    pub fn error_event(self, error: &GatewayError) -> Vec<u8> {
+    /// An error as the final event of a stream already open to the client (which has had
+    /// nothing but keep-alive comments, or the events of a passed-through answer).
+    pub fn error_event(self, error: &GatewayError, id: &str, model: &str, created: u64) -> Vec<u8> {
         match self {
-            Protocol::OpenAi => error.to_sse(),
-            Protocol::Anthropic => {
+            Surface::Chat => error.to_sse(),
+            Surface::Messages => {
                 let mut out = b"event: error\ndata: ".to_vec();
                 anthropic::stream::error_json(&mut out, error.status(), &error.message);
                 out.extend_from_slice(b"\n\n");
                 out
             }
+            Surface::Responses => {
+                let mut out = Vec::new();
+                self.stream_encoder(id, model, created, true, 0).encode(
+                    &stream::Event::Error {
+                        status: error.status(),
+                        message: error.message.clone(),
+                    },
+                    &mut out,
+                );
+                out
+            }
         }
     }
 
-    /// A request the protocol's decoder refused, as a 400 naming the field.
+    /// A request the surface's decoder refused, as a 400 naming the field.
     pub fn invalid(self, invalid: &Invalid) -> GatewayError {
         GatewayError::invalid(match self {
-            Protocol::OpenAi => format!("Parameter {invalid}"),
-            Protocol::Anthropic => invalid.to_string(),
+            Surface::Chat | Surface::Responses => format!("Parameter {invalid}"),
+            Surface::Messages => invalid.to_string(),
         })
     }
 }
@@ -154,7 +195,7 @@ pub fn output_text(response: &Response) -> String {
 /// object inside a 200 is the provider's failure.
 pub fn answer_json(
     from: Protocol,
-    to: Protocol,
+    to: Surface,
     raw: &[u8],
     id: &str,
     model: &str,
@@ -193,7 +234,7 @@ pub fn answer_json(
         completed: true,
         ..Observed::default()
     };
-    if from != to {
+    if to.protocol() != Some(from) {
         return Ok((to.encode_response(&response, id, model, created), observed));
     }
     // Decoded above, so it is a JSON object.
@@ -243,13 +284,19 @@ impl StreamRelay {
         }
     }
 
-    /// Our own error as the stream's last event, in the client's protocol.
-    pub fn fail(&mut self, error: &GatewayError, client: Protocol, out: &mut Vec<u8>) {
+    /// Our own error as the stream's last event, in the client's protocol. `client` writes it
+    /// where the relay passes events through.
+    pub fn fail(
+        &mut self,
+        error: &GatewayError,
+        out: &mut Vec<u8>,
+        client: impl FnOnce() -> Vec<u8>,
+    ) {
         if let StreamRelay::Events(r) = self
             && r.fail(error.status(), &error.message, out)
         {
             return;
         }
-        out.extend_from_slice(&client.error_event(error));
+        out.extend_from_slice(&client());
     }
 }

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use serde_json::value::RawValue;
 
 use super::error::GatewayError;
-use super::protocol::Protocol;
+use super::protocol::{Protocol, Surface};
 use crate::json::{Fields, quote};
 use crate::tokens::{self, Encoding};
 use crate::translate::Request;
@@ -184,7 +184,7 @@ fn validate_messages(raw: &RawValue) -> Result<(), GatewayError> {
 /// the neutral form lacks is lost; every other pair goes through the neutral request, decoded
 /// once, the first time one is needed.
 pub struct Inbound<'a> {
-    pub protocol: Protocol,
+    pub surface: Surface,
     pub model: Cow<'a, str>,
     pub stream: bool,
     /// The client asked for usage in the stream (always so on protocols that always send it).
@@ -195,11 +195,11 @@ pub struct Inbound<'a> {
 }
 
 impl<'a> Inbound<'a> {
-    pub fn parse(protocol: Protocol, body: &'a [u8]) -> Result<Self, GatewayError> {
-        if protocol == Protocol::OpenAi {
+    pub fn parse(surface: Surface, body: &'a [u8]) -> Result<Self, GatewayError> {
+        if surface == Surface::Chat {
             let chat = ChatRequest::parse(body)?;
             return Ok(Self {
-                protocol,
+                surface,
                 model: chat.model.clone(),
                 stream: chat.stream,
                 include_usage: chat.include_usage,
@@ -208,11 +208,11 @@ impl<'a> Inbound<'a> {
                 neutral: OnceLock::new(),
             });
         }
-        let request = protocol
+        let request = surface
             .decode_request(body)
-            .map_err(|e| protocol.invalid(&e))?;
+            .map_err(|e| surface.invalid(&e))?;
         Ok(Self {
-            protocol,
+            surface,
             model: Cow::Owned(request.model.clone()),
             stream: request.stream,
             include_usage: true,
@@ -226,9 +226,9 @@ impl<'a> Inbound<'a> {
     pub fn neutral(&self) -> Result<&Request, GatewayError> {
         self.neutral
             .get_or_init(|| {
-                self.protocol
+                self.surface
                     .decode_request(self.body)
-                    .map_err(|e| self.protocol.invalid(&e))
+                    .map_err(|e| self.surface.invalid(&e))
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -237,7 +237,7 @@ impl<'a> Inbound<'a> {
     /// Whether a channel speaking `channel` gets the client's own body (model renamed) and its
     /// answer is passed back as it comes.
     pub fn relayed_to(&self, channel: Protocol) -> bool {
-        channel == self.protocol
+        self.surface.protocol() == Some(channel)
     }
 
     /// The body for one channel, in its protocol, with its upstream model name. Returns the

@@ -14,7 +14,7 @@ use pyo3::types::PyBytes;
 
 use super::wakeup::Wakeup;
 use crate::engine::error::{ErrorKind, GatewayError};
-use crate::engine::protocol::Protocol;
+use crate::engine::protocol::Surface;
 use crate::engine::stream::{Read, StreamBuffer};
 use crate::engine::{self as core, Headers, Reply, error_response, new_request_id};
 
@@ -65,7 +65,7 @@ impl Notifier {
 /// client waiting forever.
 struct Delivery {
     notifier: Arc<Notifier>,
-    protocol: Protocol,
+    surface: Surface,
     future: Option<Py<PyAny>>,
 }
 
@@ -84,7 +84,7 @@ impl Drop for Delivery {
                 ErrorKind::Internal,
                 "The gateway failed to complete the request",
             );
-            let reply = Reply::Complete(error_response(&error, &new_request_id(), self.protocol));
+            let reply = Reply::Complete(error_response(&error, &new_request_id(), self.surface));
             self.notifier.push(Completion::Reply(future, reply));
         }
     }
@@ -161,7 +161,7 @@ impl Engine {
         body: &[u8],
         future: Py<PyAny>,
     ) {
-        self.start(Protocol::OpenAi, authorization, api_key, body, future);
+        self.start(Surface::Chat, authorization, api_key, body, future);
     }
 
     /// Start a Messages request, answered in Anthropic's format; like `chat`.
@@ -173,7 +173,19 @@ impl Engine {
         body: &[u8],
         future: Py<PyAny>,
     ) {
-        self.start(Protocol::Anthropic, authorization, api_key, body, future);
+        self.start(Surface::Messages, authorization, api_key, body, future);
+    }
+
+    /// Start a Responses request (`POST /v1/responses`); like `chat`.
+    #[pyo3(signature = (authorization, api_key, body, future))]
+    fn responses(
+        &self,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+        body: &[u8],
+        future: Py<PyAny>,
+    ) {
+        self.start(Surface::Responses, authorization, api_key, body, future);
     }
 
     /// `POST /v1/messages/count_tokens`: the local count of a Messages request's input.
@@ -199,9 +211,12 @@ impl Engine {
         api_key: Option<&str>,
         protocol: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let protocol = Protocol::from_name(protocol)
-            .ok_or_else(|| PyValueError::new_err(format!("unknown protocol {protocol:?}")))?;
-        response_tuple(py, self.inner.models(protocol, authorization, api_key))
+        let surface = match protocol {
+            "openai" => Surface::Chat,
+            "anthropic" => Surface::Messages,
+            other => return Err(PyValueError::new_err(format!("unknown protocol {other:?}"))),
+        };
+        response_tuple(py, self.inner.models(surface, authorization, api_key))
     }
 
     /// Resolve every future whose work finished since the last call.
@@ -235,7 +250,7 @@ impl Engine {
 impl Engine {
     fn start(
         &self,
-        protocol: Protocol,
+        surface: Surface,
         authorization: Option<&str>,
         api_key: Option<&str>,
         body: &[u8],
@@ -243,11 +258,11 @@ impl Engine {
     ) {
         let delivery = Delivery {
             notifier: self.notifier.clone(),
-            protocol,
+            surface,
             future: Some(future),
         };
         self.inner.chat(
-            protocol,
+            surface,
             authorization,
             api_key,
             body.to_vec(),

@@ -30,6 +30,8 @@ JSON = [("content-type", "application/json")]
 ROUTES: dict[str, tuple[str, Handler]] = {
     "/api/v1/chat/completions": ("POST", openai.chat_completions),
     "/v1/chat/completions": ("POST", openai.chat_completions),
+    "/api/v1/responses": ("POST", openai.responses),
+    "/v1/responses": ("POST", openai.responses),
     "/api/v1/models": ("GET", openai.models),
     "/v1/models": ("GET", openai.models),
     "/api/anthropic/v1/messages": ("POST", anthropic.messages),

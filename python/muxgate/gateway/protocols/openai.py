@@ -1,4 +1,4 @@
-"""The OpenAI surface (`/api/v1`, alias `/v1`): chat completions and the model list."""
+"""The OpenAI surface (`/api/v1`, alias `/v1`): Chat Completions, Responses and the model list."""
 
 from __future__ import annotations
 
@@ -23,6 +23,16 @@ async def chat_completions(gateway: Gateway, scope: Scope, proto: HTTPProtocol) 
     headers = scope.headers
     future: asyncio.Future[object] = gateway.loop.create_future()
     gateway.engine.chat(headers.get("authorization"), headers.get("x-api-key"), body, future)
+    await answer(gateway, proto, future)
+
+
+async def responses(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
+    body = await gateway.read_body(scope, proto, error)
+    if body is None:
+        return
+    headers = scope.headers
+    future: asyncio.Future[object] = gateway.loop.create_future()
+    gateway.engine.responses(headers.get("authorization"), headers.get("x-api-key"), body, future)
     await answer(gateway, proto, future)
 
 
