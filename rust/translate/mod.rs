@@ -378,6 +378,18 @@ fn raw_json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
 }
 
+/// A tool call's arguments as the JSON object Messages and Gemini want (OpenAI sends `""` for
+/// none); None when the text is not a JSON object.
+fn tool_input(arguments: &str) -> Option<serde_json::Value> {
+    if arguments.trim().is_empty() {
+        return Some(serde_json::json!({}));
+    }
+    match serde_json::from_str(arguments) {
+        Ok(value @ serde_json::Value::Object(_)) => Some(value),
+        _ => None,
+    }
+}
+
 /// `cache_control` as both Messages and ZenMux's Chat Completions write it.
 fn cache_json(cache: &CacheControl) -> serde_json::Value {
     match &cache.ttl {
