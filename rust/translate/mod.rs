@@ -1,10 +1,12 @@
-//! Protocol translation: every inbound surface to every channel protocol. Each protocol module
-//! has the same shape — decode its own wire format into the neutral request below, encode the
-//! neutral request into its wire format — so any pair composes through this one type and no
-//! pair needs code of its own. Same-protocol calls never come through here: they are relayed
-//! as they came, with only the model renamed.
+//! Protocol translation: every inbound surface to every channel protocol — Chat Completions
+//! (`openai`), Messages (`anthropic`) and Gemini's generateContent (`gemini`). Each protocol
+//! module has the same shape — decode its own wire format into the neutral request below,
+//! encode the neutral request into its wire format — so any pair composes through this one type
+//! and no pair needs code of its own. Same-protocol calls never come through here: they are
+//! relayed as they came, with only the model renamed.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 pub mod stream;
 
