@@ -8,6 +8,8 @@
 //! on: a signature on a part that is not a thought reads as an empty, signed thinking part just
 //! before it, and is written back onto the part that follows such a thinking part.
 
+pub mod stream;
+
 use std::borrow::Cow;
 
 use serde::Deserialize;
@@ -1089,6 +1091,8 @@ struct ResponseBody<'a> {
     prompt_feedback: Option<FeedbackBody<'a>>,
     #[serde(borrow)]
     response_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
