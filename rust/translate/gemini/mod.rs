@@ -93,21 +93,23 @@ pub fn decode_request(raw_body: &[u8], model: &str, stream: bool) -> Result<Requ
     }
     if let Some(raw) = present(body.tool_config) {
         decode_tool_config(raw, &mut request)?;
-        note_untranslatable(raw.get(), "toolConfig", &mut request.dropped)?;
+        note_untranslatable(raw.get().as_bytes(), "toolConfig", &mut request.dropped)?;
     }
     if let Some(raw) = present(body.generation_config) {
         decode_generation_config(raw, &mut request)?;
-        note_untranslatable(raw.get(), "generationConfig", &mut request.dropped)?;
+        note_untranslatable(
+            raw.get().as_bytes(),
+            "generationConfig",
+            &mut request.dropped,
+        )?;
     }
-    let body = std::str::from_utf8(raw_body)
-        .map_err(|e| Invalid::new("", format!("the body is not UTF-8: {e}")))?;
-    note_untranslatable(body, "", &mut request.dropped)?;
+    note_untranslatable(raw_body, "", &mut request.dropped)?;
     Ok(request)
 }
 
 /// Lists in `dropped` the members of the object at `prefix` that are in [`UNTRANSLATABLE`].
-fn note_untranslatable(raw: &str, prefix: &str, dropped: &mut Vec<String>) -> Result<(), Invalid> {
-    let keys: Keys = serde_json::from_str(raw)
+fn note_untranslatable(raw: &[u8], prefix: &str, dropped: &mut Vec<String>) -> Result<(), Invalid> {
+    let keys: Keys = serde_json::from_slice(raw)
         .map_err(|e| Invalid::new(prefix, format!("must be an object: {e}")))?;
     for (key, value) in &keys.0 {
         let path = match prefix {
@@ -304,7 +306,7 @@ fn decode_answer_part<'a>(
         return Ok(None);
     }
     let signed = signature.is_some();
-    if signature.is_some() {
+    if signed {
         parts.push(Part::Thinking {
             text: String::new(),
             signature,
