@@ -1,14 +1,16 @@
-//! Protocol translation: every inbound surface to every channel protocol. Each protocol module
-//! has the same shape — decode its own wire format into the neutral request below, encode the
-//! neutral request into its wire format — so any pair composes through this one type and no
-//! pair needs code of its own. Same-protocol calls are relayed as they came, with only the
+//! Protocol translation: every inbound surface to every channel protocol — Chat Completions
+//! (`openai`), Messages (`anthropic`) and Gemini's generateContent (`gemini`). Each protocol
+//! module has the same shape — decode its own wire format into the neutral request below,
+//! encode the neutral request into its wire format — so any pair composes through this one type
+//! and no pair needs code of its own. Same-protocol calls are relayed as they came, with only the
 //! model renamed; their streams still pass through the protocol's decoder, for metering.
 //!
-//! Chat Completions ([`openai`]) and Messages ([`anthropic`]) go both ways. Responses
-//! ([`responses`]) is a client surface only: no provider is reached through it, so it decodes
-//! requests and encodes answers and streams, and nothing else.
+//! Chat Completions, Messages and Gemini go both ways. Responses ([`responses`]) is a client
+//! surface only: no provider is reached through it, so it decodes requests and encodes answers
+//! and streams, and nothing else.
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 pub mod responses;
 pub mod stream;
@@ -401,6 +403,18 @@ fn render_parts(
 /// JSON text held by the neutral request (validated when it was decoded), as a value.
 fn raw_json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
+/// A tool call's arguments as the JSON object Messages and Gemini want (OpenAI sends `""` for
+/// none); None when the text is not a JSON object.
+fn tool_input(arguments: &str) -> Option<serde_json::Value> {
+    if arguments.trim().is_empty() {
+        return Some(serde_json::json!({}));
+    }
+    match serde_json::from_str(arguments) {
+        Ok(value @ serde_json::Value::Object(_)) => Some(value),
+        _ => None,
+    }
 }
 
 /// `cache_control` as both Messages and ZenMux's Chat Completions write it.

@@ -247,6 +247,7 @@ pub(super) mod tests {
 
     use super::*;
     use crate::translate::anthropic::stream::{MessageDecoder, MessageEncoder};
+    use crate::translate::gemini::{self, stream::GeminiDecoder, stream::GeminiEncoder};
     use crate::translate::openai::stream::{ChunkDecoder, ChunkEncoder};
 
     /// A provider's Messages stream: thinking with a signature, text, a tool call whose
@@ -311,6 +312,20 @@ pub(super) mod tests {
         "\n\ndata: [DONE]\n\n",
     );
 
+    /// A provider's Gemini stream (`alt=sse`, CRLF as Google writes it): thought summaries,
+    /// text, two function calls in the last response (the first signed), usage on every
+    /// response, the finish reason on the last, no end marker.
+    const GEMINI: &str = concat!(
+        r#"data: {"candidates":[{"content":{"parts":[{"text":"Let me ","thought":true}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":40,"totalTokenCount":40,"cachedContentTokenCount":10,"promptTokensDetails":[{"modality":"TEXT","tokenCount":40}]},"modelVersion":"gemini-2.5-pro","responseId":"r1"}"#,
+        "\r\n\r\n",
+        r#"data: {"candidates":[{"content":{"parts":[{"text":"think.","thought":true}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":40,"totalTokenCount":60,"cachedContentTokenCount":10,"thoughtsTokenCount":20},"modelVersion":"gemini-2.5-pro","responseId":"r1"}"#,
+        "\r\n\r\n",
+        r#"data: {"candidates":[{"content":{"parts":[{"text":"Checking \"Paris\"."}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":40,"candidatesTokenCount":4,"totalTokenCount":64,"cachedContentTokenCount":10,"thoughtsTokenCount":20},"modelVersion":"gemini-2.5-pro","responseId":"r1"}"#,
+        "\r\n\r\n",
+        r#"data: {"candidates":[{"content":{"parts":[{"functionCall":{"name":"get_weather","args":{"city":"Paris","unit":"c"}},"thoughtSignature":"c2lnbmF0dXJl"},{"functionCall":{"name":"now","args":{}}}],"role":"model"},"finishReason":"STOP","index":0,"finishMessage":"Model generated function call(s)."}],"usageMetadata":{"promptTokenCount":40,"candidatesTokenCount":22,"totalTokenCount":82,"cachedContentTokenCount":10,"thoughtsTokenCount":20},"modelVersion":"gemini-2.5-pro","responseId":"r1"}"#,
+        "\r\n\r\n",
+    );
+
     pub(crate) fn relay_all(mut relay: Relay, input: &str, split: usize) -> (Vec<u8>, Observed) {
         let mut out = Vec::new();
         let now = Instant::now();
@@ -348,6 +363,61 @@ pub(super) mod tests {
             Box::<ChunkDecoder>::default(),
             Box::new(MessageEncoder::new("gen-2", "openai/gpt", 28)),
         )
+    }
+
+    fn gemini_to_openai() -> Relay {
+        Relay::new(
+            Box::<GeminiDecoder>::default(),
+            Box::new(ChunkEncoder::new("gen-3", "google/gemini", 7, true)),
+        )
+    }
+
+    fn gemini_to_anthropic() -> Relay {
+        Relay::new(
+            Box::<GeminiDecoder>::default(),
+            Box::new(MessageEncoder::new("gen-4", "google/gemini", 28)),
+        )
+    }
+
+    fn anthropic_to_gemini(sse: bool) -> Relay {
+        Relay::new(
+            Box::<MessageDecoder>::default(),
+            Box::new(GeminiEncoder::new("gen-5", "anthropic/claude", sse)),
+        )
+    }
+
+    fn openai_to_gemini(sse: bool) -> Relay {
+        Relay::new(
+            Box::<ChunkDecoder>::default(),
+            Box::new(GeminiEncoder::new("gen-6", "openai/gpt", sse)),
+        )
+    }
+
+    /// A Gemini stream's responses: its SSE events, or the elements of its JSON array.
+    fn gemini_responses(bytes: &[u8], sse: bool) -> Vec<Value> {
+        if !sse {
+            return serde_json::from_slice(bytes).expect("one JSON array");
+        }
+        events(bytes)
+            .into_iter()
+            .map(|(name, data)| {
+                assert_eq!(name, "message", "Gemini names no events");
+                serde_json::from_str(&data).unwrap()
+            })
+            .collect()
+    }
+
+    /// Every part of a Gemini stream, in order, as a client keeps them for the next turn.
+    fn gemini_parts(responses: &[Value]) -> Vec<Value> {
+        responses
+            .iter()
+            .flat_map(|r| {
+                r["candidates"][0]["content"]["parts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// Chat chunks folded the way the OpenAI SDK accumulates them.
@@ -640,5 +710,382 @@ pub(super) mod tests {
         assert_eq!(observed.malformed_events, 1);
         assert!(observed.usage.is_none());
         assert!(observed.first_token_at.is_some());
+    }
+
+    #[test]
+    fn gemini_stream_to_chat_chunks() {
+        let (out, observed) = relay_all(gemini_to_openai(), GEMINI, usize::MAX);
+        let (message, chunks) = fold_chunks(&out);
+        assert_eq!(message["content"], "Checking \"Paris\".");
+        assert_eq!(message["reasoning"], "Let me think.");
+        assert_eq!(message["signatures"], json!(["c2lnbmF0dXJl"]));
+        let calls = message["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0]["id"], "call_r1_0");
+        assert_eq!(calls[0]["name"], "get_weather");
+        let args: Value = serde_json::from_str(calls[0]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"city": "Paris", "unit": "c"}));
+        assert_eq!(calls[1]["id"], "call_r1_1");
+        assert_eq!(calls[1]["arguments"], "{}");
+        let n = chunks.len();
+        assert_eq!(chunks[n - 3]["choices"][0]["finish_reason"], "tool_calls");
+        // Gemini's last usage is final: candidates and thoughts are the completion.
+        assert_eq!(
+            chunks[n - 2]["usage"],
+            json!({"prompt_tokens": 40, "completion_tokens": 42, "total_tokens": 82,
+                   "prompt_tokens_details": {"cached_tokens": 10},
+                   "completion_tokens_details": {"reasoning_tokens": 20}})
+        );
+        assert!(chunks[n - 1].is_null(), "[DONE] at the end of the body");
+        assert!(observed.completed);
+        assert_eq!(observed.finish_reason.as_deref(), Some("tool_calls"));
+        let usage = observed.usage.unwrap();
+        assert_eq!(
+            (
+                usage.prompt,
+                usage.completion,
+                usage.cached,
+                usage.reasoning
+            ),
+            (40, 42, 10, 20)
+        );
+        assert_eq!(observed.malformed_events, 0);
+    }
+
+    #[test]
+    fn gemini_stream_to_messages_stream() {
+        let (out, observed) = relay_all(gemini_to_anthropic(), GEMINI, usize::MAX);
+        let events = events(&out);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop",
+            ]
+        );
+        let data: Vec<Value> = events
+            .iter()
+            .map(|(_, d)| serde_json::from_str(d).unwrap())
+            .collect();
+        // The provider's usage came with its first response, ahead of the content.
+        assert_eq!(
+            data[0]["message"]["usage"],
+            json!({"input_tokens": 30, "output_tokens": 0, "cache_creation_input_tokens": 0,
+                   "cache_read_input_tokens": 10})
+        );
+        assert_eq!(data[2]["content_block"]["type"], "thinking");
+        assert_eq!(data[4]["delta"]["thinking"], "think.");
+        assert_eq!(data[7]["delta"]["text"], "Checking \"Paris\".");
+        // The call's signature is a signed thinking block of its own, right before the call.
+        assert_eq!(data[9]["content_block"]["type"], "thinking");
+        assert_eq!(
+            data[10]["delta"],
+            json!({"type": "signature_delta", "signature": "c2lnbmF0dXJl"})
+        );
+        assert_eq!(
+            data[12]["content_block"],
+            json!({"type": "tool_use", "id": "call_r1_0", "name": "get_weather", "input": {}})
+        );
+        assert_eq!(
+            serde_json::from_str::<Value>(data[13]["delta"]["partial_json"].as_str().unwrap())
+                .unwrap(),
+            json!({"city": "Paris", "unit": "c"})
+        );
+        assert_eq!(data[16]["delta"]["partial_json"], "{}");
+        assert_eq!(
+            data[18],
+            json!({"type": "message_delta",
+                   "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                   "usage": {"input_tokens": 30, "output_tokens": 42,
+                             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10}})
+        );
+        assert!(observed.completed);
+    }
+
+    #[test]
+    fn a_call_signature_stays_apart_from_the_unsigned_thought_before_it() {
+        let input = concat!(
+            r#"data: {"candidates":[{"content":{"parts":[{"text":"Plan.","thought":true}],"role":"model"},"index":0}],"responseId":"r2"}"#,
+            "\n\n",
+            r#"data: {"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{}},"thoughtSignature":"c2ln"}],"role":"model"},"finishReason":"STOP","index":0}],"responseId":"r2"}"#,
+            "\n\n",
+        );
+        let (out, _) = relay_all(gemini_to_anthropic(), input, usize::MAX);
+        // What a Messages client keeps of the answer, handed back on its next turn.
+        let mut content: Vec<Value> = Vec::new();
+        for (name, data) in events(&out) {
+            let event: Value = serde_json::from_str(&data).unwrap();
+            match name.as_str() {
+                "content_block_start" => content.push(event["content_block"].clone()),
+                "content_block_delta" => {
+                    let block = content.last_mut().unwrap();
+                    for field in ["thinking", "signature"] {
+                        if let Some(more) = event["delta"][field].as_str() {
+                            block[field] =
+                                format!("{}{more}", block[field].as_str().unwrap()).into();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            content,
+            [
+                json!({"type": "thinking", "thinking": "Plan.", "signature": ""}),
+                json!({"type": "thinking", "thinking": "", "signature": "c2ln"}),
+                json!({"type": "tool_use", "id": "call_r2_0", "name": "f", "input": {}}),
+            ]
+        );
+        let next_turn = json!({"model": "m", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_r2_0", "content": "ok"}]},
+        ]});
+        let request =
+            crate::translate::anthropic::decode_request(next_turn.to_string().as_bytes()).unwrap();
+        let body: Value =
+            serde_json::from_slice(&gemini::encode_request(&request, "gemini").body).unwrap();
+        assert_eq!(
+            body["contents"][1]["parts"],
+            json!([
+                {"text": "Plan.", "thought": true},
+                {"functionCall": {"name": "f", "args": {}}, "thoughtSignature": "c2ln"},
+            ])
+        );
+    }
+
+    #[test]
+    fn messages_stream_to_gemini_in_both_framings() {
+        for sse in [true, false] {
+            let (out, observed) = relay_all(anthropic_to_gemini(sse), ANTHROPIC, usize::MAX);
+            if !sse {
+                assert!(out.starts_with(b"[{") && out.ends_with(b"}]"));
+                assert!(out.windows(4).any(|w| w == b"},\r\n"), "Google's separator");
+            }
+            let responses = gemini_responses(&out, sse);
+            assert!(
+                responses
+                    .iter()
+                    .all(|r| r["modelVersion"] == "anthropic/claude"
+                        && r["responseId"] == "gen-5"
+                        && r["candidates"][0]["index"] == 0
+                        && r["candidates"][0]["content"]["role"] == "model")
+            );
+            let parts = gemini_parts(&responses);
+            assert_eq!(
+                parts,
+                [
+                    json!({"text": "Let me ", "thought": true}),
+                    json!({"text": "think.", "thought": true}),
+                    json!({"text": "", "thought": true, "thoughtSignature": "c2lnbmF0dXJl"}),
+                    json!({"text": "Checking \"Paris\"."}),
+                    json!({"functionCall": {"name": "get_weather", "args": {"city": "Paris", "unit": "c"}}}),
+                    json!({"functionCall": {"name": "now", "args": {}}}),
+                ]
+            );
+            let (last, rest) = responses.split_last().unwrap();
+            assert!(
+                rest.iter()
+                    .all(|r| r["candidates"][0].get("finishReason").is_none()
+                        && r.get("usageMetadata").is_none())
+            );
+            // The calls go whole, with the finish reason and usage, in the last response.
+            assert_eq!(
+                last["candidates"][0]["content"]["parts"]
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                2
+            );
+            assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+            assert_eq!(
+                last["usageMetadata"],
+                json!({"promptTokenCount": 35, "candidatesTokenCount": 42, "totalTokenCount": 77,
+                       "cachedContentTokenCount": 10})
+            );
+            assert!(observed.completed);
+            // The client hands the parts back: Messages gets its thinking back whole, signed.
+            let next_turn = json!({"contents": [
+                {"role": "user", "parts": [{"text": "Weather?"}]},
+                {"role": "model", "parts": parts},
+                {"role": "user", "parts": [
+                    {"functionResponse": {"name": "get_weather", "response": {"output": "18C"}}},
+                    {"functionResponse": {"name": "now", "response": {"output": "noon"}}}]},
+            ]});
+            let request =
+                gemini::decode_request(next_turn.to_string().as_bytes(), "claude", true).unwrap();
+            let body: Value = serde_json::from_slice(
+                &crate::translate::anthropic::encode_request(&request, "claude").body,
+            )
+            .unwrap();
+            assert_eq!(
+                body["messages"][1]["content"][0],
+                json!({"type": "thinking", "thinking": "Let me think.", "signature": "c2lnbmF0dXJl"})
+            );
+            assert_eq!(body["messages"][2]["content"][1]["tool_use_id"], "call_1");
+        }
+    }
+
+    #[test]
+    fn chat_chunks_to_gemini_in_both_framings() {
+        for sse in [true, false] {
+            let (out, observed) = relay_all(openai_to_gemini(sse), OPENAI, usize::MAX);
+            let responses = gemini_responses(&out, sse);
+            assert_eq!(
+                gemini_parts(&responses),
+                [
+                    json!({"text": "Hmm", "thought": true}),
+                    json!({"text": "Sure: "}),
+                    json!({"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}),
+                    json!({"functionCall": {"name": "now", "args": {}}}),
+                ]
+            );
+            let last = responses.last().unwrap();
+            assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+            assert_eq!(
+                last["usageMetadata"],
+                json!({"promptTokenCount": 30, "candidatesTokenCount": 14, "totalTokenCount": 47,
+                       "thoughtsTokenCount": 3, "cachedContentTokenCount": 8})
+            );
+            assert!(observed.completed);
+        }
+    }
+
+    #[test]
+    fn arguments_that_are_not_an_object_are_kept_under_raw() {
+        let input = concat!(
+            r#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c","type":"function","function":{"name":"f","arguments":"{\"a\":"}}]}}]}"#,
+            "\n\n",
+            r#"data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}"#,
+            "\n\ndata: [DONE]\n\n",
+        );
+        let (out, _) = relay_all(openai_to_gemini(false), input, usize::MAX);
+        let responses = gemini_responses(&out, false);
+        assert_eq!(
+            responses,
+            [json!({
+                "candidates": [{"content": {"role": "model", "parts": [
+                    {"functionCall": {"name": "f", "args": {"_raw": "{\"a\":"}}},
+                ]}, "finishReason": "MAX_TOKENS", "index": 0}],
+                "modelVersion": "openai/gpt",
+                "responseId": "gen-6",
+            })]
+        );
+    }
+
+    #[test]
+    fn every_split_of_a_gemini_stream_gives_the_same_client_stream() {
+        for (make, input) in [
+            (gemini_to_openai as fn() -> Relay, GEMINI),
+            (gemini_to_anthropic as fn() -> Relay, GEMINI),
+            ((|| anthropic_to_gemini(true)) as fn() -> Relay, ANTHROPIC),
+            ((|| anthropic_to_gemini(false)) as fn() -> Relay, ANTHROPIC),
+        ] {
+            let (whole, _) = relay_all(make(), input, usize::MAX);
+            for split in 1..=8 {
+                let (pieces, _) = relay_all(make(), input, split);
+                assert_eq!(pieces, whole, "split {split}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_gemini_stream_is_not_completed() {
+        let cut = &GEMINI[..GEMINI.rfind("data: ").unwrap()];
+        let (out, observed) = relay_all(gemini_to_openai(), cut, usize::MAX);
+        assert!(!observed.completed);
+        assert!(observed.finish_reason.is_none());
+        assert_eq!(
+            observed.usage.unwrap().completion,
+            24,
+            "the last usage seen"
+        );
+        assert!(!String::from_utf8(out).unwrap().contains("[DONE]"));
+    }
+
+    #[test]
+    fn gemini_errors_mid_stream_both_ways() {
+        let input = concat!(
+            r#"data: {"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"index":0}]}"#,
+            "\r\n\r\n",
+            r#"data: {"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#,
+            "\r\n\r\n",
+        );
+        let (out, observed) = relay_all(gemini_to_anthropic(), input, usize::MAX);
+        let (name, data) = events(&out).pop().unwrap();
+        assert_eq!(name, "error");
+        assert_eq!(
+            serde_json::from_str::<Value>(&data).unwrap(),
+            json!({"type": "error", "error": {"type": "rate_limit_error",
+                                              "message": "Resource has been exhausted"}})
+        );
+        assert!(!observed.completed);
+
+        let input = concat!(
+            "event: message_start\n",
+            r#"data: {"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+            "\n\nevent: content_block_start\n",
+            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            "\n\nevent: content_block_delta\n",
+            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            "\n\nevent: error\n",
+            r#"data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            "\n\n",
+        );
+        for sse in [true, false] {
+            let mut relay = anthropic_to_gemini(sse);
+            let (mut out, observed) = {
+                let mut out = Vec::new();
+                let now = Instant::now();
+                relay.feed(input.as_bytes(), now, &mut out).unwrap();
+                let observed = relay.finish(now, &mut out).clone();
+                (out, observed)
+            };
+            // Nothing follows the error, not even an error of ours.
+            relay.fail(502, "late", &mut out);
+            let responses = gemini_responses(&out, sse);
+            assert_eq!(responses.len(), 2);
+            assert_eq!(
+                responses[0]["candidates"][0]["content"]["parts"],
+                json!([{"text": "Hi"}])
+            );
+            assert_eq!(
+                responses[1],
+                json!({"error": {"code": 529, "message": "Overloaded", "status": "UNAVAILABLE"}})
+            );
+            assert_eq!(observed.upstream_error.as_deref(), Some("Overloaded"));
+        }
+        for (status, name) in [
+            (400, "INVALID_ARGUMENT"),
+            (401, "UNAUTHENTICATED"),
+            (403, "PERMISSION_DENIED"),
+            (404, "NOT_FOUND"),
+            (429, "RESOURCE_EXHAUSTED"),
+            (500, "INTERNAL"),
+            (503, "UNAVAILABLE"),
+            (504, "DEADLINE_EXCEEDED"),
+        ] {
+            assert_eq!(gemini::stream::error_status(status), name);
+        }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::{
     CacheControl, Encoded, Invalid, Media, Message, OutputFormat, Part, Reasoning, Request,
     Response, Role, StopReason, Tool, ToolChoice, Usage, cache_json, parse, present, raw_json,
-    render_parts, required,
+    render_parts, required, tool_input,
 };
 
 #[derive(Deserialize)]
@@ -628,18 +628,6 @@ fn source_json(source: &Media) -> Value {
         Media::Text { media_type, data } => {
             json!({"type": "text", "media_type": media_type, "data": data})
         }
-    }
-}
-
-/// A tool call's arguments as the object Messages wants (OpenAI sends `""` for none); None
-/// when the text is not a JSON object and cannot be an `input`.
-fn tool_input(arguments: &str) -> Option<Value> {
-    if arguments.trim().is_empty() {
-        return Some(json!({}));
-    }
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(value @ Value::Object(_)) => Some(value),
-        _ => None,
     }
 }
 
