@@ -13,12 +13,15 @@ import anthropic
 import httpx
 import openai
 import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 from conftest import GatewayProcess, start_gateway
 from muxgate.mock import MockProvider
 
 KEY = "sk-test-protocols"
-CHANNELS = ("openai", "anthropic")
+CHANNELS = ("openai", "anthropic", "gemini")
 
 WEATHER = {"city": "Paris", "unit": "celsius", "days": [1, 2], "note": 'say "hi"'}
 
@@ -63,6 +66,7 @@ def config(mock_url: str) -> str:
         "[gateway]\nkeepalive_seconds = 0.3\nmax_attempts = 2\n",
         f'[[providers]]\nid = "via-openai"\nbase_url = "{mock_url}"\nprotocol = "openai"\n',
         f'[[providers]]\nid = "via-anthropic"\nbase_url = "{mock_url}"\nprotocol = "anthropic"\n',
+        f'[[providers]]\nid = "via-gemini"\nbase_url = "{mock_url}beta"\nprotocol = "gemini"\n',
     ]
     for protocol in CHANNELS:
         for script in SCRIPTS:
@@ -95,6 +99,12 @@ def claude(gateway: GatewayProcess) -> anthropic.Anthropic:
     return anthropic.Anthropic(
         base_url=f"{gateway.url}/api/anthropic", api_key=KEY, max_retries=0, timeout=20
     )
+
+
+@pytest.fixture
+def gemini(gateway: GatewayProcess) -> genai.Client:
+    options = genai_types.HttpOptions(api_version="v1", base_url=f"{gateway.url}/api/vertex-ai")
+    return genai.Client(api_key=KEY, vertexai=True, http_options=options)
 
 
 @pytest.fixture
@@ -602,3 +612,154 @@ def test_responses_errors(gpt: openai.OpenAI, channel: str) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         gpt.responses.create(model=f"{channel}/plain", input="Hi", previous_response_id="resp_1")
     assert "previous_response_id" in refused.value.response.json()["error"]["message"]
+
+
+# --- Gemini / Vertex inbound ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_gemini_plain_and_streamed(
+    gemini: genai.Client, gateway: GatewayProcess, channel: str
+) -> None:
+    whole = gemini.models.generate_content(model=f"{channel}/plain", contents="Say hello")
+    assert whole.text == SCRIPTS["plain"]["reply"]
+    assert whole.candidates and whole.candidates[0].finish_reason == genai_types.FinishReason.STOP
+    usage = whole.usage_metadata
+    assert usage is not None and usage.prompt_token_count and usage.candidates_token_count
+    event = gateway.usage_for(str(whole.response_id))
+    assert (event.prompt_tokens, event.completion_tokens) == (
+        usage.prompt_token_count,
+        usage.candidates_token_count,
+    )
+    chunks = list(
+        gemini.models.generate_content_stream(model=f"{channel}/plain", contents="Say hello")
+    )
+    assert len(chunks) > 3
+    assert "".join(c.text or "" for c in chunks) == whole.text
+    last = chunks[-1]
+    assert last.candidates and last.candidates[0].finish_reason == genai_types.FinishReason.STOP
+    assert last.usage_metadata is not None
+    assert last.usage_metadata.candidates_token_count == usage.candidates_token_count
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_gemini_function_calls(gemini: genai.Client, channel: str, stream: bool) -> None:
+    tool = genai_types.Tool(
+        function_declarations=[
+            genai_types.FunctionDeclaration(
+                name="get_weather",
+                description="Weather for a city",
+                parameters_json_schema=TOOL["input_schema"],
+            )
+        ]
+    )
+    config = genai_types.GenerateContentConfig(tools=[tool])
+    if stream:
+        calls = [
+            call
+            for chunk in gemini.models.generate_content_stream(
+                model=f"{channel}/tools", contents="Weather?", config=config
+            )
+            for call in chunk.function_calls or []
+        ]
+    else:
+        response = gemini.models.generate_content(
+            model=f"{channel}/tools", contents="Weather?", config=config
+        )
+        calls = response.function_calls or []
+    assert [(c.name, c.args) for c in calls] == [("get_weather", WEATHER)]
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_gemini_thinking_tool_results_and_max_tokens(gemini: genai.Client, channel: str) -> None:
+    thinking = genai_types.GenerateContentConfig(
+        thinking_config=genai_types.ThinkingConfig(thinking_budget=2048, include_thoughts=True)
+    )
+    response = gemini.models.generate_content(
+        model=f"{channel}/thinking", contents="Six times seven?", config=thinking
+    )
+    assert response.candidates and response.candidates[0].content
+    parts = response.candidates[0].content.parts or []
+    assert [p.text for p in parts if p.thought] == [SCRIPTS["thinking"]["thinking"]]
+    assert response.text == "Forty-two."
+    answered = gemini.models.generate_content(
+        model=f"{channel}/plain",
+        contents=[
+            genai_types.Content(role="user", parts=[genai_types.Part(text="Weather?")]),
+            genai_types.Content(
+                role="model",
+                parts=[
+                    genai_types.Part(
+                        function_call=genai_types.FunctionCall(name="get_weather", args=WEATHER)
+                    )
+                ],
+            ),
+            genai_types.Content(
+                role="user",
+                parts=[
+                    genai_types.Part(
+                        function_response=genai_types.FunctionResponse(
+                            name="get_weather", response={"output": "18 degrees"}
+                        )
+                    ),
+                    genai_types.Part(
+                        inline_data=genai_types.Blob(
+                            mime_type="image/png", data=__import__("base64").b64decode(PIXEL)
+                        )
+                    ),
+                ],
+            ),
+        ],
+    )
+    assert answered.text
+    cut = gemini.models.generate_content(
+        model=f"{channel}/plain",
+        contents="Hi",
+        config=genai_types.GenerateContentConfig(max_output_tokens=3),
+    )
+    assert cut.candidates and cut.candidates[0].finish_reason == genai_types.FinishReason.MAX_TOKENS
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_gemini_errors_and_json_schema(gemini: genai.Client, channel: str) -> None:
+    with pytest.raises(genai_errors.APIError) as failed:
+        gemini.models.generate_content(model=f"{channel}/fail", contents="Hi")
+    assert failed.value.code == 502
+    with pytest.raises(genai_errors.APIError):
+        for _ in gemini.models.generate_content_stream(model=f"{channel}/midfail", contents="Hi"):
+            pass
+    shaped = gemini.models.generate_content(
+        model=f"{channel}/plain",
+        contents="Hi",
+        config=genai_types.GenerateContentConfig(
+            response_mime_type="application/json", response_json_schema={"type": "object"}
+        ),
+    )
+    assert shaped.text
+
+
+def test_gemini_json_array_streams_and_google_errors(gateway: GatewayProcess) -> None:
+    url = f"{gateway.url}/api/vertex-ai/v1/publishers/openai/models/plain:streamGenerateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    r = httpx.post(url, json=body, headers={"x-goog-api-key": KEY})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    pieces = r.json()
+    assert isinstance(pieces, list) and len(pieces) > 3
+    text = "".join(p["candidates"][0]["content"]["parts"][0].get("text", "") for p in pieces)
+    assert text == SCRIPTS["plain"]["reply"]
+    assert pieces[-1]["candidates"][0]["finishReason"] == "STOP"
+    r = httpx.post(url, json=body, headers={"x-goog-api-key": "wrong"})
+    assert r.status_code == 401
+    assert r.json()["error"]["status"] == "UNAUTHENTICATED" and r.json()["error"]["code"] == 401
+    r = httpx.post(
+        f"{gateway.url}/api/vertex-ai/v1/publishers/no/models/such:generateContent?key={KEY}",
+        json=body,
+    )
+    assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
+    r = httpx.post(f"{gateway.url}/api/vertex-ai/v1/nowhere", json=body)
+    assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
+    listed = httpx.get(
+        f"{gateway.url}/api/vertex-ai/v1beta/models", headers={"authorization": f"Bearer {KEY}"}
+    ).json()
+    assert "models/gemini/plain" in [m["name"] for m in listed["models"]]

@@ -48,6 +48,16 @@ class Engine:
         body: bytes,
         future: asyncio.Future[object],
     ) -> None: ...
+    def generate_content(
+        self,
+        model: str,
+        stream: bool,
+        sse: bool,
+        authorization: str | None,
+        api_key: str | None,
+        body: bytes,
+        future: asyncio.Future[object],
+    ) -> None: ...
     def count_tokens(
         self, authorization: str | None, api_key: str | None, body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]: ...

@@ -19,6 +19,7 @@ BANNER = """\
 muxgate {version} — embedded mode
   OpenAI endpoint  http://{host}:{port}/api/v1   (alias http://{host}:{port}/v1)
   Anthropic        http://{host}:{port}/api/anthropic
+  Gemini (Vertex)  http://{host}:{port}/api/vertex-ai
   admin API        http://{host}:{port}/admin/v1   (docs /admin/v1/schema, token in {token_file})
   models           {models}
   data directory   {data_dir}   (SQLite store muxgate.db)

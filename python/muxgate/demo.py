@@ -51,6 +51,7 @@ def demo_config(mock_base_url: str, key: str, gateway: GatewaySection) -> Config
             # The same mock, spoken to in Anthropic's protocol: Claude is reached the way a
             # real Anthropic endpoint would be, and every client protocol translates to it.
             ProviderSection(id="mock-anthropic", base_url=mock_base_url, protocol="anthropic"),
+            ProviderSection(id="mock-gemini", base_url=mock_base_url + "beta", protocol="gemini"),
         ],
         models=[
             ModelSection(
@@ -88,6 +89,20 @@ def demo_config(mock_base_url: str, key: str, gateway: GatewaySection) -> Config
                         weight=1,
                         prompt="3",
                         completion="15",
+                    ),
+                ],
+            ),
+            ModelSection(
+                slug="google/gemini-2.5-flash",
+                context_length=1_048_576,
+                channels=[
+                    channel(
+                        "gemini-2.5-flash@mock-gemini",
+                        "mock-gemini",
+                        "gemini-2.5-flash",
+                        weight=1,
+                        prompt="0.30",
+                        completion="2.50",
                     ),
                 ],
             ),

@@ -25,7 +25,6 @@ use crate::relay::{self, Observed, relay_json};
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// After `[DONE]`, how long we keep reading so the connection can go back to the pool.
 const DRAIN_AFTER_DONE: Duration = Duration::from_secs(1);
-const KEEPALIVE_COMMENT: &[u8] = b": processing\n\n";
 
 struct Context<'a> {
     request_id: String,
@@ -130,6 +129,7 @@ impl Engine {
     pub(super) async fn run_chat(
         self: Arc<Self>,
         surface: Surface,
+        path_model: String,
         secret: Option<String>,
         body: Vec<u8>,
         received: Instant,
@@ -139,7 +139,7 @@ impl Engine {
         let routing = self.routing.load_full();
         let ctx = match prepare(
             &routing,
-            surface,
+            (surface, &path_model),
             secret.as_deref(),
             &body,
             request_id,
@@ -183,7 +183,7 @@ impl Engine {
             }) => {
                 let channel = &ctx.model.channels[index];
                 let mut event = meter(&ctx, Some(channel), Some(&observed), &progress);
-                let headers = headers(&ctx, Some(channel), &progress, "application/json");
+                let headers = headers(&ctx, Some(channel), &progress, false);
                 event.gateway_overhead_us = overhead_us(&ctx, &progress);
                 if let Sink::Pending(deliver) = std::mem::replace(&mut sink, Sink::Spent) {
                     deliver(Reply::Complete(Response {
@@ -226,7 +226,7 @@ impl Engine {
                 tokio::select! {
                     result = &mut attempts => break result,
                     _ = ticker.tick() => {
-                        sink.open(|| headers(ctx, None, progress, "text/event-stream")).push(KEEPALIVE_COMMENT);
+                        sink.open(|| headers(ctx, None, progress, true)).push(ctx.req.surface.keepalive());
                     }
                     () = cancelled(open) => {
                         break Err(Failure {
@@ -262,7 +262,7 @@ impl Engine {
             .err()
             .map(|e| format!("the provider sent an invalid event stream ({e})"));
         let overhead = overhead_us(ctx, &progress);
-        let buffer = sink.open(|| headers(ctx, Some(channel), &progress, "text/event-stream"));
+        let buffer = sink.open(|| headers(ctx, Some(channel), &progress, true));
         buffer.push(&out);
         let idle = Duration::from_millis(channel.timeouts.idle_ms);
         let mut ticker =
@@ -290,7 +290,7 @@ impl Engine {
                         ticker.reset();
                     }
                 },
-                _ = ticker.tick() => buffer.push(KEEPALIVE_COMMENT),
+                _ = ticker.tick() => buffer.push(ctx.req.surface.keepalive()),
             }
         }
         out.clear();
@@ -368,9 +368,10 @@ fn stream_relay(ctx: &Context<'_>, channel: &ChannelRoute) -> StreamRelay {
     }
 }
 
+/// `(surface, path_model)`: the client's API, and the model its request path names (Gemini).
 fn prepare<'a>(
     routing: &Routing,
-    surface: Surface,
+    (surface, path_model): (Surface, &str),
     secret: Option<&str>,
     body: &'a [u8],
     request_id: String,
@@ -380,7 +381,7 @@ fn prepare<'a>(
         Ok(k) => k,
         Err(e) => return Err((e, request_id)),
     };
-    let req = match Inbound::parse(surface, body) {
+    let req = match Inbound::parse(surface, body, path_model) {
         Ok(r) => r,
         Err(e) => return Err((e, request_id)),
     };
@@ -488,7 +489,14 @@ async fn attempt_one(
 ) -> Result<Answer, AttemptError> {
     let started = Instant::now();
     let first_byte = Duration::from_millis(channel.timeouts.first_byte_ms);
-    let response = upstream::send(&channel.provider, body, first_byte).await?;
+    let response = upstream::send(
+        &channel.provider,
+        &channel.upstream_model,
+        ctx.req.stream,
+        body,
+        first_byte,
+    )
+    .await?;
     let mut body = response.into_body();
     if ctx.req.stream {
         // Nothing has reached the client yet: a provider that answers 200 and then stays silent
@@ -657,11 +665,16 @@ fn headers(
     ctx: &Context<'_>,
     channel: Option<&ChannelRoute>,
     progress: &Progress,
-    content_type: &str,
+    stream: bool,
 ) -> Headers {
     let mut h = Vec::with_capacity(7);
+    let content_type = if stream {
+        ctx.req.surface.stream_content_type()
+    } else {
+        "application/json"
+    };
     h.push(("content-type".to_owned(), content_type.to_owned()));
-    if content_type == "text/event-stream" {
+    if stream {
         h.push(("cache-control".to_owned(), "no-cache".to_owned()));
         h.push(("x-accel-buffering".to_owned(), "no".to_owned()));
     }

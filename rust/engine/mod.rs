@@ -178,11 +178,12 @@ impl Engine {
         }
     }
 
-    /// Start a chat request in the client's `protocol`; `deliver` is called exactly once, from
-    /// the runtime.
+    /// Start a chat request on the client's `surface`; `path_model` is the model its path
+    /// names (Gemini), empty otherwise. `deliver` is called exactly once, from the runtime.
     pub fn chat(
         self: &Arc<Self>,
         surface: Surface,
+        path_model: String,
         authorization: Option<&str>,
         api_key: Option<&str>,
         body: Vec<u8>,
@@ -193,7 +194,7 @@ impl Engine {
         let received = Instant::now();
         self.submissions.submit(Box::pin(async move {
             engine
-                .run_chat(surface, secret, body, received, deliver)
+                .run_chat(surface, path_model, secret, body, received, deliver)
                 .await;
         }));
     }
@@ -244,6 +245,23 @@ impl Engine {
                     "has_more": false,
                     "data": data,
                 })
+            }
+            Surface::Gemini { .. } => {
+                let data: Vec<serde_json::Value> = models
+                    .map(|m| {
+                        serde_json::json!({
+                            "name": format!("models/{}", m.slug),
+                            "displayName": m.slug,
+                            "inputTokenLimit": m.context_length,
+                            "supportedGenerationMethods": [
+                                "generateContent",
+                                "streamGenerateContent",
+                                "countTokens",
+                            ],
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"models": data})
             }
         };
         Response {

@@ -9,7 +9,9 @@ use crate::json::{Fields, quote};
 use crate::relay::{self, Observed};
 use crate::sse::SseError;
 use crate::translate::stream::{self, Decoder, Encoder};
-use crate::translate::{self, Encoded, Invalid, Request, Response, anthropic, openai, responses};
+use crate::translate::{
+    self, Encoded, Invalid, Request, Response, anthropic, gemini, openai, responses,
+};
 
 /// The protocol a channel's provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +20,8 @@ pub enum Protocol {
     OpenAi,
     /// Messages.
     Anthropic,
+    /// Gemini's generateContent.
+    Gemini,
 }
 
 impl Protocol {
@@ -26,6 +30,7 @@ impl Protocol {
         match name {
             "openai" => Some(Protocol::OpenAi),
             "anthropic" => Some(Protocol::Anthropic),
+            "gemini" => Some(Protocol::Gemini),
             _ => None,
         }
     }
@@ -34,6 +39,7 @@ impl Protocol {
         match self {
             Protocol::OpenAi => openai::encode_request(request, upstream_model),
             Protocol::Anthropic => anthropic::encode_request(request, upstream_model),
+            Protocol::Gemini => gemini::encode_request(request, upstream_model),
         }
     }
 
@@ -41,6 +47,16 @@ impl Protocol {
         match self {
             Protocol::OpenAi => openai::decode_response(body),
             Protocol::Anthropic => anthropic::decode_response(body),
+            Protocol::Gemini => gemini::decode_response(body),
+        }
+    }
+
+    /// The top-level fields of an answer that name it and its model (made ours when passed
+    /// through).
+    pub fn naming_fields(self) -> (&'static str, &'static str) {
+        match self {
+            Protocol::OpenAi | Protocol::Anthropic => ("id", "model"),
+            Protocol::Gemini => ("responseId", "modelVersion"),
         }
     }
 
@@ -48,6 +64,7 @@ impl Protocol {
         match self {
             Protocol::OpenAi => Box::<openai::stream::ChunkDecoder>::default(),
             Protocol::Anthropic => Box::<anthropic::stream::MessageDecoder>::default(),
+            Protocol::Gemini => Box::<gemini::stream::GeminiDecoder>::default(),
         }
     }
 }
@@ -61,6 +78,9 @@ pub enum Surface {
     Messages,
     /// `/api/v1/responses`.
     Responses,
+    /// `/api/vertex-ai/…/models/{model}:generateContent` or `:streamGenerateContent`, whose
+    /// stream is SSE with `alt=sse` and one JSON array written piece by piece without.
+    Gemini { stream: bool, sse: bool },
 }
 
 impl Surface {
@@ -71,14 +91,35 @@ impl Surface {
             Surface::Chat => Some(Protocol::OpenAi),
             Surface::Messages => Some(Protocol::Anthropic),
             Surface::Responses => None,
+            // Providers are always asked for SSE; the array form is written by translation.
+            Surface::Gemini { stream, sse } => (!stream || sse).then_some(Protocol::Gemini),
         }
     }
 
-    pub fn decode_request(self, body: &[u8]) -> Result<Request, Invalid> {
+    /// The request, with the model named by the path where the surface puts it there.
+    pub fn decode_request(self, body: &[u8], path_model: &str) -> Result<Request, Invalid> {
         match self {
             Surface::Chat => openai::decode_request(body),
             Surface::Messages => anthropic::decode_request(body),
             Surface::Responses => responses::decode_request(body),
+            Surface::Gemini { stream, .. } => gemini::decode_request(body, path_model, stream),
+        }
+    }
+
+    /// The content type of a streamed answer.
+    pub fn stream_content_type(self) -> &'static str {
+        match self {
+            Surface::Gemini { sse: false, .. } => "application/json",
+            _ => "text/event-stream",
+        }
+    }
+
+    /// What keeps a waiting stream's connection alive: an SSE comment, or whitespace inside
+    /// Gemini's JSON array.
+    pub fn keepalive(self) -> &'static [u8] {
+        match self {
+            Surface::Gemini { sse: false, .. } => b"\n",
+            _ => b": processing\n\n",
         }
     }
 
@@ -93,6 +134,7 @@ impl Surface {
             Surface::Chat => openai::encode_response(response, id, model, created),
             Surface::Messages => anthropic::encode_response(response, id, model),
             Surface::Responses => responses::encode_response(response, id, model, created),
+            Surface::Gemini { .. } => gemini::encode_response(response, id, model),
         }
     }
 
@@ -121,6 +163,9 @@ impl Surface {
             Surface::Responses => {
                 Box::new(responses::stream::ResponsesEncoder::new(id, model, created))
             }
+            Surface::Gemini { sse, .. } => {
+                Box::new(gemini::stream::GeminiEncoder::new(id, model, sse))
+            }
         }
     }
 
@@ -131,6 +176,11 @@ impl Surface {
             Surface::Messages => {
                 let mut out = Vec::with_capacity(64 + error.message.len());
                 anthropic::stream::error_json(&mut out, error.status(), &error.message);
+                out
+            }
+            Surface::Gemini { .. } => {
+                let mut out = Vec::with_capacity(64 + error.message.len());
+                gemini::stream::error_json(&mut out, error.status(), &error.message);
                 out
             }
         }
@@ -147,7 +197,7 @@ impl Surface {
                 out.extend_from_slice(b"\n\n");
                 out
             }
-            Surface::Responses => {
+            Surface::Responses | Surface::Gemini { .. } => {
                 let mut out = Vec::new();
                 self.stream_encoder(id, model, created, true, 0).encode(
                     &stream::Event::Error {
@@ -165,7 +215,7 @@ impl Surface {
     pub fn invalid(self, invalid: &Invalid) -> GatewayError {
         GatewayError::invalid(match self {
             Surface::Chat | Surface::Responses => format!("Parameter {invalid}"),
-            Surface::Messages => invalid.to_string(),
+            Surface::Messages | Surface::Gemini { .. } => invalid.to_string(),
         })
     }
 }
@@ -240,13 +290,18 @@ pub fn answer_json(
     // Decoded above, so it is a JSON object.
     let fields: Fields = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
     let (id, model) = (quote(id), quote(model));
+    let (id_field, model_field) = from.naming_fields();
     let mut body = Vec::with_capacity(raw.len() + 64);
     fields.write_with(
         &mut body,
-        |key| match key {
-            "id" => Some(Some(id.as_str())),
-            "model" => Some(Some(model.as_str())),
-            _ => None,
+        |key| {
+            if key == id_field {
+                Some(Some(id.as_str()))
+            } else if key == model_field {
+                Some(Some(model.as_str()))
+            } else {
+                None
+            }
         },
         &[],
     );

@@ -195,7 +195,9 @@ pub struct Inbound<'a> {
 }
 
 impl<'a> Inbound<'a> {
-    pub fn parse(surface: Surface, body: &'a [u8]) -> Result<Self, GatewayError> {
+    /// `path_model` is the model the request path names (Gemini), empty for the surfaces that
+    /// name it in the body.
+    pub fn parse(surface: Surface, body: &'a [u8], path_model: &str) -> Result<Self, GatewayError> {
         if surface == Surface::Chat {
             let chat = ChatRequest::parse(body)?;
             return Ok(Self {
@@ -209,7 +211,7 @@ impl<'a> Inbound<'a> {
             });
         }
         let request = surface
-            .decode_request(body)
+            .decode_request(body, path_model)
             .map_err(|e| surface.invalid(&e))?;
         Ok(Self {
             surface,
@@ -227,7 +229,7 @@ impl<'a> Inbound<'a> {
         self.neutral
             .get_or_init(|| {
                 self.surface
-                    .decode_request(self.body)
+                    .decode_request(self.body, &self.model)
                     .map_err(|e| self.surface.invalid(&e))
             })
             .as_ref()

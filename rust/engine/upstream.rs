@@ -32,8 +32,10 @@ pub struct ProviderRoute {
     pub id: String,
     pub protocol: Protocol,
     pub pool: Pool,
-    /// The request line and every fixed field, rendered once; a request adds its length.
-    head: Vec<u8>,
+    /// The endpoint's path (for Gemini its prefix: the model and method follow).
+    path: String,
+    /// Every fixed header field, rendered once; a request adds its request line and length.
+    fields: Vec<u8>,
     /// The raw credential, kept only to scrub it from anything echoed back to clients.
     secret: Option<String>,
 }
@@ -52,12 +54,13 @@ impl ProviderRoute {
         let endpoint = match protocol {
             Protocol::OpenAi => "chat/completions",
             Protocol::Anthropic => "messages",
+            Protocol::Gemini => "models",
         };
         let url = format!("{}/{endpoint}", base_url.trim_end_matches('/'));
         let (origin, path) = Origin::parse(&url)
             .map_err(|e| format!("provider {id}: invalid base_url {base_url:?}: {e}"))?;
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\nuser-agent: muxgate/{}\r\n",
+            "host: {}\r\ncontent-type: application/json\r\nuser-agent: muxgate/{}\r\n",
             origin.host_header(),
             env!("CARGO_PKG_VERSION"),
         );
@@ -70,6 +73,7 @@ impl ProviderRoute {
             head.push_str(match protocol {
                 Protocol::OpenAi => "authorization: Bearer ",
                 Protocol::Anthropic => "x-api-key: ",
+                Protocol::Gemini => "x-goog-api-key: ",
             });
             head.push_str(s);
             head.push_str("\r\n");
@@ -100,15 +104,29 @@ impl ProviderRoute {
             id,
             protocol,
             pool: pool(origin),
-            head: head.into_bytes(),
+            path,
+            fields: head.into_bytes(),
             secret,
         })
     }
 
-    /// The complete request head for a body of `length` bytes.
-    fn request_head(&self, length: usize) -> Vec<u8> {
-        let mut head = Vec::with_capacity(self.head.len() + 40);
-        head.extend_from_slice(&self.head);
+    /// The complete request head for a body of `length` bytes. Gemini names the model and the
+    /// method in the path; the other protocols have one endpoint.
+    fn request_head(&self, upstream_model: &str, stream: bool, length: usize) -> Vec<u8> {
+        let mut head = Vec::with_capacity(self.path.len() + self.fields.len() + 96);
+        head.extend_from_slice(b"POST ");
+        head.extend_from_slice(self.path.as_bytes());
+        if self.protocol == Protocol::Gemini {
+            head.push(b'/');
+            percent_encode(upstream_model, &mut head);
+            head.extend_from_slice(if stream {
+                b":streamGenerateContent?alt=sse"
+            } else {
+                b":generateContent"
+            });
+        }
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        head.extend_from_slice(&self.fields);
         write!(head, "content-length: {length}\r\n\r\n").expect("a Vec takes every write");
         head
     }
@@ -178,13 +196,26 @@ impl AttemptError {
     }
 }
 
-/// Send one request and wait for the response head, within `first_byte`.
+/// A path segment: unreserved characters as they are, every other byte as `%XX`.
+fn percent_encode(segment: &str, out: &mut Vec<u8>) {
+    for &b in segment.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b);
+        } else {
+            write!(out, "%{b:02X}").expect("a Vec takes every write");
+        }
+    }
+}
+
+/// Send one request for `upstream_model` and wait for the response head, within `first_byte`.
 pub async fn send(
     provider: &ProviderRoute,
+    upstream_model: &str,
+    stream: bool,
     body: &[u8],
     first_byte: Duration,
 ) -> Result<client::Response, AttemptError> {
-    let head = provider.request_head(body.len());
+    let head = provider.request_head(upstream_model, stream, body.len());
     let response = match tokio::time::timeout(first_byte, provider.pool.send(&head, body)).await {
         Err(_) => return Err(AttemptError::Timeout),
         Ok(Err(e)) => return Err(AttemptError::Connect(connect_reason(&e))),
@@ -331,7 +362,10 @@ mod tests {
              authorization: Bearer sk-1\r\nX-Org: acme\r\ncontent-length: 42\r\n\r\n",
             env!("CARGO_PKG_VERSION")
         );
-        assert_eq!(String::from_utf8(p.request_head(42)).unwrap(), expected);
+        assert_eq!(
+            String::from_utf8(p.request_head("gpt-x", true, 42)).unwrap(),
+            expected
+        );
         assert!(p.pool.origin().is_tls());
     }
 
@@ -347,11 +381,37 @@ mod tests {
             pool,
         )
         .unwrap();
-        let head = String::from_utf8(p.request_head(7)).unwrap();
+        let head = String::from_utf8(p.request_head("claude", false, 7)).unwrap();
         assert!(head.starts_with("POST /v1/messages HTTP/1.1\r\n"), "{head}");
         assert!(head.contains("\r\nx-api-key: sk-ant-1\r\n"));
         assert!(head.contains("\r\nanthropic-version: 2023-06-01\r\n"));
         assert!(!head.contains("authorization"));
+    }
+
+    #[test]
+    fn gemini_providers_name_model_and_method_in_the_path() {
+        let pool = |origin| new_pool(origin, Duration::from_secs(1));
+        let p = ProviderRoute::new(
+            "g".into(),
+            Protocol::Gemini,
+            "https://generativelanguage.googleapis.com/v1beta",
+            Some("AIza-1".into()),
+            &[],
+            pool,
+        )
+        .unwrap();
+        let stream = String::from_utf8(p.request_head("gemini-2.5-pro", true, 7)).unwrap();
+        assert!(
+            stream.starts_with(
+                "POST /v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse HTTP/1.1\r\n"
+            ),
+            "{stream}"
+        );
+        assert!(stream.contains("\r\nx-goog-api-key: AIza-1\r\n"));
+        let json = String::from_utf8(p.request_head("odd name/x", false, 7)).unwrap();
+        assert!(
+            json.starts_with("POST /v1beta/models/odd%20name%2Fx:generateContent HTTP/1.1\r\n")
+        );
     }
 
     #[test]

@@ -33,12 +33,16 @@ pub(crate) fn endpoint(path: &str) -> Option<(&str, bool)> {
     (!model.is_empty()).then_some((model, stream))
 }
 
-/// The subset of a `GenerateContentRequest` that changes the mock's answer.
+/// The subset of a `GenerateContentRequest` that changes the mock's answer. Field names are
+/// read in both spellings, as Google's protobuf JSON parsing does (the GenAI SDK sends some
+/// nested fields in snake case on Vertex).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GenerateContentRequest {
     contents: Option<Vec<Content>>,
+    #[serde(alias = "system_instruction")]
     system_instruction: Option<Content>,
+    #[serde(alias = "generation_config")]
     generation_config: Option<GenerationConfig>,
 }
 
@@ -52,13 +56,16 @@ struct Content {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GenerationConfig {
+    #[serde(alias = "max_output_tokens")]
     max_output_tokens: Option<u64>,
+    #[serde(alias = "thinking_config")]
     thinking_config: Option<ThinkingConfig>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ThinkingConfig {
+    #[serde(alias = "include_thoughts")]
     include_thoughts: Option<bool>,
 }
 

@@ -161,7 +161,14 @@ impl Engine {
         body: &[u8],
         future: Py<PyAny>,
     ) {
-        self.start(Surface::Chat, authorization, api_key, body, future);
+        self.start(
+            Surface::Chat,
+            String::new(),
+            authorization,
+            api_key,
+            body,
+            future,
+        );
     }
 
     /// Start a Messages request, answered in Anthropic's format; like `chat`.
@@ -173,7 +180,14 @@ impl Engine {
         body: &[u8],
         future: Py<PyAny>,
     ) {
-        self.start(Surface::Messages, authorization, api_key, body, future);
+        self.start(
+            Surface::Messages,
+            String::new(),
+            authorization,
+            api_key,
+            body,
+            future,
+        );
     }
 
     /// Start a Responses request (`POST /v1/responses`); like `chat`.
@@ -185,7 +199,39 @@ impl Engine {
         body: &[u8],
         future: Py<PyAny>,
     ) {
-        self.start(Surface::Responses, authorization, api_key, body, future);
+        self.start(
+            Surface::Responses,
+            String::new(),
+            authorization,
+            api_key,
+            body,
+            future,
+        );
+    }
+
+    /// Start a Gemini `generateContent` (`stream` false) or `streamGenerateContent` request for
+    /// the model its path names; `sse` is the client's `alt=sse`. Like `chat` otherwise.
+    #[pyo3(signature = (model, stream, sse, authorization, api_key, body, future))]
+    #[allow(clippy::too_many_arguments)] // the path's three facts, then chat's four
+    fn generate_content(
+        &self,
+        model: &str,
+        stream: bool,
+        sse: bool,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+        body: &[u8],
+        future: Py<PyAny>,
+    ) {
+        let surface = Surface::Gemini { stream, sse };
+        self.start(
+            surface,
+            model.to_owned(),
+            authorization,
+            api_key,
+            body,
+            future,
+        );
     }
 
     /// `POST /v1/messages/count_tokens`: the local count of a Messages request's input.
@@ -214,6 +260,10 @@ impl Engine {
         let surface = match protocol {
             "openai" => Surface::Chat,
             "anthropic" => Surface::Messages,
+            "gemini" => Surface::Gemini {
+                stream: false,
+                sse: false,
+            },
             other => return Err(PyValueError::new_err(format!("unknown protocol {other:?}"))),
         };
         response_tuple(py, self.inner.models(surface, authorization, api_key))
@@ -251,6 +301,7 @@ impl Engine {
     fn start(
         &self,
         surface: Surface,
+        path_model: String,
         authorization: Option<&str>,
         api_key: Option<&str>,
         body: &[u8],
@@ -263,6 +314,7 @@ impl Engine {
         };
         self.inner.chat(
             surface,
+            path_model,
             authorization,
             api_key,
             body.to_vec(),

@@ -663,6 +663,31 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn a_gemini_client_gets_a_gemini_provider_stream_as_it_came() {
+        let relay = Relay::passthrough(
+            Box::<crate::translate::gemini::stream::GeminiDecoder>::default(),
+            "gen-4",
+            "google/gemini",
+        );
+        let (out, observed) = relay_all(relay, GEMINI, 7);
+        let ours = events(&out);
+        let theirs = events(GEMINI.as_bytes());
+        assert_eq!(ours.len(), theirs.len());
+        for ((_, ours), (_, theirs)) in ours.iter().zip(&theirs) {
+            let ours: Value = serde_json::from_str(ours).unwrap();
+            let mut expected: Value = serde_json::from_str(theirs).unwrap();
+            expected["responseId"] = "gen-4".into();
+            expected["modelVersion"] = "google/gemini".into();
+            assert_eq!(ours, expected);
+        }
+        assert!(
+            observed.completed,
+            "a finish reason, then the end of the body"
+        );
+        assert_eq!(observed.finish_reason.as_deref(), Some("tool_calls"));
+    }
+
+    #[test]
     fn errors_mid_stream_reach_the_client_in_its_format() {
         let input = concat!(
             "event: message_start\n",

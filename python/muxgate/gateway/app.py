@@ -14,7 +14,7 @@ from granian.rsgi import HTTPProtocol, Scope
 from muxgate._native import Engine
 from muxgate.credentials import CredentialCipher
 from muxgate.gateway.metering import Meter
-from muxgate.gateway.protocols import anthropic, openai
+from muxgate.gateway.protocols import anthropic, gemini, openai
 from muxgate.gateway.runtime import RedisRuntime, WorkerRuntime
 from muxgate.wire.snapshot import RoutingSnapshot
 
@@ -106,6 +106,9 @@ class Gateway:
         if scope.proto != "http":
             return
         route = ROUTES.get(scope.path)
+        if route is None and scope.path.startswith(gemini.PREFIX):
+            await gemini.dispatch(self, scope, proto)
+            return
         if route is None:
             if scope.path == "/healthz":
                 self._health(proto)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-PROTOCOLS = ("openai", "anthropic")
+PROTOCOLS = ("openai", "anthropic", "gemini")
 """Wire protocols a provider (a channel) may speak; the engine translates to and from each."""
 
 

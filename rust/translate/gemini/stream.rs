@@ -12,9 +12,9 @@ use super::{
     CallBody, Calls, PartBody, ResponseBody, answer_calls, call_args, finish_reason, stop_reason,
     usage_json,
 };
-use crate::json::write_str;
+use crate::json::{Fields, quote, write_str};
 use crate::sse;
-use crate::translate::stream::{Decoder, Encoder, Event};
+use crate::translate::stream::{Decoder, Encoder, Event, write_event, write_raw};
 use crate::translate::{StopReason, Usage};
 
 #[derive(Deserialize)]
@@ -91,6 +91,24 @@ impl Decoder for GeminiDecoder {
         if self.finished {
             out.push(Event::Done);
         }
+    }
+
+    fn relay(&self, event: &sse::Event, id: &str, model: &str, out: &mut Vec<u8>) {
+        let Ok(fields) = serde_json::from_str::<Fields>(&event.data) else {
+            return write_raw(out, event);
+        };
+        let (id, model) = (quote(id), quote(model));
+        write_event(out, None, |out| {
+            fields.write_with(
+                out,
+                |key| match key {
+                    "responseId" => Some(Some(id.as_str())),
+                    "modelVersion" => Some(Some(model.as_str())),
+                    _ => None,
+                },
+                &[],
+            );
+        });
     }
 }
 

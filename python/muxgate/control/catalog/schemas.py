@@ -30,7 +30,7 @@ PerMillion = Annotated[
     str,
     Meta(pattern=r"^[0-9]{1,9}(\.[0-9]{1,9})?$", description="USD per million tokens"),
 ]
-Protocol = Literal["openai", "anthropic"]
+Protocol = Literal["openai", "anthropic", "gemini"]
 
 
 class Provider(msgspec.Struct, frozen=True, kw_only=True):
