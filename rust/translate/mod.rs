@@ -13,6 +13,8 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 pub mod responses;
+#[cfg(test)]
+mod roundtrip;
 pub mod stream;
 
 use std::fmt;
