@@ -38,6 +38,7 @@ class Engine:
         self,
         authorization: str | None,
         api_key: str | None,
+        anthropic_beta: str | None,
         body: bytes,
         future: asyncio.Future[object],
     ) -> None: ...

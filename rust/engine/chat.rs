@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::error::{ErrorKind, GatewayError};
-use super::protocol::{Protocol, StreamRelay, Surface, answer_json};
+use super::protocol::{Call, Protocol, StreamRelay, Surface, answer_json};
 use super::request::Inbound;
 use super::routing::{ChannelRoute, ModelRoute, Routing};
 use super::stream::StreamBuffer;
@@ -128,8 +128,7 @@ struct Progress {
 impl Engine {
     pub(super) async fn run_chat(
         self: Arc<Self>,
-        surface: Surface,
-        path_model: String,
+        call: Call,
         secret: Option<String>,
         body: Vec<u8>,
         received: Instant,
@@ -139,7 +138,7 @@ impl Engine {
         let routing = self.routing.load_full();
         let ctx = match prepare(
             &routing,
-            (surface, &path_model),
+            &call,
             secret.as_deref(),
             &body,
             request_id,
@@ -150,7 +149,7 @@ impl Engine {
                 return deliver(Reply::Complete(error_response(
                     &error,
                     &request_id,
-                    surface,
+                    call.surface,
                 )));
             }
         };
@@ -368,10 +367,9 @@ fn stream_relay(ctx: &Context<'_>, channel: &ChannelRoute) -> StreamRelay {
     }
 }
 
-/// `(surface, path_model)`: the client's API, and the model its request path names (Gemini).
 fn prepare<'a>(
     routing: &Routing,
-    (surface, path_model): (Surface, &str),
+    call: &'a Call,
     secret: Option<&str>,
     body: &'a [u8],
     request_id: String,
@@ -381,7 +379,7 @@ fn prepare<'a>(
         Ok(k) => k,
         Err(e) => return Err((e, request_id)),
     };
-    let req = match Inbound::parse(surface, body, path_model) {
+    let req = match Inbound::parse(call, body) {
         Ok(r) => r,
         Err(e) => return Err((e, request_id)),
     };
@@ -489,14 +487,13 @@ async fn attempt_one(
 ) -> Result<Answer, AttemptError> {
     let started = Instant::now();
     let first_byte = Duration::from_millis(channel.timeouts.first_byte_ms);
-    let response = upstream::send(
-        &channel.provider,
-        &channel.upstream_model,
-        ctx.req.stream,
+    let request = upstream::Request {
+        model: &channel.upstream_model,
+        stream: ctx.req.stream,
+        anthropic_beta: ctx.req.anthropic_beta,
         body,
-        first_byte,
-    )
-    .await?;
+    };
+    let response = upstream::send(&channel.provider, &request, first_byte).await?;
     let mut body = response.into_body();
     if ctx.req.stream {
         // Nothing has reached the client yet: a provider that answers 200 and then stays silent

@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use self::error::{ErrorKind, GatewayError};
-use self::protocol::Surface;
+use self::protocol::{Call, Surface};
 use self::routing::{Routing, bearer};
 use self::stream::StreamBuffer;
 use self::usage::UsageEvent;
@@ -178,12 +178,11 @@ impl Engine {
         }
     }
 
-    /// Start a chat request on the client's `surface`; `path_model` is the model its path
-    /// names (Gemini), empty otherwise. `deliver` is called exactly once, from the runtime.
+    /// Start a chat request on the client's surface; `deliver` is called exactly once, from the
+    /// runtime.
     pub fn chat(
         self: &Arc<Self>,
-        surface: Surface,
-        path_model: String,
+        call: Call,
         authorization: Option<&str>,
         api_key: Option<&str>,
         body: Vec<u8>,
@@ -193,9 +192,7 @@ impl Engine {
         let engine = self.clone();
         let received = Instant::now();
         self.submissions.submit(Box::pin(async move {
-            engine
-                .run_chat(surface, path_model, secret, body, received, deliver)
-                .await;
+            engine.run_chat(call, secret, body, received, deliver).await;
         }));
     }
 

@@ -69,6 +69,27 @@ impl Protocol {
     }
 }
 
+/// What a client's call says besides its body: the API it speaks, and what that API puts in
+/// the path or the headers.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub surface: Surface,
+    /// The model named by the path (Gemini); empty where the body names it.
+    pub path_model: String,
+    /// Messages' `anthropic-beta` header, passed on to Messages providers.
+    pub anthropic_beta: Option<String>,
+}
+
+impl Call {
+    pub fn new(surface: Surface) -> Self {
+        Self {
+            surface,
+            path_model: String::new(),
+            anthropic_beta: None,
+        }
+    }
+}
+
 /// The API a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {

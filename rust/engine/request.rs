@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use serde_json::value::RawValue;
 
 use super::error::GatewayError;
-use super::protocol::{Protocol, Surface};
+use super::protocol::{Call, Protocol, Surface};
+use crate::client;
 use crate::json::{Fields, quote};
 use crate::tokens::{self, Encoding};
 use crate::translate::Request;
@@ -185,6 +186,8 @@ fn validate_messages(raw: &RawValue) -> Result<(), GatewayError> {
 /// once, the first time one is needed.
 pub struct Inbound<'a> {
     pub surface: Surface,
+    /// Messages' `anthropic-beta`, for Messages providers.
+    pub anthropic_beta: Option<&'a str>,
     pub model: Cow<'a, str>,
     pub stream: bool,
     /// The client asked for usage in the stream (always so on protocols that always send it).
@@ -195,13 +198,19 @@ pub struct Inbound<'a> {
 }
 
 impl<'a> Inbound<'a> {
-    /// `path_model` is the model the request path names (Gemini), empty for the surfaces that
-    /// name it in the body.
-    pub fn parse(surface: Surface, body: &'a [u8], path_model: &str) -> Result<Self, GatewayError> {
+    pub fn parse(call: &'a Call, body: &'a [u8]) -> Result<Self, GatewayError> {
+        let surface = call.surface;
+        let anthropic_beta = call.anthropic_beta.as_deref();
+        if anthropic_beta.is_some_and(|v| !client::is_field_value(v.as_bytes())) {
+            return Err(GatewayError::invalid(
+                "anthropic-beta: not a valid header value",
+            ));
+        }
         if surface == Surface::Chat {
             let chat = ChatRequest::parse(body)?;
             return Ok(Self {
                 surface,
+                anthropic_beta,
                 model: chat.model.clone(),
                 stream: chat.stream,
                 include_usage: chat.include_usage,
@@ -211,10 +220,11 @@ impl<'a> Inbound<'a> {
             });
         }
         let request = surface
-            .decode_request(body, path_model)
+            .decode_request(body, &call.path_model)
             .map_err(|e| surface.invalid(&e))?;
         Ok(Self {
             surface,
+            anthropic_beta,
             model: Cow::Owned(request.model.clone()),
             stream: request.stream,
             include_usage: true,
@@ -277,7 +287,9 @@ impl<'a> Inbound<'a> {
     /// The prompt's token count by the local tokenizer, framed as Chat Completions frames it.
     pub fn local_prompt_tokens(&self, encoding: Encoding) -> u64 {
         match (&self.chat, self.neutral()) {
-            (Some(chat), _) => tokens::count_chat_messages(encoding, &chat.message_values()) as u64,
+            (Some(chat), _) => tokens::count_plain_chat(encoding, chat.messages.get())
+                .unwrap_or_else(|| tokens::count_chat_messages(encoding, &chat.message_values()))
+                as u64,
             (None, Ok(request)) => prompt_tokens(encoding, request),
             (None, Err(_)) => 0,
         }

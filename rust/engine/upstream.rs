@@ -110,16 +110,16 @@ impl ProviderRoute {
         })
     }
 
-    /// The complete request head for a body of `length` bytes. Gemini names the model and the
-    /// method in the path; the other protocols have one endpoint.
-    fn request_head(&self, upstream_model: &str, stream: bool, length: usize) -> Vec<u8> {
+    /// The complete request head. Gemini names the model and the method in the path; the other
+    /// protocols have one endpoint. A Messages client's betas go to Messages providers.
+    fn request_head(&self, request: &Request<'_>) -> Vec<u8> {
         let mut head = Vec::with_capacity(self.path.len() + self.fields.len() + 96);
         head.extend_from_slice(b"POST ");
         head.extend_from_slice(self.path.as_bytes());
         if self.protocol == Protocol::Gemini {
             head.push(b'/');
-            percent_encode(upstream_model, &mut head);
-            head.extend_from_slice(if stream {
+            percent_encode(request.model, &mut head);
+            head.extend_from_slice(if request.stream {
                 b":streamGenerateContent?alt=sse"
             } else {
                 b":generateContent"
@@ -127,6 +127,12 @@ impl ProviderRoute {
         }
         head.extend_from_slice(b" HTTP/1.1\r\n");
         head.extend_from_slice(&self.fields);
+        if let (Protocol::Anthropic, Some(beta)) = (self.protocol, request.anthropic_beta) {
+            head.extend_from_slice(b"anthropic-beta: ");
+            head.extend_from_slice(beta.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        let length = request.body.len();
         write!(head, "content-length: {length}\r\n\r\n").expect("a Vec takes every write");
         head
     }
@@ -207,20 +213,27 @@ fn percent_encode(segment: &str, out: &mut Vec<u8>) {
     }
 }
 
-/// Send one request for `upstream_model` and wait for the response head, within `first_byte`.
+/// One request to one channel.
+pub struct Request<'a> {
+    pub model: &'a str,
+    pub stream: bool,
+    pub anthropic_beta: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Send one request and wait for the response head, within `first_byte`.
 pub async fn send(
     provider: &ProviderRoute,
-    upstream_model: &str,
-    stream: bool,
-    body: &[u8],
+    request: &Request<'_>,
     first_byte: Duration,
 ) -> Result<client::Response, AttemptError> {
-    let head = provider.request_head(upstream_model, stream, body.len());
-    let response = match tokio::time::timeout(first_byte, provider.pool.send(&head, body)).await {
-        Err(_) => return Err(AttemptError::Timeout),
-        Ok(Err(e)) => return Err(AttemptError::Connect(connect_reason(&e))),
-        Ok(Ok(r)) => r,
-    };
+    let head = provider.request_head(request);
+    let response =
+        match tokio::time::timeout(first_byte, provider.pool.send(&head, request.body)).await {
+            Err(_) => return Err(AttemptError::Timeout),
+            Ok(Err(e)) => return Err(AttemptError::Connect(connect_reason(&e))),
+            Ok(Ok(r)) => r,
+        };
     let status = response.status();
     if (200..300).contains(&status) {
         return Ok(response);
@@ -294,6 +307,17 @@ pub(super) fn error_message(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// A request for `model` whose body is `length` bytes.
+    fn request(model: &str, stream: bool, length: usize) -> Request<'_> {
+        const BODY: &[u8] = &[b' '; 64];
+        Request {
+            model,
+            stream,
+            anthropic_beta: None,
+            body: &BODY[..length],
+        }
+    }
+
     #[test]
     fn error_messages_from_common_shapes() {
         assert_eq!(
@@ -363,7 +387,7 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(
-            String::from_utf8(p.request_head("gpt-x", true, 42)).unwrap(),
+            String::from_utf8(p.request_head(&request("gpt-x", true, 42))).unwrap(),
             expected
         );
         assert!(p.pool.origin().is_tls());
@@ -381,11 +405,17 @@ mod tests {
             pool,
         )
         .unwrap();
-        let head = String::from_utf8(p.request_head("claude", false, 7)).unwrap();
+        let head = String::from_utf8(p.request_head(&request("claude", false, 7))).unwrap();
         assert!(head.starts_with("POST /v1/messages HTTP/1.1\r\n"), "{head}");
         assert!(head.contains("\r\nx-api-key: sk-ant-1\r\n"));
         assert!(head.contains("\r\nanthropic-version: 2023-06-01\r\n"));
-        assert!(!head.contains("authorization"));
+        assert!(!head.contains("authorization") && !head.contains("anthropic-beta"));
+        let beta = Request {
+            anthropic_beta: Some("interleaved-thinking-2025-05-14"),
+            ..request("claude", false, 7)
+        };
+        let head = String::from_utf8(p.request_head(&beta)).unwrap();
+        assert!(head.contains("\r\nanthropic-beta: interleaved-thinking-2025-05-14\r\n"));
     }
 
     #[test]
@@ -400,7 +430,8 @@ mod tests {
             pool,
         )
         .unwrap();
-        let stream = String::from_utf8(p.request_head("gemini-2.5-pro", true, 7)).unwrap();
+        let stream =
+            String::from_utf8(p.request_head(&request("gemini-2.5-pro", true, 7))).unwrap();
         assert!(
             stream.starts_with(
                 "POST /v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse HTTP/1.1\r\n"
@@ -408,7 +439,7 @@ mod tests {
             "{stream}"
         );
         assert!(stream.contains("\r\nx-goog-api-key: AIza-1\r\n"));
-        let json = String::from_utf8(p.request_head("odd name/x", false, 7)).unwrap();
+        let json = String::from_utf8(p.request_head(&request("odd name/x", false, 7))).unwrap();
         assert!(
             json.starts_with("POST /v1beta/models/odd%20name%2Fx:generateContent HTTP/1.1\r\n")
         );

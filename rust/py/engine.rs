@@ -14,7 +14,7 @@ use pyo3::types::PyBytes;
 
 use super::wakeup::Wakeup;
 use crate::engine::error::{ErrorKind, GatewayError};
-use crate::engine::protocol::Surface;
+use crate::engine::protocol::{Call, Surface};
 use crate::engine::stream::{Read, StreamBuffer};
 use crate::engine::{self as core, Headers, Reply, error_response, new_request_id};
 
@@ -162,8 +162,7 @@ impl Engine {
         future: Py<PyAny>,
     ) {
         self.start(
-            Surface::Chat,
-            String::new(),
+            Call::new(Surface::Chat),
             authorization,
             api_key,
             body,
@@ -171,23 +170,22 @@ impl Engine {
         );
     }
 
-    /// Start a Messages request, answered in Anthropic's format; like `chat`.
-    #[pyo3(signature = (authorization, api_key, body, future))]
+    /// Start a Messages request, answered in Anthropic's format; `anthropic_beta` (the
+    /// header's values, comma-joined) goes on to Messages providers. Like `chat` otherwise.
+    #[pyo3(signature = (authorization, api_key, anthropic_beta, body, future))]
     fn messages(
         &self,
         authorization: Option<&str>,
         api_key: Option<&str>,
+        anthropic_beta: Option<String>,
         body: &[u8],
         future: Py<PyAny>,
     ) {
-        self.start(
-            Surface::Messages,
-            String::new(),
-            authorization,
-            api_key,
-            body,
-            future,
-        );
+        let call = Call {
+            anthropic_beta,
+            ..Call::new(Surface::Messages)
+        };
+        self.start(call, authorization, api_key, body, future);
     }
 
     /// Start a Responses request (`POST /v1/responses`); like `chat`.
@@ -200,8 +198,7 @@ impl Engine {
         future: Py<PyAny>,
     ) {
         self.start(
-            Surface::Responses,
-            String::new(),
+            Call::new(Surface::Responses),
             authorization,
             api_key,
             body,
@@ -223,15 +220,11 @@ impl Engine {
         body: &[u8],
         future: Py<PyAny>,
     ) {
-        let surface = Surface::Gemini { stream, sse };
-        self.start(
-            surface,
-            model.to_owned(),
-            authorization,
-            api_key,
-            body,
-            future,
-        );
+        let call = Call {
+            path_model: model.to_owned(),
+            ..Call::new(Surface::Gemini { stream, sse })
+        };
+        self.start(call, authorization, api_key, body, future);
     }
 
     /// `POST /v1/messages/count_tokens`: the local count of a Messages request's input.
@@ -300,8 +293,7 @@ impl Engine {
 impl Engine {
     fn start(
         &self,
-        surface: Surface,
-        path_model: String,
+        call: Call,
         authorization: Option<&str>,
         api_key: Option<&str>,
         body: &[u8],
@@ -309,12 +301,11 @@ impl Engine {
     ) {
         let delivery = Delivery {
             notifier: self.notifier.clone(),
-            surface,
+            surface: call.surface,
             future: Some(future),
         };
         self.inner.chat(
-            surface,
-            path_model,
+            call,
             authorization,
             api_key,
             body.to_vec(),

@@ -1,5 +1,7 @@
 //! Prompt-token count of a chat request: message text plus `OpenAI`'s per-message framing.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::Encoding;
@@ -32,6 +34,36 @@ pub fn count_chat_messages(encoding: Encoding, messages: &[Value]) -> usize {
         .map(|message| TOKENS_PER_MESSAGE + message_tokens(encoding, message))
         .sum();
     framed + REPLY_PRIMING
+}
+
+/// [`count_chat_messages`] for `messages` given as JSON text, when every message holds only a
+/// string `role`, a string (or null) `content` and an optional string `name` — the common
+/// shape, counted from the text as it is, without building a JSON tree. None for any other
+/// shape, which the general count handles.
+pub fn count_plain_chat(encoding: Encoding, messages: &str) -> Option<usize> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Plain<'a> {
+        #[serde(borrow)]
+        role: Cow<'a, str>,
+        #[serde(borrow, default)]
+        content: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        name: Option<Cow<'a, str>>,
+    }
+    let messages: Vec<Plain> = serde_json::from_str(messages).ok()?;
+    let framed: usize = messages
+        .iter()
+        .map(|m| {
+            TOKENS_PER_MESSAGE
+                + encoding.count(&m.role)
+                + m.content.as_deref().map_or(0, |c| encoding.count(c))
+                + m.name
+                    .as_deref()
+                    .map_or(0, |n| encoding.count(n) + TOKENS_PER_NAME)
+        })
+        .sum();
+    Some(framed + REPLY_PRIMING)
 }
 
 fn message_tokens(encoding: Encoding, message: &Value) -> usize {
@@ -164,6 +196,35 @@ mod tests {
             json!({"role": "system", "name": "example_assistant", "content": "Let's talk later when we're less busy about how to do better."}),
             json!({"role": "user", "content": "This late pivot means we don't have time to boil the ocean for the client deliverable."}),
         ]
+    }
+
+    #[test]
+    fn plain_messages_count_the_same_from_their_text() {
+        let mut shapes = vec![cookbook_example(), Vec::new()];
+        shapes.push(vec![
+            json!({"role": "user", "content": "Quote: \"é\" \\ \u{e9} 👍"}),
+            json!({"role": "assistant", "content": null}),
+        ]);
+        for messages in shapes {
+            let text = serde_json::to_string(&messages).unwrap();
+            for encoding in [Encoding::O200kBase, Encoding::Cl100kBase] {
+                assert_eq!(
+                    count_plain_chat(encoding, &text),
+                    Some(count_chat_messages(encoding, &messages))
+                );
+            }
+        }
+        for other in [
+            r#"[{"role":"user","content":[{"type":"text","text":"hi"}]}]"#,
+            r#"[{"role":"assistant","content":null,"tool_calls":[]}]"#,
+            r#"[{"role":"tool","tool_call_id":"c","content":"x"}]"#,
+        ] {
+            assert_eq!(
+                count_plain_chat(Encoding::O200kBase, other),
+                None,
+                "{other}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod chat;
 
 use bpe_openai::Tokenizer;
 
-pub use chat::{MEDIA_PART_TOKENS, count_chat_messages};
+pub use chat::{MEDIA_PART_TOKENS, count_chat_messages, count_plain_chat};
 
 /// An `OpenAI` byte-pair encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,7 +1,8 @@
 """The Anthropic surface (`/api/anthropic`): Messages, token counting and the model list, for the
 Anthropic SDK and Claude Code. Keys come as `x-api-key` or Bearer; any model is reachable,
 whatever its provider speaks. `anthropic-version` is accepted whatever it says: the SDKs move
-it forward with every release, and what we answer is the same."""
+it forward with every release, and what we answer is the same. `anthropic-beta` goes on to
+Messages providers (other protocols have no use for it)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,14 @@ async def messages(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
     if body is None:
         return
     headers = scope.headers
+    beta = headers.get("anthropic-beta")
+    if beta is not None:
+        # Sent comma-separated or repeated; passed on as one comma-separated value.
+        beta = ",".join(v for k, v in headers.items() if k == "anthropic-beta")
     future: asyncio.Future[object] = gateway.loop.create_future()
-    gateway.engine.messages(headers.get("authorization"), headers.get("x-api-key"), body, future)
+    gateway.engine.messages(
+        headers.get("authorization"), headers.get("x-api-key"), beta, body, future
+    )
     await answer(gateway, proto, future)
 
 
