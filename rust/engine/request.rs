@@ -286,13 +286,14 @@ impl<'a> Inbound<'a> {
 
     /// The prompt's token count by the local tokenizer, framed as Chat Completions frames it.
     pub fn local_prompt_tokens(&self, encoding: Encoding) -> u64 {
-        match (&self.chat, self.neutral()) {
-            (Some(chat), _) => tokens::count_plain_chat(encoding, chat.messages.get())
+        if let Some(chat) = &self.chat {
+            let messages = chat.messages.get();
+            return tokens::count_plain_chat(encoding, messages)
                 .unwrap_or_else(|| tokens::count_chat_messages(encoding, &chat.message_values()))
-                as u64,
-            (None, Ok(request)) => prompt_tokens(encoding, request),
-            (None, Err(_)) => 0,
+                as u64;
         }
+        self.neutral()
+            .map_or(0, |request| prompt_tokens(encoding, request))
     }
 
     /// Size hint for an upstream body.
