@@ -4,6 +4,7 @@
 pub mod client;
 pub mod engine;
 pub mod health;
+pub mod insurance;
 pub mod json;
 pub mod mock;
 pub mod relay;
