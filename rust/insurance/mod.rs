@@ -1,6 +1,7 @@
-//! Quality insurance: the checks that decide, when a request finishes, whether its answer was
-//! one the account should be credited for. This module holds the objective content checks
-//! (`unsatisfactory_content`) and the schema validation they use.
+//! Quality insurance: the rules that decide, when a request finishes, whether the account is
+//! credited for it — triggers, scopes and payouts as data (`rules`), the objective checks of
+//! the answer (`content`) and the schema validation they use (`schema`).
 
 pub mod content;
+pub mod rules;
 pub mod schema;
