@@ -763,3 +763,19 @@ def test_gemini_json_array_streams_and_google_errors(gateway: GatewayProcess) ->
         f"{gateway.url}/api/vertex-ai/v1beta/models", headers={"authorization": f"Bearer {KEY}"}
     ).json()
     assert "models/gemini/plain" in [m["name"] for m in listed["models"]]
+
+
+def test_large_prompts_are_counted_exactly_off_the_io_thread(
+    gpt: openai.OpenAI, claude: anthropic.Anthropic, gateway: GatewayProcess
+) -> None:
+    # Well over the size counted in place: the count runs on the blocking pool, and still
+    # equals the provider's (the mock counts the Chat Completions framing with o200k).
+    text = "The quick brown fox jumps over the lazy dog, again and again. " * 5_000
+    chat = gpt.chat.completions.create(model="openai/plain", messages=ask(text))
+    event = gateway.usage_for(chat.id)
+    assert chat.usage is not None and chat.usage.prompt_tokens > 50_000
+    assert event.local_prompt_tokens == event.prompt_tokens == chat.usage.prompt_tokens
+    with claude.messages.stream(model="openai/plain", max_tokens=64, messages=ask(text)) as s:
+        message = s.get_final_message()
+    event = gateway.usage_for(message.id)
+    assert event.local_prompt_tokens == event.prompt_tokens == message.usage.input_tokens

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::counts::{self, Count};
 use super::error::{ErrorKind, GatewayError};
 use super::protocol::{Call, Protocol, StreamRelay, Surface, answer_json};
 use super::request::Inbound;
@@ -34,6 +35,8 @@ struct Context<'a> {
     account_id: String,
     model: Arc<ModelRoute>,
     req: Inbound<'a>,
+    /// The prompt's local token count where it was quick to take, an estimate from the body's
+    /// size where it is being counted on the blocking pool (see `counts`).
     local_prompt: u64,
     keepalive: Duration,
     max_attempts: usize,
@@ -136,7 +139,7 @@ impl Engine {
     ) {
         let request_id = new_request_id();
         let routing = self.routing.load_full();
-        let ctx = match prepare(
+        let (ctx, prompt) = match prepare(
             &routing,
             &call,
             secret.as_deref(),
@@ -164,7 +167,8 @@ impl Engine {
                     sink.fail(&failure.error, &ctx);
                 }
                 let channel = failure.index.map(|i| &ctx.model.channels[i]);
-                let mut event = meter(&ctx, channel, None, &progress);
+                let counts = (prompt.get().await, 0);
+                let mut event = meter(&ctx, counts, channel, None, &progress);
                 event.status = if failure.cancelled {
                     "cancelled"
                 } else {
@@ -181,9 +185,8 @@ impl Engine {
                 answer: Answer::Json { body, observed },
             }) => {
                 let channel = &ctx.model.channels[index];
-                let mut event = meter(&ctx, Some(channel), Some(&observed), &progress);
                 let headers = headers(&ctx, Some(channel), &progress, false);
-                event.gateway_overhead_us = overhead_us(&ctx, &progress);
+                let overhead = overhead_us(&ctx, &progress);
                 if let Sink::Pending(deliver) = std::mem::replace(&mut sink, Sink::Spent) {
                     deliver(Reply::Complete(Response {
                         status: 200,
@@ -191,13 +194,18 @@ impl Engine {
                         body,
                     }));
                 }
+                let output = counts::output(ctx.model.encoding, &observed.output_text).await;
+                let counts = (prompt.get().await, output);
+                let mut event = meter(&ctx, counts, Some(channel), Some(&observed), &progress);
+                event.gateway_overhead_us = overhead;
                 self.emit_usage(&event);
             }
             Ok(Success {
                 index,
                 answer: Answer::Stream { body, first },
             }) => {
-                self.pump(&ctx, index, body, &first, sink, progress).await;
+                self.pump(&ctx, prompt, index, body, &first, sink, progress)
+                    .await;
             }
         }
     }
@@ -244,9 +252,11 @@ impl Engine {
     }
 
     /// Relay an upstream stream to the client until it completes, fails or the client leaves.
+    #[allow(clippy::too_many_arguments)] // the request, its prompt count, then the answer's parts
     async fn pump(
         &self,
         ctx: &Context<'_>,
+        prompt: Count,
         index: usize,
         mut body: Body,
         first: &[u8],
@@ -296,7 +306,9 @@ impl Engine {
         let observed = relay.finish(Instant::now(), &mut out).clone();
         buffer.push(&out);
         let completed = observed.completed && failure.is_none() && !cancelled_by_client;
-        let mut event = meter(ctx, Some(channel), Some(&observed), &progress);
+        let output = counts::output(ctx.model.encoding, &observed.output_text).await;
+        let counts = (prompt.get().await, output);
+        let mut event = meter(ctx, counts, Some(channel), Some(&observed), &progress);
         event.gateway_overhead_us = overhead;
         if completed {
             buffer.end();
@@ -374,7 +386,7 @@ fn prepare<'a>(
     body: &'a [u8],
     request_id: String,
     received: Instant,
-) -> Result<Context<'a>, (GatewayError, String)> {
+) -> Result<(Context<'a>, Count), (GatewayError, String)> {
     let key = match authenticate(routing, secret) {
         Ok(k) => k,
         Err(e) => return Err((e, request_id)),
@@ -400,8 +412,20 @@ fn prepare<'a>(
             request_id,
         ));
     }
-    let local_prompt = req.local_prompt_tokens(model.encoding);
-    Ok(Context {
+    let encoding = model.encoding;
+    let prompt = if body.len() <= counts::INLINE_BYTES {
+        Count::Ready(req.local_prompt_tokens(encoding))
+    } else {
+        let (call, body) = (call.clone(), body.to_vec());
+        Count::of(body.len(), move || {
+            Inbound::parse(&call, &body).map_or(0, |r| r.local_prompt_tokens(encoding))
+        })
+    };
+    let local_prompt = match &prompt {
+        Count::Ready(n) => *n,
+        Count::Pending(_) => (body.len() / 4) as u64,
+    };
+    let ctx = Context {
         request_id,
         received,
         created_ms: unix_ms(),
@@ -412,7 +436,8 @@ fn prepare<'a>(
         local_prompt,
         keepalive: Duration::from_millis(routing.settings.keepalive_ms.max(1)),
         max_attempts: routing.settings.max_attempts.max(1) as usize,
-    })
+    };
+    Ok((ctx, prompt))
 }
 
 async fn cancelled(buffer: Option<Arc<StreamBuffer>>) {
@@ -691,21 +716,20 @@ fn headers(
 }
 
 /// The usage event for what happened so far. Provider-reported usage is billed when present;
-/// otherwise the local counts are (a stream cut before its usage chunk).
+/// otherwise the local counts (prompt, output) are (a stream cut before its usage chunk).
 fn meter<'e>(
     ctx: &'e Context<'_>,
+    (local_prompt, local_completion): (u64, u64),
     channel: Option<&'e ChannelRoute>,
     observed: Option<&'e Observed>,
     progress: &Progress,
 ) -> UsageEvent<'e> {
-    let encoding = ctx.model.encoding;
-    let local_completion = observed.map_or(0, |o| encoding.count(&o.output_text) as u64);
     let delivered_output = observed.is_some_and(|o| o.token_chunks > 0 || o.completed);
     let (prompt, completion, cached, reasoning, source) = match observed.and_then(|o| o.usage) {
         Some(u) => (u.prompt, u.completion, u.cached, u.reasoning, "provider"),
         // Nothing reached the provider's model (failed before any answer): nothing to bill.
         None if !delivered_output => (0, 0, 0, 0, "none"),
-        None => (ctx.local_prompt, local_completion, 0, 0, "local"),
+        None => (local_prompt, local_completion, 0, 0, "local"),
     };
     let cost = channel.map_or(0, |c| c.price.cost(prompt, cached, completion));
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -731,7 +755,7 @@ fn meter<'e>(
         completion_tokens: completion,
         cached_tokens: cached,
         reasoning_tokens: reasoning,
-        local_prompt_tokens: ctx.local_prompt,
+        local_prompt_tokens: local_prompt,
         local_completion_tokens: local_completion,
         usage_source: source,
         cost_nano_usd: cost,
