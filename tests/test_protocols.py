@@ -779,3 +779,6 @@ def test_large_prompts_are_counted_exactly_off_the_io_thread(
         message = s.get_final_message()
     event = gateway.usage_for(message.id)
     assert event.local_prompt_tokens == event.prompt_tokens == message.usage.input_tokens
+    # count_tokens counts a body this large on a thread, to the same number.
+    count = claude.messages.count_tokens(model="openai/plain", messages=ask(text))
+    assert count.input_tokens == event.local_prompt_tokens

@@ -292,6 +292,19 @@ pub(super) mod tests {
         "\n\n",
     );
 
+    /// A Messages stream that says "Hi" and then reports the provider overloaded.
+    pub(crate) const ANTHROPIC_OVERLOADED: &str = concat!(
+        "event: message_start\n",
+        r#"data: {"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}"#,
+        "\n\nevent: content_block_start\n",
+        r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+        "\n\nevent: content_block_delta\n",
+        r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+        "\n\nevent: error\n",
+        r#"data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        "\n\n",
+    );
+
     /// A provider's Chat Completions stream with reasoning, text, two tool calls and usage.
     pub(crate) const OPENAI: &str = concat!(
         r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt","choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning_content":"Hmm"},"finish_reason":null}],"usage":null}"#,
@@ -689,17 +702,7 @@ pub(super) mod tests {
 
     #[test]
     fn errors_mid_stream_reach_the_client_in_its_format() {
-        let input = concat!(
-            "event: message_start\n",
-            r#"data: {"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}"#,
-            "\n\nevent: content_block_start\n",
-            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
-            "\n\nevent: content_block_delta\n",
-            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
-            "\n\nevent: error\n",
-            r#"data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-            "\n\n",
-        );
+        let input = ANTHROPIC_OVERLOADED;
         let (out, observed) = relay_all(anthropic_to_openai(true), input, usize::MAX);
         let last = events(&out).pop().unwrap().1;
         let error: Value = serde_json::from_str(&last).unwrap();
@@ -1066,17 +1069,7 @@ pub(super) mod tests {
         );
         assert!(!observed.completed);
 
-        let input = concat!(
-            "event: message_start\n",
-            r#"data: {"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}"#,
-            "\n\nevent: content_block_start\n",
-            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
-            "\n\nevent: content_block_delta\n",
-            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
-            "\n\nevent: error\n",
-            r#"data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-            "\n\n",
-        );
+        let input = ANTHROPIC_OVERLOADED;
         for sse in [true, false] {
             let mut relay = anthropic_to_gemini(sse);
             let (mut out, observed) = {

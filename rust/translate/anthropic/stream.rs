@@ -452,6 +452,20 @@ impl MessageEncoder {
         (index, true)
     }
 
+    /// The open text or thinking block, started (empty, as Messages starts them) unless it is
+    /// the one already open.
+    fn delta_block(&mut self, kind: Open, out: &mut Vec<u8>) -> usize {
+        let (index, new) = self.open(kind, out);
+        if new {
+            let empty: &[u8] = match kind {
+                Open::Text => b"{\"type\":\"text\",\"text\":\"\"}",
+                _ => b"{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}",
+            };
+            Self::block_start(out, index, |out| out.extend_from_slice(empty));
+        }
+        index
+    }
+
     fn close(&mut self, out: &mut Vec<u8>) {
         if let Some((index, _)) = self.open.take() {
             write_event(out, Some("content_block_stop"), |out| {
@@ -497,34 +511,15 @@ impl Encoder for MessageEncoder {
         }
         match event {
             Event::Text(text) => {
-                let (index, new) = self.open(Open::Text, out);
-                if new {
-                    Self::block_start(out, index, |out| {
-                        out.extend_from_slice(b"{\"type\":\"text\",\"text\":\"\"}");
-                    });
-                }
+                let index = self.delta_block(Open::Text, out);
                 Self::block_delta(out, index, "text_delta", "text", text);
             }
             Event::Thinking(text) => {
-                let (index, new) = self.open(Open::Thinking, out);
-                if new {
-                    Self::block_start(out, index, |out| {
-                        out.extend_from_slice(
-                            b"{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}",
-                        );
-                    });
-                }
+                let index = self.delta_block(Open::Thinking, out);
                 Self::block_delta(out, index, "thinking_delta", "thinking", text);
             }
             Event::Signature(signature) => {
-                let (index, new) = self.open(Open::Thinking, out);
-                if new {
-                    Self::block_start(out, index, |out| {
-                        out.extend_from_slice(
-                            b"{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}",
-                        );
-                    });
-                }
+                let index = self.delta_block(Open::Thinking, out);
                 Self::block_delta(out, index, "signature_delta", "signature", signature);
                 // A signature ends its thinking block.
                 self.close(out);

@@ -709,17 +709,7 @@ mod tests {
 
     #[test]
     fn errors_end_the_stream_with_an_error_and_a_failed_response() {
-        let input = concat!(
-            "event: message_start\n",
-            r#"data: {"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}"#,
-            "\n\nevent: content_block_start\n",
-            r#"data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
-            "\n\nevent: content_block_delta\n",
-            r#"data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
-            "\n\nevent: error\n",
-            r#"data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-            "\n\n",
-        );
+        let input = crate::translate::stream::tests::ANTHROPIC_OVERLOADED;
         let events = relay(Box::<MessageDecoder>::default(), input);
         let n = events.len();
         assert_eq!(
