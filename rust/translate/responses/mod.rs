@@ -130,6 +130,10 @@ pub fn decode_request(raw_body: &[u8]) -> Result<Request, Invalid> {
         for (i, raw) in items.iter().enumerate() {
             decode_item(raw, &format!("input.{i}"), &mut request)?;
         }
+        // Every item was one with no equivalent (listed in `dropped`): nothing to answer.
+        if request.messages.is_empty() {
+            return Err(Invalid::new("input", "holds no message to answer"));
+        }
     }
     for (i, raw) in body.tools.unwrap_or_default().iter().enumerate() {
         decode_tool(raw, &format!("tools.{i}"), &mut request)?;
@@ -772,6 +776,13 @@ mod tests {
         "reasoning":{"effort":"high","summary":"auto"},
         "text":{"format":{"type":"json_schema","name":"weather","schema":{"type":"object"},"strict":true}},
         "store":false,"metadata":{"k":"v"},"include":["reasoning.encrypted_content"],"user":"u"}"#;
+
+    #[test]
+    fn input_of_only_untranslatable_items_is_refused() {
+        let refused =
+            decode_request(br#"{"model":"m","input":[{"type":"web_search_call","id":"w"}]}"#);
+        assert_eq!(refused.unwrap_err().path, "input");
+    }
 
     #[test]
     fn a_string_input_is_one_user_turn() {
