@@ -6,6 +6,7 @@ pub mod engine;
 pub mod health;
 pub mod insurance;
 pub mod json;
+pub mod limits;
 pub mod mock;
 pub mod relay;
 pub mod select;

@@ -26,13 +26,24 @@ pub struct Usage {
     pub reasoning: u64,
 }
 
-/// What the relay learned about a response, for the usage event.
+/// One tool call of an answer, its arguments as they arrived (JSON text).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ToolCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+/// What the relay learned about a response, for the usage event (the local count when usage
+/// never arrives) and the insurance checks (which look at text, reasoning and calls apart).
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub usage: Option<Usage>,
     pub finish_reason: Option<String>,
-    /// Output text seen (content, reasoning, tool-call names and arguments), for the local count.
-    pub output_text: String,
+    /// Visible text: content and refusals.
+    pub text: String,
+    pub reasoning: String,
+    /// Tool calls by their index in the answer.
+    pub tool_calls: Vec<ToolCall>,
     pub first_token_at: Option<Instant>,
     pub last_token_at: Option<Instant>,
     /// Chunks that carried output.
@@ -45,6 +56,27 @@ pub struct Observed {
     pub completed: bool,
     /// An error the upstream reported inside a 200 response.
     pub upstream_error: Option<String>,
+}
+
+impl Observed {
+    /// The call at `index`, created (with those before it) on its first piece.
+    pub fn tool_call(&mut self, index: usize) -> &mut ToolCall {
+        if self.tool_calls.len() <= index {
+            self.tool_calls.resize_with(index + 1, ToolCall::default);
+        }
+        &mut self.tool_calls[index]
+    }
+
+    /// Every piece of output text, for the local token count.
+    pub fn output_pieces(&self) -> impl Iterator<Item = &str> {
+        [self.text.as_str(), self.reasoning.as_str()]
+            .into_iter()
+            .chain(
+                self.tool_calls
+                    .iter()
+                    .flat_map(|c| [c.name.as_str(), c.arguments.as_str()]),
+            )
+    }
 }
 
 #[derive(Deserialize)]
@@ -73,6 +105,9 @@ struct MessageView<'a> {
 
 #[derive(Deserialize)]
 struct ToolCallView<'a> {
+    /// Streamed calls say which call a piece belongs to; a complete message lists them in order.
+    #[serde(default)]
+    index: Option<usize>,
     #[serde(borrow, default)]
     function: Option<FunctionView<'a>>,
 }
@@ -115,9 +150,18 @@ struct ErrorView<'a> {
     message: Option<Cow<'a, str>>,
 }
 
+/// What became of one rewritten object.
+#[derive(Debug, PartialEq, Eq)]
+enum Rewritten {
+    /// A usage-only chunk the client did not ask for.
+    Dropped,
+    Written,
+    /// Written, and it carries usage the client will see.
+    WrittenWithUsage,
+}
+
 /// Rewrites one response object (a chunk or a whole JSON response) into `out` and records what
-/// it carries. Returns false when the object had to be dropped (usage-only chunk the client did
-/// not ask for).
+/// it carries.
 struct Rewriter {
     /// `id` and `model` as JSON literals, quoted once per response rather than per chunk.
     id_json: String,
@@ -140,7 +184,7 @@ impl Rewriter {
         now: Instant,
         seen: &mut Observed,
         out: &mut Vec<u8>,
-    ) -> Result<bool, serde_json::Error> {
+    ) -> Result<Rewritten, serde_json::Error> {
         let top: Fields = serde_json::from_str(json)?;
         let mut choices_empty = false;
         let mut has_usage = false;
@@ -186,7 +230,7 @@ impl Rewriter {
             }
         }
         if !self.keep_usage && has_usage && choices_empty {
-            return Ok(false);
+            return Ok(Rewritten::Dropped);
         }
         top.write_with(
             out,
@@ -198,7 +242,11 @@ impl Rewriter {
             },
             &[],
         );
-        Ok(true)
+        Ok(if has_usage && self.keep_usage {
+            Rewritten::WrittenWithUsage
+        } else {
+            Rewritten::Written
+        })
     }
 }
 
@@ -232,26 +280,31 @@ fn record_choice(choice: &ChoiceView, now: Instant, seen: &mut Observed) {
     let Some(msg) = choice.delta.as_ref().or(choice.message.as_ref()) else {
         return;
     };
-    let before = seen.output_text.len();
-    for text in [
-        &msg.content,
-        &msg.reasoning_content,
-        &msg.reasoning,
-        &msg.refusal,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        seen.output_text.push_str(text);
+    let mut output = false;
+    for text in [&msg.content, &msg.refusal].into_iter().flatten() {
+        seen.text.push_str(text);
+        output |= !text.is_empty();
     }
-    for call in msg.tool_calls.iter().flatten() {
+    for text in [&msg.reasoning_content, &msg.reasoning]
+        .into_iter()
+        .flatten()
+    {
+        seen.reasoning.push_str(text);
+        output |= !text.is_empty();
+    }
+    for (position, call) in msg.tool_calls.iter().flatten().enumerate() {
         if let Some(f) = &call.function {
-            for text in [&f.name, &f.arguments].into_iter().flatten() {
-                seen.output_text.push_str(text);
+            let seen_call = seen.tool_call(call.index.unwrap_or(position));
+            if let Some(name) = &f.name {
+                seen_call.name.push_str(name);
             }
+            if let Some(arguments) = &f.arguments {
+                seen_call.arguments.push_str(arguments);
+            }
+            output = true;
         }
     }
-    if seen.output_text.len() > before {
+    if output {
         stamp_output(seen, now);
     }
 }
@@ -268,12 +321,16 @@ pub fn stamp_output(seen: &mut Observed, now: Instant) {
     seen.token_chunks += 1;
 }
 
-/// Streaming relay: one per streamed response.
+/// Streaming relay: one per streamed response. The end of the stream (the chunk carrying
+/// usage, and `[DONE]`) is held back for [`StreamRelay::tail`], so what the request's
+/// insurance verdict says can still be written beside the usage.
 pub struct StreamRelay {
     parser: sse::Parser,
     events: Vec<sse::Event>,
     rewriter: Rewriter,
     observed: Observed,
+    /// The rewritten chunk that carries usage (JSON, without its `data: ` framing).
+    held: Vec<u8>,
 }
 
 impl StreamRelay {
@@ -283,6 +340,7 @@ impl StreamRelay {
             events: Vec::new(),
             rewriter: Rewriter::new(generation_id, client_model, include_usage),
             observed: Observed::default(),
+            held: Vec::new(),
         }
     }
 
@@ -302,14 +360,19 @@ impl StreamRelay {
             let data = event.data.as_str();
             if data == "[DONE]" {
                 self.observed.completed = true;
-                out.extend_from_slice(b"data: [DONE]\n\n");
                 continue;
             }
             let mark = out.len();
             out.extend_from_slice(b"data: ");
             match self.rewriter.rewrite(data, now, &mut self.observed, out) {
-                Ok(true) => out.extend_from_slice(b"\n\n"),
-                Ok(false) => out.truncate(mark),
+                Ok(Rewritten::Written) => out.extend_from_slice(b"\n\n"),
+                Ok(Rewritten::WrittenWithUsage) => {
+                    // A later usage chunk replaces this one, as usage does.
+                    self.held.clear();
+                    self.held.extend_from_slice(&out[mark + b"data: ".len()..]);
+                    out.truncate(mark);
+                }
+                Ok(Rewritten::Dropped) => out.truncate(mark),
                 Err(_) => {
                     out.truncate(mark);
                     self.observed.malformed_events += 1;
@@ -337,6 +400,42 @@ impl StreamRelay {
     pub fn completed(&self) -> bool {
         self.observed.completed
     }
+
+    /// The stream's last words: the usage chunk with `member` (a JSON object member, such as
+    /// `"insurance":{…}`) added, or `comment` as an SSE comment when there is no usage chunk
+    /// to carry it, then `[DONE]` if the provider sent it.
+    pub fn tail(&mut self, member: Option<&str>, comment: Option<&str>, out: &mut Vec<u8>) {
+        if !self.held.is_empty() {
+            out.extend_from_slice(b"data: ");
+            match member {
+                // The chunk is an object we wrote: it ends with its closing brace.
+                Some(member) if self.held.ends_with(b"}") => {
+                    out.extend_from_slice(&self.held[..self.held.len() - 1]);
+                    out.push(b',');
+                    out.extend_from_slice(member.as_bytes());
+                    out.push(b'}');
+                }
+                _ => out.extend_from_slice(&self.held),
+            }
+            out.extend_from_slice(b"\n\n");
+            self.held.clear();
+        } else if let Some(comment) = comment {
+            write_comment(comment, out);
+        }
+        if self.observed.completed {
+            out.extend_from_slice(b"data: [DONE]\n\n");
+        }
+    }
+}
+
+/// An SSE comment (ignored by every client's parser), one line per line of `text`.
+pub fn write_comment(text: &str, out: &mut Vec<u8>) {
+    for line in text.lines() {
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
 }
 
 /// Relay of a whole JSON response: same rewrite, usage always kept (OpenAI always returns it).
@@ -396,6 +495,7 @@ mod tests {
         relay
             .feed(upstream().as_bytes(), Instant::now(), &mut out)
             .unwrap();
+        relay.tail(None, None, &mut out);
         let events = data_events(&out);
         assert_eq!(
             events.len(),
@@ -421,7 +521,7 @@ mod tests {
             })
         );
         assert_eq!(seen.finish_reason.as_deref(), Some("stop"));
-        assert_eq!(seen.output_text, "Hello");
+        assert_eq!(seen.text, "Hello");
         assert_eq!(seen.token_chunks, 2);
     }
 
@@ -432,6 +532,7 @@ mod tests {
         relay
             .feed(upstream().as_bytes(), Instant::now(), &mut out)
             .unwrap();
+        relay.tail(None, None, &mut out);
         let events = data_events(&out);
         assert_eq!(events.len(), 5);
         let first: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
@@ -440,6 +541,38 @@ mod tests {
         assert_eq!(usage["usage"]["prompt_tokens"], 12);
         assert_eq!(usage["choices"], serde_json::json!([]));
         assert_eq!(usage["id"], "gen-2");
+        assert_eq!(events[4], "[DONE]");
+    }
+
+    #[test]
+    fn the_tail_carries_a_member_beside_usage_or_a_comment() {
+        let mut relay = StreamRelay::new("gen-3", "m", true);
+        let mut out = Vec::new();
+        relay
+            .feed(upstream().as_bytes(), Instant::now(), &mut out)
+            .unwrap();
+        assert_eq!(data_events(&out).len(), 3, "usage and [DONE] held back");
+        out.clear();
+        relay.tail(
+            Some(r#""insurance":{"credit":1}"#),
+            Some("insurance x"),
+            &mut out,
+        );
+        let events = data_events(&out);
+        let usage: serde_json::Value = serde_json::from_str(&events[0]).unwrap();
+        assert_eq!(usage["usage"]["prompt_tokens"], 12);
+        assert_eq!(usage["insurance"]["credit"], 1);
+        assert_eq!(events[1], "[DONE]");
+        assert!(!String::from_utf8_lossy(&out).contains(": insurance"));
+
+        let mut relay = StreamRelay::new("gen-4", "m", false);
+        let mut out = Vec::new();
+        relay
+            .feed(upstream().as_bytes(), Instant::now(), &mut out)
+            .unwrap();
+        out.clear();
+        relay.tail(Some(r#""insurance":{}"#), Some("insurance x"), &mut out);
+        assert_eq!(out, b": insurance x\n\ndata: [DONE]\n\n");
     }
 
     #[test]
@@ -473,7 +606,7 @@ mod tests {
         let seen = relay.finish();
         assert!(!seen.completed);
         assert!(seen.usage.is_none());
-        assert_eq!(seen.output_text, "partial");
+        assert_eq!(seen.text, "partial");
     }
 
     #[test]
@@ -488,6 +621,7 @@ mod tests {
         relay
             .feed(stream.as_bytes(), Instant::now(), &mut out)
             .unwrap();
+        relay.tail(None, None, &mut out);
         assert_eq!(data_events(&out).len(), 3);
         let seen = relay.finish();
         assert_eq!(seen.malformed_events, 1);
@@ -508,10 +642,11 @@ mod tests {
         relay
             .feed(stream.as_bytes(), Instant::now(), &mut out)
             .unwrap();
+        relay.tail(None, None, &mut out);
         assert_eq!(data_events(&out).len(), 2);
         let seen = relay.finish();
         assert_eq!(seen.malformed_events, 3);
-        assert_eq!(seen.output_text, "ok");
+        assert_eq!(seen.text, "ok");
         assert_eq!(seen.token_chunks, 1);
     }
 
@@ -530,7 +665,7 @@ mod tests {
         let seen = relay.finish();
         assert_eq!(seen.upstream_error.as_deref(), Some("overloaded"));
         assert!(!seen.completed);
-        assert_eq!(seen.output_text, "a");
+        assert_eq!(seen.text, "a");
     }
 
     #[test]
@@ -567,7 +702,24 @@ mod tests {
         let mut out = Vec::new();
         let c = "data: {\"id\":\"x\",\"model\":\"u\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"think\",\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"}}]},\"finish_reason\":null}]}\n\n";
         relay.feed(c.as_bytes(), Instant::now(), &mut out).unwrap();
-        assert_eq!(relay.observed().output_text, "thinkf{\"a\":1}");
+        let more = "data: {\"id\":\"x\",\"model\":\"u\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"function\":{\"name\":\"g\",\"arguments\":\"{\"}},{\"index\":0,\"function\":{\"arguments\":\"}\"}}]},\"finish_reason\":null}]}\n\n";
+        relay
+            .feed(more.as_bytes(), Instant::now(), &mut out)
+            .unwrap();
+        let seen = relay.observed();
+        assert_eq!(seen.reasoning, "think");
+        assert_eq!(seen.text, "");
+        let calls: Vec<_> = seen
+            .tool_calls
+            .iter()
+            .map(|c| (c.name.as_str(), c.arguments.as_str()))
+            .collect();
+        assert_eq!(calls, [("f", "{\"a\":1}}"), ("g", "{")]);
+        assert_eq!(
+            seen.output_pieces().collect::<String>(),
+            "thinkf{\"a\":1}}g{"
+        );
+        assert_eq!(seen.token_chunks, 2);
     }
 
     #[test]
@@ -588,7 +740,7 @@ mod tests {
         assert_eq!(v["choices"][0]["message"]["content"], "Hi \"there\"");
         assert_eq!(v["usage"]["total_tokens"], 7);
         assert_eq!(seen.usage.unwrap().completion, 2);
-        assert_eq!(seen.output_text, "Hi \"there\"");
+        assert_eq!(seen.text, "Hi \"there\"");
         assert!(seen.completed);
     }
 

@@ -196,8 +196,19 @@ impl ModelSelector {
 
     /// Writes the attempt plan into `out` (cleared first) as indices into the channel list
     /// given at construction: the chosen channel, the other healthy ones best first, then
-    /// the ejected ones by end of ejection. Empty only when no channel has a weight.
-    pub fn plan(&self, now: Instant, out: &mut Vec<usize>) {
+    /// the ejected ones by end of ejection. Empty only when no channel has a weight. Returns
+    /// how many of the planned channels are healthy (they come first).
+    pub fn plan(&self, now: Instant, out: &mut Vec<usize>) -> usize {
+        self.plan_with(now, false, out)
+    }
+
+    /// [`ModelSelector::plan`] choosing the first channel by weighted round-robin alone, as if
+    /// no latency were known (a request's `round_robin` routing).
+    pub fn plan_round_robin(&self, now: Instant, out: &mut Vec<usize>) -> usize {
+        self.plan_with(now, true, out)
+    }
+
+    fn plan_with(&self, now: Instant, round_robin: bool, out: &mut Vec<usize>) -> usize {
         out.clear();
         let mut state = self.state.lock();
         let PlanState { rng, swrr, scratch } = &mut *state;
@@ -221,7 +232,7 @@ impl ModelSelector {
         let healthy = scratch.partition_point(|c| c.ejected_until.is_none());
         if healthy > 0 {
             let pool = &mut scratch[..healthy];
-            let first = if pool.iter().all(|c| c.ttft.is_some()) {
+            let first = if !round_robin && pool.iter().all(|c| c.ttft.is_some()) {
                 power_of_two(pool, rng)
             } else {
                 smooth_round_robin(pool, swrr)
@@ -234,6 +245,16 @@ impl ModelSelector {
             });
         }
         out.extend(scratch.iter().map(|c| c.index));
+        healthy
+    }
+
+    /// The channel's live time-to-first-token estimate, once it has one.
+    pub fn ttft(&self, index: usize) -> Option<Duration> {
+        self.channels[index]
+            .live
+            .lock()
+            .ttft
+            .map(|e| Duration::from_secs_f64(e.secs))
     }
 
     /// Marks an attempt on channel `index` as started.

@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use crate::insurance::rules::Rule;
+
 /// Money is integer nano-USD (1e-9 USD) everywhere: never a float.
 pub type NanoUsd = i64;
 
@@ -20,6 +22,36 @@ pub struct RoutingSnapshot {
     pub keys: Vec<ApiKey>,
     #[serde(default)]
     pub settings: Settings,
+    /// Enabled insurance rules, evaluated when each request finishes.
+    #[serde(default)]
+    pub insurance: Vec<Rule>,
+    #[serde(default)]
+    pub limits: Vec<RateLimit>,
+}
+
+/// A limit on requests and/or tokens per minute, with one bucket per key (`scope` "key") or
+/// per account ("account") it applies to. Of the limits of one scope covering a request, the
+/// one with the highest `priority` that sets a dimension applies to it (on a tie, the
+/// strictest).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimit {
+    pub id: String,
+    pub scope: String,
+    /// Key or account ids; empty: every one.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Model patterns; empty: every model.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Requests at once (default: `rpm`).
+    #[serde(default)]
+    pub burst: Option<u64>,
+    #[serde(default)]
+    pub priority: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +86,13 @@ pub struct Model {
     pub context_length: Option<u32>,
     #[serde(default)]
     pub channels: Vec<Channel>,
+    /// The model's recent median time to first token (for `high_latency` rules relative to it).
+    #[serde(default)]
+    pub ttft_p50_ms: Option<f64>,
+    /// Attempts across this model's channels, the first included (the settings' default when
+    /// unset).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,6 +108,22 @@ pub struct Channel {
     pub timeouts: Timeouts,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    #[serde(default)]
+    pub stats: LiveStats,
+}
+
+/// A channel's recent behaviour, computed by the control plane from metering over a sliding
+/// window, for requests that route by latency, throughput or quality. Unknown until the
+/// channel has served enough requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+pub struct LiveStats {
+    #[serde(default)]
+    pub ttft_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub tokens_per_second_p50: Option<f64>,
+    /// Share of failed requests, 0 to 1.
+    #[serde(default)]
+    pub error_rate: Option<f64>,
 }
 
 fn default_weight() -> u32 {
@@ -131,6 +186,14 @@ pub struct Account {
     pub id: String,
     #[serde(default)]
     pub blocked: bool,
+    /// Opted into content retention: insurance cases keep the request and answer (redacted by
+    /// the control plane).
+    #[serde(default)]
+    pub retain_content: bool,
+    /// The model tried when every channel of a requested model failed, unless the request
+    /// names its own fallback.
+    #[serde(default)]
+    pub default_fallback: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,6 +297,13 @@ mod tests {
             "models": [{"slug": "openai/gpt-4o-mini", "channels": [
                 {"id": "a", "provider": "mock", "upstream_model": "gpt-4o-mini"}]}],
             "keys": [{"id": "k", "account": "acc", "digest": "00"}],
+            "insurance": [{"id": "cut", "trigger": {"type": "failed_stream"},
+                           "scope": {"models": [], "channels": [], "accounts": []},
+                           "payout": {"share_bp": 10000, "max_per_request": null, "min_cost": 0,
+                                      "max_per_account_day": null}},
+                          {"id": "lat", "trigger": {"type": "high_latency", "ttft_ms": 5000,
+                                                     "p50_multiple": null},
+                           "payout": {"share_bp": 5000}}],
         });
         let bytes = rmp_serde::to_vec_named(&json).unwrap();
         let snap: RoutingSnapshot = rmp_serde::from_slice(&bytes).unwrap();
@@ -242,5 +312,7 @@ mod tests {
         assert!(snap.models[0].channels[0].enabled);
         assert_eq!(snap.settings.keepalive_ms, 10_000);
         assert_eq!(snap.providers[0].protocol, "openai");
+        assert_eq!(snap.insurance.len(), 2);
+        assert_eq!(snap.insurance[1].trigger.name(), "high_latency");
     }
 }

@@ -58,6 +58,7 @@ class GatewayProcess:
     data_dir: Path
     proc: subprocess.Popen[bytes]
     log_path: Path
+    admin_token: str | None = None
 
     @property
     def database(self) -> str:
@@ -96,6 +97,17 @@ class GatewayProcess:
             raise AssertionError(f"no usage record for {request_id}")
         return event
 
+    def admin(self, method: str, path: str, body: object = None) -> httpx.Response:
+        """One admin API call (`/admin/v1/<path>`) with the token the gateway was started with
+        (`MUXGATE_ADMIN_TOKEN` in its environment)."""
+        return httpx.request(
+            method,
+            f"{self.url}/admin/v1/{path}",
+            json=body,
+            headers={"authorization": f"Bearer {self.admin_token}"},
+            timeout=10,
+        )
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -125,7 +137,9 @@ def start_gateway(
     proc = subprocess.Popen(
         args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=tmp
     )
-    gateway = GatewayProcess(f"http://127.0.0.1:{port}", data_dir, proc, log_path)
+    gateway = GatewayProcess(
+        f"http://127.0.0.1:{port}", data_dir, proc, log_path, (env or {}).get("MUXGATE_ADMIN_TOKEN")
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

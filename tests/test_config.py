@@ -81,6 +81,11 @@ def test_valid_config_compiles_to_a_snapshot_the_engine_accepts(
         (('prompt = "0.15"', 'prompt = "0.0000000001"'), "precision"),
         (("[gateway]", "[gateway]\nbogus = 1"), "bogus"),
         (('base_url = "https', 'base_url = "ftp'), "http:// or https://"),
+        (
+            ('aliases = ["gpt-4o-mini"]', 'aliases = ["gpt-4o-mini"]\nmax_attempts = 0'),
+            r"models\.openai/gpt-4o-mini\.max_attempts: must be between 1 and 20",
+        ),
+        (('id = "team"', 'id = "team"\ndefault_fallback = 3'), "accounts"),
     ],
 )
 def test_invalid_configs_name_the_field(
@@ -91,6 +96,16 @@ def test_invalid_configs_name_the_field(
     path = write(tmp_path, text)
     with pytest.raises(config.ConfigError, match=message):
         load_and_compile(path)
+
+
+def test_routing_settings_reach_the_snapshot(tmp_path: Path) -> None:
+    text = VALID.replace('aliases = ["gpt-4o-mini"]', 'aliases = ["gpt-4o-mini"]\nmax_attempts = 2')
+    text = text.replace('id = "team"', 'id = "team"\ndefault_fallback = "gpt-4o-mini:openai"')
+    snapshot = config.compile_snapshot(config.load(write(tmp_path, text)), version=1)
+    assert snapshot.models[0].max_attempts == 2
+    assert snapshot.accounts[0].default_fallback == "gpt-4o-mini:openai"
+    plain = config.compile_snapshot(config.load(write(tmp_path, VALID)), version=1)
+    assert (plain.models[0].max_attempts, plain.accounts[0].default_fallback) == (None, None)
 
 
 def load_and_compile(path: Path) -> None:
@@ -122,3 +137,61 @@ def test_engine_rejects_garbage_and_older_snapshots() -> None:
     with pytest.raises(ValueError, match="older"):
         engine.load_snapshot(RoutingSnapshot(version=2).encode())
     assert engine.routing_version == 3
+
+
+RULES = """
+[[insurance_rules]]
+id = "slow"
+trigger = "high_latency"
+params = { ttft_ms = 4000, p50_multiple = 2.5 }
+accounts = ["team"]
+min_cost = "0.001"
+
+[[insurance_rules]]
+id = "crawl"
+trigger = "low_throughput"
+threshold = 12.5
+"""
+
+
+def test_insurance_rules_carry_every_field(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, VALID + RULES))
+    slow, crawl = cfg.insurance_rules
+    assert slow.params == {"ttft_ms": 4000, "p50_multiple": 2.5}
+    assert (slow.accounts, slow.min_cost) == (["team"], "0.001")
+    assert config.rule_params(slow) == {"ttft_ms": 4000, "p50_multiple": 2.5}
+    # The legacy threshold is the trigger's main parameter (whole milliseconds for latency).
+    assert config.rule_params(crawl) == {"min_tokens_per_second": 12.5}
+    latency = msgspec.structs.replace(slow, params=None, threshold=2500.4)
+    assert config.rule_params(latency) == {"ttft_ms": 2500}
+    # The same threshold given twice is no contradiction.
+    config.validate(
+        msgspec.structs.replace(
+            cfg, insurance_rules=[msgspec.structs.replace(slow, threshold=4000.0)]
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        (
+            ('trigger = "low_throughput"', 'trigger = "failed_stream"'),
+            r"insurance_rules\.crawl\.threshold: failed_stream takes no threshold",
+        ),
+        (
+            ("threshold = 12.5", "threshold = 12.5\nparams = { min_tokens_per_second = 3.0 }"),
+            r"disagrees with params\.min_tokens_per_second",
+        ),
+        (('id = "crawl"', 'id = "slow"'), "insurance_rules: duplicate id 'slow'"),
+        (("ttft_ms = 4000", "ttft_ms = true"), "insurance_rules"),
+        (('min_cost = "0.001"', 'min_cost = "0.001"\nbogus = 1'), "bogus"),
+    ],
+)
+def test_invalid_insurance_rules_name_the_field(
+    tmp_path: Path, patch: tuple[str, str], message: str
+) -> None:
+    text = (VALID + RULES).replace(*patch)
+    assert text != VALID + RULES
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(write(tmp_path, text))

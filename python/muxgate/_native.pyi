@@ -27,6 +27,11 @@ class Engine:
     def load_snapshot(
         self, data: bytes, credentials: dict[str, str] | None = None
     ) -> list[str]: ...
+    def use_redis_limits(self, url: str) -> None:
+        """Keep rate-limit buckets in the Redis at `url`, shared by every worker."""
+    def route(self, model: str, body: bytes | None = None, repeat: int = 1) -> list[str]:
+        """The channel ids a request for `model` would try, in order, under the routing
+        fields of `body`; `repeat` decides that many times and returns the last plan."""
     def chat(
         self,
         authorization: str | None,

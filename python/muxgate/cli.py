@@ -35,6 +35,18 @@ DEMO = """\
 """
 
 ADMIN_TOKEN_ENV = "MUXGATE_ADMIN_TOKEN"
+JUDGE_URL_ENV = "MUXGATE_JUDGE_URL"
+
+
+def own_url(host: str, port: int) -> str:
+    """Where this process's gateway answers locally (the hallucination judge's default)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def fail(message: str) -> int:
@@ -120,6 +132,8 @@ def serve(args: argparse.Namespace) -> int:
         "MUXGATE_DATA_DIR": str(data_dir),
         "MUXGATE_DATABASE": database,
         ADMIN_TOKEN_ENV: token,
+        # The judge asks its model through this very gateway unless told otherwise.
+        JUDGE_URL_ENV: args.judge_url or os.environ.get(JUDGE_URL_ENV) or own_url(host, port),
     }
     try:
         server.run_gateway(
@@ -140,6 +154,8 @@ def control(args: argparse.Namespace) -> int:
     env = {"MUXGATE_DATABASE": args.database, "MUXGATE_REDIS": args.redis}
     if args.consumer:
         env["MUXGATE_CONSUMER"] = args.consumer
+    if args.judge_url:
+        env[JUDGE_URL_ENV] = args.judge_url
     server.run_control(env=env, host=args.host, port=args.port)
     return 0
 
@@ -215,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, help="must be 1 in embedded mode")
     p.add_argument("--data-dir", default=".muxgate", help="state directory (default .muxgate)")
     p.add_argument("--database", help="database URL (default: SQLite in the data directory)")
+    p.add_argument(
+        "--judge-url",
+        help="gateway the hallucination judge asks its model through (default $MUXGATE_JUDGE_URL, "
+        "else this gateway); the judge's API key comes from $MUXGATE_JUDGE_KEY",
+    )
     p.set_defaults(func=serve)
 
     p = commands.add_parser("control", help="run the control plane (admin API, metering)")
@@ -227,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         help="name in the usage consumer group, kept across restarts so a restarted control "
         "plane resumes the usage it had not acknowledged (default: the host name; give each "
         "control plane on one host its own)",
+    )
+    p.add_argument(
+        "--judge-url",
+        help="a gateway's base URL (http://host:port) the hallucination judge asks its model "
+        "through (default $MUXGATE_JUDGE_URL); the judge's API key comes from $MUXGATE_JUDGE_KEY",
     )
     p.set_defaults(func=control)
 

@@ -18,6 +18,7 @@ import msgspec
 from muxgate import wire
 
 NANO_PER_USD = Decimal(1_000_000_000)
+MAX_ATTEMPTS = (1, 20)
 
 
 class ConfigError(ValueError):
@@ -71,6 +72,9 @@ class ModelSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     aliases: list[str] = []
     context_length: int | None = None
     capabilities: list[str] = []
+    max_attempts: int | None = None
+    """Attempts across this model's channels, the first included (`gateway.max_attempts`
+    when absent)."""
     channels: list[ChannelSection] = []
 
 
@@ -78,6 +82,10 @@ class AccountSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     id: str
     name: str = ""
     blocked: bool = False
+    default_fallback: str | None = None
+    """The model (`model` or `model:provider`) tried when every channel of a requested model
+    failed and the request names no fallback of its own; checked against the store on import.
+    Left out, the stored one is kept (the account may set it itself); "" clears it."""
 
 
 class KeySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -99,24 +107,52 @@ class KeySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class InsuranceRuleSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Stored and exported with the rest; enforced by the insurance component."""
+    """An insurance rule, field for field as the admin API takes it. Money in USD, as decimal
+    strings."""
 
     id: str
     trigger: str
     description: str = ""
+    params: dict[str, int | float | str] | None = None
+    """The trigger's parameters (`ttft_ms`, `p50_multiple`, `min_tokens_per_second`, ...,
+    `sample_rate`, `judge_model`); they replace the stored ones, defaults filling the rest.
+    Left out, a stored rule keeps its parameters."""
     threshold: float | None = None
+    """Older files' single parameter: `ttft_ms` of `high_latency`, `min_tokens_per_second` of
+    `low_throughput`."""
     models: list[str] = []
     channels: list[str] = []
+    accounts: list[str] = []
     payout_percent: int = 100
     cap_per_request: str | None = None
     cap_per_day: str | None = None
+    min_cost: str | None = None
+    """Requests costing less are not covered (default: every request that costs anything)."""
     enabled: bool = True
 
 
+# What the legacy `threshold` of a rule stands for.
+THRESHOLD_PARAMS = {"high_latency": "ttft_ms", "low_throughput": "min_tokens_per_second"}
+
+
+def rule_params(rule: InsuranceRuleSection) -> dict[str, int | float | str]:
+    """The parameters a rule section gives, its legacy `threshold` included."""
+    params = dict(rule.params or {})
+    name = THRESHOLD_PARAMS.get(rule.trigger)
+    if rule.threshold is not None and name is not None:
+        params[name] = round(rule.threshold) if name == "ttft_ms" else rule.threshold
+    return params
+
+
 class RateLimitPolicySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A rate-limit policy, field for field as the admin API takes it."""
+
     id: str
     applies_to: str
     description: str = ""
+    subjects: list[str] = []
+    """Key ids (or account ids, per `applies_to`) it limits, in the file or the store; empty:
+    every key (account)."""
     models: list[str] = []
     rpm: int | None = None
     tpm: int | None = None
@@ -182,6 +218,10 @@ def validate(config: ConfigFile) -> None:
         names.append(m.slug)
         names.extend(m.aliases)
     _unique(names, "models (slugs and aliases)")
+    low, high = MAX_ATTEMPTS
+    for m in config.models:
+        if m.max_attempts is not None and not low <= m.max_attempts <= high:
+            raise ConfigError(f"models.{m.slug}.max_attempts: must be between {low} and {high}")
     providers = {p.id for p in config.providers}
     for p in config.providers:
         if not p.base_url.startswith(("http://", "https://")):
@@ -199,6 +239,10 @@ def validate(config: ConfigFile) -> None:
                 raise ConfigError(f"{where}.provider: unknown provider {c.provider!r}")
             if c.weight < 0:
                 raise ConfigError(f"{where}.weight: must be >= 0")
+    _unique([r.id for r in config.insurance_rules], "insurance_rules")
+    _unique([p.id for p in config.rate_limit_policies], "rate_limit_policies")
+    for r in config.insurance_rules:
+        _check_threshold(r)
     accounts = {a.id for a in config.accounts}
     for k in config.keys:
         if k.account not in accounts:
@@ -206,6 +250,18 @@ def validate(config: ConfigFile) -> None:
         given = [x for x in (k.secret, k.secret_env, k.digest) if x is not None]
         if len(given) != 1:
             raise ConfigError(f"keys.{k.id}: give exactly one of secret, secret_env, digest")
+
+
+def _check_threshold(rule: InsuranceRuleSection) -> None:
+    if rule.threshold is None:
+        return
+    where = f"insurance_rules.{rule.id}.threshold"
+    name = THRESHOLD_PARAMS.get(rule.trigger)
+    if name is None:
+        raise ConfigError(f"{where}: {rule.trigger} takes no threshold; use params")
+    given = (rule.params or {}).get(name)
+    if given is not None and given != rule_params(rule)[name]:
+        raise ConfigError(f"{where}: disagrees with params.{name}; give only params.{name}")
 
 
 def _key_to_wire(k: KeySection) -> wire.ApiKey:
@@ -275,10 +331,14 @@ def compile_snapshot(config: ConfigFile, version: int) -> wire.RoutingSnapshot:
                 aliases=m.aliases,
                 context_length=m.context_length,
                 channels=[_channel_to_wire(m.slug, c) for c in m.channels],
+                max_attempts=m.max_attempts,
             )
             for m in config.models
         ],
-        accounts=[wire.Account(id=a.id, blocked=a.blocked) for a in config.accounts],
+        accounts=[
+            wire.Account(id=a.id, blocked=a.blocked, default_fallback=a.default_fallback or None)
+            for a in config.accounts
+        ],
         keys=[_key_to_wire(k) for k in config.keys],
         settings=wire.Settings(
             keepalive_ms=max(1, round(config.gateway.keepalive_seconds * 1000)),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from muxgate.bus.local import LocalBus
+from muxgate.control.insurance.judge import JudgeSettings
 from muxgate.control.plane import ControlPlane
 from muxgate.gateway.metering import UsageSink
 from muxgate.gateway.mount import MountedASGI
@@ -32,10 +33,17 @@ def database_url(data_dir: Path) -> str:
 class EmbeddedRuntime:
     """A `WorkerRuntime` that also runs the control plane."""
 
-    def __init__(self, database: str, data_dir: str | Path, admin_token: str) -> None:
+    def __init__(
+        self,
+        database: str,
+        data_dir: str | Path,
+        admin_token: str,
+        judge: JudgeSettings | None = None,
+    ) -> None:
         self.database = database
         self.data_dir = Path(data_dir)
         self.admin_token = admin_token
+        self.judge = judge
         self.bus = LocalBus(self.data_dir / "bus")
         self.publisher = UsagePublisher(self.bus, self.data_dir / "spill", worker_id())
         self.control: MountedASGI | None = None
@@ -50,6 +58,7 @@ class EmbeddedRuntime:
             os.environ.get("MUXGATE_DATABASE") or database_url(data_dir),
             data_dir,
             os.environ["MUXGATE_ADMIN_TOKEN"],
+            JudgeSettings.from_env(),
         )
 
     @property
@@ -62,7 +71,12 @@ class EmbeddedRuntime:
     async def _start(self, gateway: Gateway) -> None:
         self.store = await Store.open(self.database)
         self.plane = ControlPlane(
-            self.store, self.bus, self.bus, admin_token=self.admin_token, consumer="embedded"
+            self.store,
+            self.bus,
+            self.bus,
+            admin_token=self.admin_token,
+            consumer="embedded",
+            judge=self.judge,
         )
         control = MountedASGI(self.plane.app)
         await control.startup()

@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::admission::{self, Asker, Taken};
 use super::counts::{self, Count};
 use super::error::{ErrorKind, GatewayError};
+use super::insurance::{self, Assessment, Facts, INSURANCE_HEADER};
 use super::protocol::{Call, Protocol, StreamRelay, Surface, answer_json};
 use super::request::Inbound;
 use super::routing::{ChannelRoute, ModelRoute, Routing};
+use super::steering::{self, Order};
 use super::stream::StreamBuffer;
 use super::upstream::{self, AttemptError};
 use super::usage::UsageEvent;
@@ -20,6 +23,7 @@ use super::{
 };
 use crate::client::{self, Body};
 use crate::health::Outcome;
+use crate::insurance::rules::Rule;
 use crate::relay::{self, Observed, relay_json};
 
 /// Largest JSON response we buffer from a provider.
@@ -39,8 +43,21 @@ struct Context<'a> {
     /// size where it is being counted on the blocking pool (see `counts`).
     local_prompt: u64,
     keepalive: Duration,
-    max_attempts: usize,
+    insurance: Arc<[Rule]>,
+    retain_content: bool,
+    /// How the request wants its channels ordered, the provider its `model:provider` suffix
+    /// pins, and the models to fall back to (each with its own pin) when every channel of its
+    /// model fails.
+    order: Order,
+    pinned: Option<String>,
+    fallbacks: Vec<Fallback>,
+    /// The rate-limit buckets the request took from, and the headers saying where it stands.
+    taken: Vec<Taken>,
+    rate_headers: Headers,
 }
+
+/// A fallback model, with the provider its `model:provider` name pins.
+type Fallback = (Arc<ModelRoute>, Option<String>);
 
 /// Where the reply goes: not sent yet, or an event stream already open to the client.
 enum Sink {
@@ -77,12 +94,19 @@ impl Sink {
         }
     }
 
-    /// End the request with an error, as a response or as a final stream event, in the
-    /// client's protocol.
-    fn fail(&mut self, error: &GatewayError, ctx: &Context<'_>) {
+    /// End the request with an error, as a response (saying how many channels were tried)
+    /// or as a final stream event, in the client's protocol.
+    fn fail(&mut self, error: &GatewayError, ctx: &Context<'_>, progress: &Progress) {
         match std::mem::replace(self, Sink::Spent) {
             Sink::Pending(deliver) => {
-                let response = error_response(error, &ctx.request_id, ctx.req.surface);
+                let mut response = error_response(error, &ctx.request_id, ctx.req.surface);
+                response
+                    .headers
+                    .push((ATTEMPTS_HEADER.to_owned(), progress.attempts.to_string()));
+                response.headers.push((
+                    OVERHEAD_HEADER.to_owned(),
+                    overhead_us(ctx, progress).to_string(),
+                ));
                 deliver(Reply::Complete(response));
             }
             Sink::Open(guard) => guard.0.push(&ctx.error_event(error)),
@@ -107,6 +131,8 @@ enum Answer {
 }
 
 struct Success {
+    /// The model that answered: the requested one or a fallback.
+    model: Arc<ModelRoute>,
     index: usize,
     answer: Answer,
 }
@@ -114,8 +140,21 @@ struct Success {
 struct Failure {
     error: GatewayError,
     /// The channel whose answer decided the failure (a non-failover 4xx), if any.
-    index: Option<usize>,
+    channel: Option<(Arc<ModelRoute>, usize)>,
     cancelled: bool,
+    /// Every channel failed in a way another model may not (the fallback's trigger).
+    exhausted: bool,
+}
+
+impl Failure {
+    fn of(error: GatewayError) -> Self {
+        Failure {
+            error,
+            channel: None,
+            cancelled: false,
+            exhausted: false,
+        }
+    }
 }
 
 /// Counters shared by the attempt loop and the code that meters the request.
@@ -126,9 +165,50 @@ struct Progress {
     upstream: Duration,
     /// Parameters the last attempt's translation left out.
     dropped: Vec<String>,
+    /// Channels that failed and were failed over, in order (for their live error rate).
+    failovers: Vec<String>,
 }
 
 impl Engine {
+    /// Emit the usage event, and settle the request's token buckets with what it used.
+    fn emit_metered(self: &Arc<Self>, ctx: &Context<'_>, event: &UsageEvent<'_>) {
+        self.emit_usage(event);
+        if ctx.taken.iter().any(|t| t.tokens) {
+            let used = event.prompt_tokens + event.completion_tokens;
+            let (engine, taken) = (self.clone(), ctx.taken.clone());
+            tokio::spawn(async move {
+                admission::settle(engine.limiter().await, &taken, used).await;
+            });
+        }
+    }
+
+    /// Take from the request's rate-limit buckets: the prompt's estimate and the answer's
+    /// allowance from token buckets. A refusal comes back as the `429` to send.
+    async fn admit(&self, routing: &Routing, ctx: &mut Context<'_>) -> Result<(), Response> {
+        let tokens = ctx.local_prompt
+            + ctx
+                .req
+                .max_tokens()
+                .unwrap_or(admission::DEFAULT_ANSWER_TOKENS);
+        let asker = Asker {
+            key: &ctx.key_id,
+            account: &ctx.account_id,
+            model: &ctx.model.slug,
+        };
+        match admission::admit(self.limiter().await, &routing.limits, &asker, tokens).await {
+            Ok(admitted) => {
+                ctx.taken = admitted.taken;
+                ctx.rate_headers = admitted.headers;
+                Ok(())
+            }
+            Err((error, headers)) => {
+                let mut response = error_response(&error, &ctx.request_id, ctx.req.surface);
+                response.headers.extend(headers);
+                Err(response)
+            }
+        }
+    }
+
     pub(super) async fn run_chat(
         self: Arc<Self>,
         call: Call,
@@ -139,7 +219,7 @@ impl Engine {
     ) {
         let request_id = new_request_id();
         let routing = self.routing.load_full();
-        let (ctx, prompt) = match prepare(
+        let (mut ctx, prompt) = match prepare(
             &routing,
             &call,
             secret.as_deref(),
@@ -156,6 +236,9 @@ impl Engine {
                 )));
             }
         };
+        if let Err(refused) = self.admit(&routing, &mut ctx).await {
+            return deliver(Reply::Complete(refused));
+        }
         let mut sink = Sink::Pending(deliver);
         let mut progress = Progress::default();
         let result = self
@@ -164,9 +247,13 @@ impl Engine {
         match result {
             Err(failure) => {
                 if !failure.cancelled {
-                    sink.fail(&failure.error, &ctx);
+                    sink.fail(&failure.error, &ctx, &progress);
                 }
-                let channel = failure.index.map(|i| &ctx.model.channels[i]);
+                let index = failure.channel.map(|(model, index)| {
+                    ctx.model = model;
+                    index
+                });
+                let channel = index.map(|i| &ctx.model.channels[i]);
                 let counts = (prompt.get().await, 0);
                 let mut event = meter(&ctx, counts, channel, None, &progress);
                 event.status = if failure.cancelled {
@@ -178,14 +265,23 @@ impl Engine {
                 event.http_status = failure.error.status();
                 event.error_type = Some(failure.error.type_name());
                 event.error_message = Some(failure.error.message);
-                self.emit_usage(&event);
+                self.emit_metered(&ctx, &event);
             }
             Ok(Success {
+                model,
                 index,
                 answer: Answer::Json { body, observed },
             }) => {
+                ctx.model = model;
                 let channel = &ctx.model.channels[index];
-                let headers = headers(&ctx, Some(channel), &progress, false);
+                let (counts, prompt) = billed_counts(&ctx, prompt, &observed).await;
+                let mut event = meter(&ctx, counts, Some(channel), Some(&observed), &progress);
+                let facts = ctx.facts(Some(&observed));
+                let Assessment { verdicts, judge } = insurance::assess(&facts, &event);
+                let mut headers = headers(&ctx, Some(channel), &progress, false);
+                if !verdicts.is_empty() {
+                    headers.push((INSURANCE_HEADER.to_owned(), insurance::describe(&verdicts)));
+                }
                 let overhead = overhead_us(&ctx, &progress);
                 if let Sink::Pending(deliver) = std::mem::replace(&mut sink, Sink::Spent) {
                     deliver(Reply::Complete(Response {
@@ -194,16 +290,18 @@ impl Engine {
                         body,
                     }));
                 }
-                let output = counts::output(ctx.model.encoding, &observed.output_text).await;
-                let counts = (prompt.get().await, output);
-                let mut event = meter(&ctx, counts, Some(channel), Some(&observed), &progress);
+                local_counts(&ctx, prompt, &observed, &mut event).await;
                 event.gateway_overhead_us = overhead;
-                self.emit_usage(&event);
+                event.case = insurance::case(&facts, !verdicts.is_empty(), &judge);
+                event.insurance = verdicts;
+                self.emit_metered(&ctx, &event);
             }
             Ok(Success {
+                model,
                 index,
                 answer: Answer::Stream { body, first },
             }) => {
+                ctx.model = model;
                 self.pump(&ctx, prompt, index, body, &first, sink, progress)
                     .await;
             }
@@ -237,9 +335,8 @@ impl Engine {
                     }
                     () = cancelled(open) => {
                         break Err(Failure {
-                            error: GatewayError::new(ErrorKind::Internal, "client disconnected"),
-                            index: None,
                             cancelled: true,
+                            ..Failure::of(GatewayError::new(ErrorKind::Internal, "client disconnected"))
                         });
                     }
                 }
@@ -248,13 +345,14 @@ impl Engine {
         progress.attempts += local.attempts;
         progress.upstream += local.upstream;
         progress.dropped = local.dropped;
+        progress.failovers = local.failovers;
         outcome
     }
 
     /// Relay an upstream stream to the client until it completes, fails or the client leaves.
     #[allow(clippy::too_many_arguments)] // the request, its prompt count, then the answer's parts
     async fn pump(
-        &self,
+        self: &Arc<Self>,
         ctx: &Context<'_>,
         prompt: Count,
         index: usize,
@@ -306,39 +404,49 @@ impl Engine {
         let observed = relay.finish(Instant::now(), &mut out).clone();
         buffer.push(&out);
         let completed = observed.completed && failure.is_none() && !cancelled_by_client;
-        let output = counts::output(ctx.model.encoding, &observed.output_text).await;
-        let counts = (prompt.get().await, output);
+        let (counts, prompt) = billed_counts(ctx, prompt, &observed).await;
         let mut event = meter(ctx, counts, Some(channel), Some(&observed), &progress);
         event.gateway_overhead_us = overhead;
-        if completed {
-            buffer.end();
-        } else if cancelled_by_client {
-            event.status = "cancelled";
-            event.cancelled = true;
-            buffer.end();
-        } else {
+        let error = (!completed && !cancelled_by_client).then(|| {
             let reason = failure.unwrap_or_else(|| {
                 observed.upstream_error.clone().map_or_else(
                     || "the provider closed the stream before it completed".to_owned(),
                     |e| format!("the provider reported an error mid-stream: {e}"),
                 )
             });
-            let error = GatewayError::new(ErrorKind::ProviderError, reason);
-            if observed.upstream_error.is_none() {
-                out.clear();
-                relay.fail(&error, &mut out, || ctx.error_event(&error));
-                buffer.push(&out);
-            }
-            buffer.end();
+            GatewayError::new(ErrorKind::ProviderError, reason)
+        });
+        if cancelled_by_client {
+            event.status = "cancelled";
+            event.cancelled = true;
+        } else if let Some(error) = &error {
             event.status = "failed";
             event.http_status = error.status();
             event.error_type = Some(error.type_name());
-            event.error_message = Some(error.message);
+            event.error_message = Some(error.message.clone());
+        }
+        let facts = ctx.facts(Some(&observed));
+        let Assessment { verdicts, judge } = insurance::assess(&facts, &event);
+        if !cancelled_by_client {
+            out.clear();
+            relay.tail(ctx.req.surface, &verdicts, &mut out);
+            buffer.push(&out);
+        }
+        if let Some(error) = &error {
+            if observed.upstream_error.is_none() {
+                out.clear();
+                relay.fail(error, &mut out, || ctx.error_event(error));
+                buffer.push(&out);
+            }
             ctx.model
                 .selector
                 .end(index, Outcome::ServerError(502), None, Instant::now());
         }
-        self.emit_usage(&event);
+        buffer.end();
+        local_counts(ctx, prompt, &observed, &mut event).await;
+        event.case = insurance::case(&facts, !verdicts.is_empty(), &judge);
+        event.insurance = verdicts;
+        self.emit_metered(ctx, &event);
         if completed {
             // Read to the end so the connection returns to the pool; the client is done already.
             let _ = tokio::time::timeout(DRAIN_AFTER_DONE, async {
@@ -395,13 +503,20 @@ fn prepare<'a>(
         Ok(r) => r,
         Err(e) => return Err((e, request_id)),
     };
-    let Some(model) = routing.model(&req.model) else {
+    let Some((model, pinned)) = routing.model_and_pin(&req.model) else {
         let message = format!("Model {} is not valid", req.model);
         return Err((
             GatewayError::new(ErrorKind::InvalidModel, message),
             request_id,
         ));
     };
+    let fallbacks = match fallbacks(routing, key, model, &req) {
+        Ok(f) => f,
+        Err(e) => return Err((e, request_id)),
+    };
+    if let Err(e) = steering::check(model, &req.steering.order, pinned) {
+        return Err((e, request_id));
+    }
     if !key.allows(&model.slug) {
         let message = format!(
             "You have no permission to access this resource: this API key may not use model {}",
@@ -425,6 +540,8 @@ fn prepare<'a>(
         Count::Ready(n) => *n,
         Count::Pending(_) => (body.len() / 4) as u64,
     };
+    let order = req.steering.order.clone();
+    let pinned = pinned.map(str::to_owned);
     let ctx = Context {
         request_id,
         received,
@@ -435,9 +552,72 @@ fn prepare<'a>(
         req,
         local_prompt,
         keepalive: Duration::from_millis(routing.settings.keepalive_ms.max(1)),
-        max_attempts: routing.settings.max_attempts.max(1) as usize,
+        insurance: routing.insurance.clone(),
+        retain_content: key.retain_content,
+        order,
+        pinned,
+        fallbacks,
+        taken: Vec::new(),
+        rate_headers: Vec::new(),
     };
     Ok((ctx, prompt))
+}
+
+/// The models to fall back to, in order: the request's own (`provider.fallback`,
+/// `zenmux-route.fallback`), else the account's default, unless the request refused any. A
+/// fallback the request names must exist and be open to the key; the account's default is
+/// skipped when it is not (the request did not ask for it). The requested model is left out.
+fn fallbacks(
+    routing: &Routing,
+    key: &super::routing::KeyEntry,
+    model: &ModelRoute,
+    req: &Inbound<'_>,
+) -> Result<Vec<Fallback>, GatewayError> {
+    let steering = &req.steering;
+    if steering.fallbacks.is_empty() && !steering.no_fallback {
+        let usable = key.default_fallback.as_deref().and_then(|name| {
+            let (fallback, pin) = routing.model_and_pin(name)?;
+            let open = key.allows(&fallback.slug)
+                && steering::check(fallback, &Order::Balanced, pin).is_ok()
+                && !(fallback.slug == model.slug && pin.is_none());
+            open.then(|| (fallback.clone(), pin.map(str::to_owned)))
+        });
+        return Ok(usable.into_iter().collect());
+    }
+    let names: &[String] = if steering.no_fallback {
+        &[]
+    } else {
+        &steering.fallbacks
+    };
+    let mut models: Vec<Fallback> = Vec::with_capacity(names.len());
+    for name in names {
+        let Some((fallback, pin)) = routing.model_and_pin(name) else {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidModel,
+                format!("Fallback model {name} is not valid"),
+            ));
+        };
+        if !key.allows(&fallback.slug) {
+            return Err(GatewayError::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "You have no permission to access this resource: this API key may not use \
+                     fallback model {}",
+                    fallback.slug
+                ),
+            ));
+        }
+        steering::check(fallback, &Order::Balanced, pin)?;
+        let pin = pin.map(str::to_owned);
+        let repeated = models
+            .iter()
+            .any(|(m, p)| m.slug == fallback.slug && *p == pin);
+        let itself = fallback.slug == model.slug && pin.is_none();
+        if !repeated && !itself {
+            models.push((fallback.clone(), pin));
+        }
+    }
+    Ok(models)
 }
 
 async fn cancelled(buffer: Option<Arc<StreamBuffer>>) {
@@ -447,14 +627,40 @@ async fn cancelled(buffer: Option<Arc<StreamBuffer>>) {
     }
 }
 
-/// Walk the attempt plan. Connect errors, timeouts, 5xx, 429 and the channel's own 401/403/404
-/// move on to the next channel; errors that are the request's fault end the walk.
+/// The requested model, then each fallback model while every channel of the one before
+/// failed. A listed order concerns the requested model only; a fallback is routed by the
+/// request's priority factor, or as its model routes by default, within its own pin.
 async fn attempt_all(ctx: &Context<'_>, progress: &mut Progress) -> Result<Success, Failure> {
-    let model = &ctx.model;
+    let mut last = None;
+    let requested = std::iter::once((&ctx.model, &ctx.pinned));
+    let fallbacks = ctx.fallbacks.iter().map(|(model, pin)| (model, pin));
+    for (n, (model, pinned)) in requested.chain(fallbacks).enumerate() {
+        let order = match (&ctx.order, n) {
+            (Order::Listed(_), 1..) => &Order::Balanced,
+            (order, _) => order,
+        };
+        let pinned = pinned.as_deref();
+        match attempt_model(ctx, model, order, pinned, progress).await {
+            Err(failure) if failure.exhausted => last = Some(failure),
+            result => return result,
+        }
+    }
+    Err(last.expect("the requested model is always tried"))
+}
+
+/// Walk one model's attempt plan. Connect errors, timeouts, 5xx, 429 and the channel's own
+/// 401/403/404 move on to the next channel; errors that are the request's fault end the walk.
+async fn attempt_model(
+    ctx: &Context<'_>,
+    model: &Arc<ModelRoute>,
+    order: &Order,
+    pinned: Option<&str>,
+    progress: &mut Progress,
+) -> Result<Success, Failure> {
     let mut plan = Vec::with_capacity(model.channels.len());
-    model.selector.plan(Instant::now(), &mut plan);
+    steering::plan(model, order, pinned, Instant::now(), &mut plan).map_err(Failure::of)?;
     let mut failures: Vec<(usize, AttemptError)> = Vec::new();
-    for &index in plan.iter().take(ctx.max_attempts) {
+    for &index in plan.iter().take(model.max_attempts) {
         let channel = &model.channels[index];
         // Rendered per attempt (each channel has its own upstream model name) and written to
         // the connection from here, never copied.
@@ -465,48 +671,46 @@ async fn attempt_all(ctx: &Context<'_>, progress: &mut Progress) -> Result<Succe
             &mut body,
         ) {
             Ok(dropped) => progress.dropped = dropped,
-            Err(error) => {
-                return Err(Failure {
-                    error,
-                    index: None,
-                    cancelled: false,
-                });
-            }
+            Err(error) => return Err(Failure::of(error)),
         }
         progress.attempts += 1;
         model.selector.begin(index);
         let started = Instant::now();
-        let result = attempt_one(ctx, channel, &body).await;
+        let result = attempt_one(ctx, model, channel, &body).await;
         let now = Instant::now();
         progress.upstream += now - started;
         match result {
             Ok(answer) => {
                 let ttft = now - started;
                 model.selector.end(index, Outcome::Success, Some(ttft), now);
-                return Ok(Success { index, answer });
+                return Ok(Success {
+                    model: model.clone(),
+                    index,
+                    answer,
+                });
             }
             Err(e) => {
                 model.selector.end(index, e.outcome(), None, now);
                 if !e.fails_over() {
                     return Err(Failure {
-                        error: request_error(&e),
-                        index: Some(index),
-                        cancelled: false,
+                        channel: Some((model.clone(), index)),
+                        ..Failure::of(request_error(&e))
                     });
                 }
+                progress.failovers.push(channel.id.clone());
                 failures.push((index, e));
             }
         }
     }
     Err(Failure {
-        error: all_failed(model, &failures),
-        index: None,
-        cancelled: false,
+        exhausted: true,
+        ..Failure::of(all_failed(model, &failures))
     })
 }
 
 async fn attempt_one(
     ctx: &Context<'_>,
+    model: &ModelRoute,
     channel: &ChannelRoute,
     body: &[u8],
 ) -> Result<Answer, AttemptError> {
@@ -558,7 +762,7 @@ async fn attempt_one(
             ctx.req.surface,
             &raw,
             &ctx.request_id,
-            &ctx.model.slug,
+            &model.slug,
             ctx.created_ms / 1000,
             Instant::now(),
         ) {
@@ -571,13 +775,7 @@ async fn attempt_one(
         };
     }
     let mut out = Vec::with_capacity(raw.len() + 64);
-    match relay_json(
-        &raw,
-        &ctx.request_id,
-        &ctx.model.slug,
-        Instant::now(),
-        &mut out,
-    ) {
+    match relay_json(&raw, &ctx.request_id, &model.slug, Instant::now(), &mut out) {
         Ok(observed) if observed.upstream_error.is_none() => Ok(Answer::Json {
             body: out,
             observed,
@@ -664,7 +862,46 @@ fn all_failed(model: &ModelRoute, failures: &[(usize, AttemptError)]) -> Gateway
     )
 }
 
+/// The local counts the cost needs before the answer's verdict: only when the provider's usage
+/// is missing, since they are billed then. The prompt's count comes back if it is still owed.
+async fn billed_counts(
+    ctx: &Context<'_>,
+    prompt: Count,
+    observed: &Observed,
+) -> ((u64, u64), Option<Count>) {
+    if observed.usage.is_some() {
+        return ((0, 0), Some(prompt));
+    }
+    let output = counts::output(ctx.model.encoding, observed).await;
+    ((prompt.get().await, output), None)
+}
+
+/// The local counts, kept beside the provider's as a cross-check, once the client has its
+/// answer.
+async fn local_counts(
+    ctx: &Context<'_>,
+    prompt: Option<Count>,
+    observed: &Observed,
+    event: &mut UsageEvent<'_>,
+) {
+    if let Some(prompt) = prompt {
+        event.local_prompt_tokens = prompt.get().await;
+        event.local_completion_tokens = counts::output(ctx.model.encoding, observed).await;
+    }
+}
+
 impl Context<'_> {
+    /// What the insurance rules look at besides the usage event.
+    fn facts<'f>(&'f self, observed: Option<&'f Observed>) -> Facts<'f> {
+        Facts {
+            rules: &self.insurance,
+            req: &self.req,
+            observed,
+            model_ttft_p50_ms: self.model.ttft_p50_ms,
+            retain_content: self.retain_content,
+        }
+    }
+
     /// Our error as the last event of the client's stream.
     fn error_event(&self, error: &GatewayError) -> Vec<u8> {
         self.req.surface.error_event(
@@ -709,6 +946,7 @@ fn headers(
         overhead_us(ctx, progress).to_string(),
     ));
     h.push((ATTEMPTS_HEADER.to_owned(), progress.attempts.to_string()));
+    h.extend(ctx.rate_headers.iter().cloned());
     if !progress.dropped.is_empty() {
         h.push((DROPPED_HEADER.to_owned(), progress.dropped.join(", ")));
     }
@@ -778,5 +1016,8 @@ fn meter<'e>(
         cancelled: false,
         attempts: progress.attempts,
         malformed_chunks: observed.map_or(0, |o| o.malformed_events),
+        insurance: Vec::new(),
+        case: None,
+        failovers: progress.failovers.clone(),
     }
 }

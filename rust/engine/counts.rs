@@ -4,6 +4,7 @@
 
 use tokio::task::JoinHandle;
 
+use crate::relay::Observed;
 use crate::tokens::Encoding;
 
 /// Text up to this size is counted in place (microseconds); larger text on the blocking pool.
@@ -34,17 +35,21 @@ impl Count {
     }
 }
 
-/// Tokens of an answer's text.
-pub async fn output(encoding: Encoding, text: &str) -> u64 {
-    let owned = (text.len() > INLINE_BYTES).then(|| text.to_owned());
-    match owned {
-        None => encoding.count(text) as u64,
-        Some(text) => {
-            Count::of(text.len(), move || encoding.count(&text) as u64)
-                .get()
-                .await
-        }
+/// Tokens of an answer: its text, reasoning and tool calls.
+pub async fn output(encoding: Encoding, answer: &Observed) -> u64 {
+    let len: usize = answer.output_pieces().map(str::len).sum();
+    if len <= INLINE_BYTES {
+        return answer
+            .output_pieces()
+            .map(|p| encoding.count(p) as u64)
+            .sum();
     }
+    let pieces: Vec<String> = answer.output_pieces().map(str::to_owned).collect();
+    Count::of(len, move || {
+        pieces.iter().map(|p| encoding.count(p) as u64).sum()
+    })
+    .get()
+    .await
 }
 
 #[cfg(test)]
@@ -58,7 +63,13 @@ mod tests {
         let large = "The quick brown fox jumps over the lazy dog. ".repeat(2_000);
         assert!(large.len() > INLINE_BYTES);
         for text in [small, large.as_str()] {
-            assert_eq!(output(encoding, text).await, encoding.count(text) as u64);
+            let answer = Observed {
+                text: text.to_owned(),
+                reasoning: small.to_owned(),
+                ..Observed::default()
+            };
+            let expected = encoding.count(text) + encoding.count(small);
+            assert_eq!(output(encoding, &answer).await, expected as u64);
         }
         let pending = Count::of(large.len(), {
             let large = large.clone();

@@ -2,12 +2,15 @@
 //! runtime of its own. Python hands it a request and a way to deliver the reply; everything
 //! between (auth, validation, routing, upstream I/O, failover, relay, metering) happens here.
 
+mod admission;
 mod chat;
 mod counts;
 pub mod error;
+pub mod insurance;
 pub mod protocol;
 mod request;
 pub mod routing;
+pub mod steering;
 pub mod stream;
 pub mod upstream;
 pub mod usage;
@@ -98,6 +101,10 @@ pub struct Engine {
     /// the I/O thread, so the Python side only moves bytes.
     usage: Mutex<Vec<u8>>,
     usage_notify: Mutex<Option<UsageNotify>>,
+    /// Rate-limit buckets: in the Redis named by `use_redis_limits` (shared by every worker),
+    /// else in memory; made on the I/O thread with the first request.
+    limiter: tokio::sync::OnceCell<Arc<crate::limits::Limiter>>,
+    limits_redis: Mutex<Option<String>>,
 }
 
 impl Engine {
@@ -124,6 +131,8 @@ impl Engine {
             _stop: stop,
             usage: Mutex::new(Vec::new()),
             usage_notify: Mutex::new(None),
+            limiter: tokio::sync::OnceCell::new(),
+            limits_redis: Mutex::new(None),
         }))
     }
 
@@ -155,6 +164,52 @@ impl Engine {
 
     pub fn routing_version(&self) -> u64 {
         self.routing.load().version
+    }
+
+    /// The channels a request for `model` (`author/model[:provider]`) would try, in order,
+    /// under the routing fields of `body` (a JSON object such as a request's; `provider`,
+    /// `zenmux-route`...). The decision is made `repeat` times (at least once, for
+    /// benchmarks) and the last plan returned; planning moves round-robin state as requests do.
+    pub fn route(&self, model: &str, body: &[u8], repeat: u32) -> Result<Vec<String>, String> {
+        let routing = self.routing.load();
+        let steering = request::steering_of(body).map_err(|e| e.message)?;
+        let (route, pinned) = routing
+            .model_and_pin(model)
+            .ok_or_else(|| format!("Model {model} is not valid"))?;
+        steering::check(route, &steering.order, pinned).map_err(|e| e.message)?;
+        let mut plan = Vec::with_capacity(route.channels.len());
+        for _ in 0..repeat.max(1) {
+            steering::plan(route, &steering.order, pinned, Instant::now(), &mut plan)
+                .map_err(|e| e.message)?;
+        }
+        Ok(plan.iter().map(|&i| route.channels[i].id.clone()).collect())
+    }
+
+    /// Keep rate-limit buckets in the Redis at `url`, shared by every worker using it. Call
+    /// before the first request; without it buckets live in this process's memory.
+    pub fn use_redis_limits(&self, url: &str) {
+        *self.limits_redis.lock() = Some(url.to_owned());
+    }
+
+    /// The rate limiter. A Redis that cannot be reached at the first request leaves this worker
+    /// limiting in memory, which holds for one process (embedded mode) and errs on the side of
+    /// serving otherwise.
+    async fn limiter(&self) -> &crate::limits::Limiter {
+        use crate::limits::Limiter;
+        self.limiter
+            .get_or_init(|| async {
+                let url = self.limits_redis.lock().clone();
+                let limiter = match url {
+                    Some(url) => Limiter::with_redis(&url, "muxgate:rl:")
+                        .await
+                        .unwrap_or_else(|_| Limiter::in_memory()),
+                    None => Limiter::in_memory(),
+                };
+                let limiter = Arc::new(limiter);
+                Limiter::sweep_every(&limiter);
+                limiter
+            })
+            .await
     }
 
     pub fn set_usage_notify(&self, notify: UsageNotify) {

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use super::error::GatewayError;
+use crate::insurance::rules::Verdict;
 use crate::json::{Fields, quote};
 use crate::relay::{self, Observed};
 use crate::sse::SseError;
@@ -105,6 +106,16 @@ pub enum Surface {
 }
 
 impl Surface {
+    /// How the usage event and retained cases name the surface.
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::Chat => "chat",
+            Surface::Messages => "messages",
+            Surface::Responses => "responses",
+            Surface::Gemini { .. } => "gemini",
+        }
+    }
+
     /// The channel protocol that is this surface's own wire format: a channel speaking it gets
     /// the client's request and the client its answer as they are.
     pub fn protocol(self) -> Option<Protocol> {
@@ -241,24 +252,21 @@ impl Surface {
     }
 }
 
-/// Output text of a complete answer, for the local count when usage is missing.
-pub fn output_text(response: &Response) -> String {
-    let mut text = String::new();
+/// Record a complete answer's text, reasoning and tool calls.
+fn observe_parts(response: &Response, seen: &mut Observed) {
     for part in &response.parts {
         match part {
-            translate::Part::Text { text: t, .. } | translate::Part::Thinking { text: t, .. } => {
-                text.push_str(t);
-            }
+            translate::Part::Text { text, .. } => seen.text.push_str(text),
+            translate::Part::Thinking { text, .. } => seen.reasoning.push_str(text),
             translate::Part::ToolCall {
                 name, arguments, ..
-            } => {
-                text.push_str(name);
-                text.push_str(arguments);
-            }
+            } => seen.tool_calls.push(relay::ToolCall {
+                name: name.clone(),
+                arguments: arguments.clone(),
+            }),
             _ => {}
         }
     }
-    text
 }
 
 /// A provider's complete answer in `from`, for a client speaking `to`, with what the usage
@@ -287,7 +295,7 @@ pub fn answer_json(
         .decode_response(raw)
         .map_err(|e| format!("the provider returned an invalid response ({e})"))?;
     let u = &response.usage;
-    let observed = Observed {
+    let mut observed = Observed {
         usage: Some(relay::Usage {
             prompt: u.input + u.cache_read + u.cache_write,
             completion: u.output,
@@ -298,13 +306,13 @@ pub fn answer_json(
             .stop
             .as_ref()
             .map(|s| openai::finish_reason(s).to_owned()),
-        output_text: output_text(&response),
         first_token_at: Some(now),
         last_token_at: Some(now),
         token_chunks: 1,
         completed: true,
         ..Observed::default()
     };
+    observe_parts(&response, &mut observed);
     if to.protocol() != Some(from) {
         return Ok((to.encode_response(&response, id, model, created), observed));
     }
@@ -357,6 +365,33 @@ impl StreamRelay {
         match self {
             StreamRelay::Chat(r) => r.completed(),
             StreamRelay::Events(r) => r.completed(),
+        }
+    }
+
+    /// The stream's last words once the request's insurance verdicts are known: for Chat
+    /// Completions the held usage chunk with an `insurance` object beside `usage` (or, without
+    /// one, an SSE comment) and `[DONE]`; for the other event streams a comment naming the
+    /// claims. Gemini's JSON-array stream has no room for one.
+    pub fn tail(&mut self, surface: Surface, verdicts: &[Verdict], out: &mut Vec<u8>) {
+        let comment = (!verdicts.is_empty())
+            .then(|| format!("insurance {}", super::insurance::describe(verdicts)));
+        match self {
+            StreamRelay::Chat(r) => {
+                let member = comment.as_ref().map(|_| {
+                    format!(
+                        r#""insurance":{}"#,
+                        super::insurance::usage_object(verdicts)
+                    )
+                });
+                r.tail(member.as_deref(), comment.as_deref(), out);
+            }
+            StreamRelay::Events(_) => {
+                if let Some(comment) = comment
+                    && surface.stream_content_type() == "text/event-stream"
+                {
+                    relay::write_comment(&comment, out);
+                }
+            }
         }
     }
 

@@ -8,10 +8,11 @@ use serde_json::value::RawValue;
 
 use super::error::GatewayError;
 use super::protocol::{Call, Protocol, Surface};
+use super::steering::{self, Steering};
 use crate::client;
 use crate::json::{Fields, quote};
 use crate::tokens::{self, Encoding};
-use crate::translate::Request;
+use crate::translate::{OutputFormat, Request, Tool};
 
 pub struct ChatRequest<'a> {
     fields: Fields<'a>,
@@ -147,11 +148,46 @@ impl<'a> ChatRequest<'a> {
             out,
             |key| match key {
                 "model" => Some(Some(model.as_str())),
-                "stream_options" | "usage" | "provider" | "model_routing_config" => Some(None),
+                "stream_options" | "usage" => Some(None),
+                key if steering::FIELDS.contains(&key) => Some(None),
                 _ => None,
             },
             forced,
         );
+    }
+
+    /// The answer's token allowance the request sets, if any.
+    pub fn max_tokens(&self) -> Option<u64> {
+        ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|name| self.fields.get(name))
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
+
+    /// How the request steers its routing.
+    pub fn steering(&self) -> Result<Steering, GatewayError> {
+        Steering::parse(
+            self.fields.get("provider"),
+            self.fields.get("zenmux-route"),
+            self.fields.get("provider_routing_strategy"),
+        )
+    }
+
+    /// Whether the request names an output format at all (a field lookup: the content checks
+    /// read the request only when they may need to).
+    pub fn names_output_format(&self) -> bool {
+        self.fields
+            .get("response_format")
+            .is_some_and(|r| !is_null(r))
+    }
+
+    /// What the request asks of its answer.
+    pub fn expectations(&self) -> Expectations {
+        let (output, tools) = crate::translate::openai::decode_expectations(
+            self.fields.get("response_format"),
+            self.fields.get("tools"),
+        );
+        Expectations { output, tools }
     }
 
     /// The messages as JSON values, for the local prompt count.
@@ -180,6 +216,31 @@ fn validate_messages(raw: &RawValue) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// The steering fields of a body other than Chat Completions (whose fields are at hand). Most
+/// bodies name none, which a substring search tells without parsing.
+pub fn steering_of(body: &[u8]) -> Result<Steering, GatewayError> {
+    let finder = |needle: &str| memchr::memmem::find(body, needle.as_bytes()).is_some();
+    if !finder("\"provider") && !finder("\"zenmux-route\"") {
+        return Ok(Steering::default());
+    }
+    let fields: Fields = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid(format!("Request body is not a valid JSON object: {e}"))
+    })?;
+    Steering::parse(
+        fields.get("provider"),
+        fields.get("zenmux-route"),
+        fields.get("provider_routing_strategy"),
+    )
+}
+
+/// What a request asks of its answer (structured output, the tools it offers), for the
+/// insurance content checks.
+#[derive(Debug, Default)]
+pub struct Expectations {
+    pub output: Option<OutputFormat>,
+    pub tools: Vec<Tool>,
+}
+
 /// A request as the client sent it, in its own protocol, ready to be rendered for any channel.
 /// A channel of the client's own protocol gets the body with only the model renamed, so nothing
 /// the neutral form lacks is lost; every other pair goes through the neutral request, decoded
@@ -192,6 +253,7 @@ pub struct Inbound<'a> {
     pub stream: bool,
     /// The client asked for usage in the stream (always so on protocols that always send it).
     pub include_usage: bool,
+    pub steering: Steering,
     body: &'a [u8],
     chat: Option<ChatRequest<'a>>,
     neutral: OnceLock<Result<Request, GatewayError>>,
@@ -214,6 +276,7 @@ impl<'a> Inbound<'a> {
                 model: chat.model.clone(),
                 stream: chat.stream,
                 include_usage: chat.include_usage,
+                steering: chat.steering()?,
                 body,
                 chat: Some(chat),
                 neutral: OnceLock::new(),
@@ -228,6 +291,7 @@ impl<'a> Inbound<'a> {
             model: Cow::Owned(request.model.clone()),
             stream: request.stream,
             include_usage: true,
+            steering: steering_of(body)?,
             body,
             chat: None,
             neutral: OnceLock::from(Ok(request)),
@@ -278,7 +342,11 @@ impl<'a> Inbound<'a> {
         let model = quote(upstream_model);
         fields.write_with(
             out,
-            |key| (key == "model").then_some(Some(model.as_str())),
+            |key| match key {
+                "model" => Some(Some(model.as_str())),
+                key if steering::FIELDS.contains(&key) => Some(None),
+                _ => None,
+            },
             &[],
         );
         Ok(Vec::new())
@@ -294,6 +362,40 @@ impl<'a> Inbound<'a> {
         }
         self.neutral()
             .map_or(0, |request| prompt_tokens(encoding, request))
+    }
+
+    /// Whether the request may ask for structured output (cheap; see `expectations`).
+    pub fn names_output_format(&self) -> bool {
+        match &self.chat {
+            Some(chat) => chat.names_output_format(),
+            None => self.neutral().is_ok_and(|r| r.output.is_some()),
+        }
+    }
+
+    /// What the request asks of its answer.
+    pub fn expectations(&self) -> Expectations {
+        if let Some(chat) = &self.chat {
+            return chat.expectations();
+        }
+        self.neutral()
+            .map(|r| Expectations {
+                output: r.output.clone(),
+                tools: r.tools.clone(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// The answer's token allowance the request sets, if any.
+    pub fn max_tokens(&self) -> Option<u64> {
+        match &self.chat {
+            Some(chat) => chat.max_tokens(),
+            None => self.neutral().ok().and_then(|r| r.max_tokens),
+        }
+    }
+
+    /// The client's body, as it came.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
     }
 
     /// Size hint for an upstream body.

@@ -12,8 +12,9 @@ use super::protocol::Protocol;
 use super::upstream::{ProviderRoute, new_pool};
 use crate::client::Pool;
 use crate::health::HealthPolicy;
+use crate::insurance::rules::Rule;
 use crate::select::{ChannelSpec, ModelSelector};
-use crate::snapshot::{Price, RoutingSnapshot, Settings, Timeouts, model_allowed};
+use crate::snapshot::{LiveStats, Price, RoutingSnapshot, Settings, Timeouts, model_allowed};
 use crate::tokens::Encoding;
 
 pub struct KeyEntry {
@@ -22,6 +23,10 @@ pub struct KeyEntry {
     pub models: Vec<String>,
     pub enabled: bool,
     pub account_blocked: bool,
+    /// The account keeps insurance cases with their content.
+    pub retain_content: bool,
+    /// The account's default fallback model, for requests that name none.
+    pub default_fallback: Option<String>,
 }
 
 impl KeyEntry {
@@ -37,6 +42,7 @@ pub struct ChannelRoute {
     pub weight: u32,
     pub price: Price,
     pub timeouts: Timeouts,
+    pub stats: LiveStats,
 }
 
 pub struct ModelRoute {
@@ -45,6 +51,9 @@ pub struct ModelRoute {
     pub channels: Vec<ChannelRoute>,
     pub selector: ModelSelector,
     pub encoding: Encoding,
+    pub ttft_p50_ms: Option<f64>,
+    /// Attempts across the channels, the first included (at least 1).
+    pub max_attempts: usize,
 }
 
 pub struct Routing {
@@ -55,6 +64,8 @@ pub struct Routing {
     /// Models in catalog order, for listings.
     pub catalog: Vec<Arc<ModelRoute>>,
     pub settings: Settings,
+    pub insurance: Arc<[Rule]>,
+    pub limits: Arc<[crate::snapshot::RateLimit]>,
     /// Pools by (provider id, base URL, connect timeout), inherited by the next routing table.
     pools: HashMap<(String, String, u64), Pool>,
 }
@@ -68,6 +79,8 @@ impl Routing {
             models: HashMap::new(),
             catalog: Vec::new(),
             settings: Settings::default(),
+            insurance: Arc::new([]),
+            limits: Arc::new([]),
             pools: HashMap::new(),
         }
     }
@@ -144,6 +157,7 @@ impl Routing {
                         weight: c.weight,
                         price: c.price,
                         timeouts: c.timeouts,
+                        stats: c.stats,
                     }),
                     None if snapshot.providers.iter().any(|p| p.id == c.provider) => {}
                     None => warnings.push(format!(
@@ -169,6 +183,11 @@ impl Routing {
                 encoding: Encoding::for_model(&m.slug),
                 channels,
                 selector,
+                ttft_p50_ms: m.ttft_p50_ms,
+                max_attempts: m
+                    .max_attempts
+                    .unwrap_or(snapshot.settings.max_attempts)
+                    .max(1) as usize,
             });
             for alias in &m.aliases {
                 models.insert(alias.clone(), route.clone());
@@ -177,10 +196,10 @@ impl Routing {
             catalog.push(route);
         }
 
-        let blocked: HashMap<&str, bool> = snapshot
+        let accounts: HashMap<&str, &crate::snapshot::Account> = snapshot
             .accounts
             .iter()
-            .map(|a| (a.id.as_str(), a.blocked))
+            .map(|a| (a.id.as_str(), a))
             .collect();
         let mut keys = HashMap::new();
         for k in &snapshot.keys {
@@ -195,7 +214,13 @@ impl Routing {
                     account: k.account.clone(),
                     models: k.models.clone(),
                     enabled: k.enabled,
-                    account_blocked: blocked.get(k.account.as_str()).copied().unwrap_or(false),
+                    account_blocked: accounts.get(k.account.as_str()).is_some_and(|a| a.blocked),
+                    retain_content: accounts
+                        .get(k.account.as_str())
+                        .is_some_and(|a| a.retain_content),
+                    default_fallback: accounts
+                        .get(k.account.as_str())
+                        .and_then(|a| a.default_fallback.clone()),
                 },
             );
         }
@@ -205,6 +230,8 @@ impl Routing {
             models,
             catalog,
             settings: snapshot.settings,
+            insurance: snapshot.insurance.clone().into(),
+            limits: snapshot.limits.clone().into(),
             pools,
         };
         (routing, warnings)
@@ -217,6 +244,17 @@ impl Routing {
 
     pub fn model(&self, name: &str) -> Option<&Arc<ModelRoute>> {
         self.models.get(name)
+    }
+
+    /// A model by slug or alias, or `author/model:provider`: the model with the provider it
+    /// pins (a slug itself containing `:` wins).
+    pub fn model_and_pin<'n>(&self, name: &'n str) -> Option<(&Arc<ModelRoute>, Option<&'n str>)> {
+        if let Some(model) = self.models.get(name) {
+            return Some((model, None));
+        }
+        let (slug, provider) = name.rsplit_once(':')?;
+        let model = self.models.get(slug)?;
+        (!provider.is_empty()).then_some((model, Some(provider)))
     }
 }
 

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use super::insurance::Case;
+use crate::insurance::rules::Verdict;
 use crate::snapshot::NanoUsd;
 
 #[derive(Debug, Serialize)]
@@ -49,4 +51,13 @@ pub struct UsageEvent<'a> {
     /// Channels tried, the one that answered included.
     pub attempts: u32,
     pub malformed_chunks: u32,
+    /// The insurance rules that triggered, with their credit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub insurance: Vec<Verdict>,
+    /// The request and answer, for accounts that retain content (see `insurance::case`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case: Option<Case<'a>>,
+    /// Channels that failed and were failed over before the answer (or before giving up).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failovers: Vec<String>,
 }

@@ -2,6 +2,7 @@
 //! is a fact anyone can verify from the request and the answer, never a judgement of quality.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
@@ -84,7 +85,13 @@ pub fn check(expected: &Expected, answer: &Answer, limit: RepetitionLimit) -> Ve
             findings.push(Finding::Empty);
         }
     }
-    if expected.json && !answer.text.trim().is_empty() && answer.tool_calls.is_empty() {
+    // An answer cut at the client's own `max_tokens` is incomplete by request: its JSON and its
+    // last call's arguments are not judged.
+    if expected.json
+        && !answer.hit_max_tokens
+        && !answer.text.trim().is_empty()
+        && answer.tool_calls.is_empty()
+    {
         match serde_json::from_str::<Value>(strip_fence(answer.text)) {
             Err(e) => findings.push(Finding::InvalidJson(e.to_string())),
             Ok(value) => {
@@ -104,6 +111,9 @@ pub fn check(expected: &Expected, answer: &Answer, limit: RepetitionLimit) -> Ve
             });
             continue;
         };
+        if answer.hit_max_tokens {
+            continue;
+        }
         let arguments = if arguments.trim().is_empty() {
             "{}"
         } else {
@@ -146,9 +156,13 @@ fn strip_fence(text: &str) -> &str {
     inner.strip_suffix("```").unwrap_or(inner).trim()
 }
 
+/// Multiplier of the rolling n-gram hash.
+const BASE: u64 = 0x0100_0000_01b3;
+
 /// The n-gram (of words, or of characters where the text is written without spaces) that
 /// occurs most often, how often (the first such one on a tie), and the text's length in words
-/// (characters over four).
+/// (characters over four). Runs on every answer a content rule covers, so n-grams are counted
+/// by a rolling hash of their tokens' hashes rather than hashed whole at every position.
 fn most_repeated(text: &str, words: usize) -> Option<(String, usize, usize)> {
     let split: Vec<&str> = text.split_whitespace().collect();
     // Scripts written without spaces read as a few huge words: count characters instead, four
@@ -166,13 +180,62 @@ fn most_repeated(text: &str, words: usize) -> Option<(String, usize, usize)> {
     if n == 0 || tokens.len() < n {
         return None;
     }
-    let mut counts: HashMap<&[&str], usize> = HashMap::new();
-    for window in tokens.windows(n) {
-        *counts.entry(window).or_default() += 1;
+    let hashes: Vec<u64> = tokens.iter().map(|t| token_hash(t)).collect();
+    let top = BASE.wrapping_pow(u32::try_from(n - 1).ok()?);
+    let mut key = hashes[..n]
+        .iter()
+        .fold(0u64, |k, h| k.wrapping_mul(BASE).wrapping_add(*h));
+    // Per n-gram: occurrences, and where it first occurs.
+    let mut counts: HashMap<u64, (usize, usize), BuildHasherDefault<Prehashed>> =
+        HashMap::with_capacity_and_hasher(tokens.len(), BuildHasherDefault::default());
+    let (mut most, mut at) = (0, 0);
+    for start in 0..=tokens.len() - n {
+        if start > 0 {
+            key = key
+                .wrapping_sub(hashes[start - 1].wrapping_mul(top))
+                .wrapping_mul(BASE)
+                .wrapping_add(hashes[start + n - 1]);
+        }
+        let entry = counts.entry(key).or_insert((0, start));
+        entry.0 += 1;
+        if entry.0 > most || (entry.0 == most && entry.1 < at) {
+            (most, at) = (entry.0, entry.1);
+        }
     }
-    let most = counts.values().copied().max()?;
-    let first = tokens.windows(n).find(|w| counts[w] == most)?;
-    Some((first.join(separator), most, tokens.len() * words / n))
+    Some((
+        tokens[at..at + n].join(separator),
+        most,
+        tokens.len() * words / n,
+    ))
+}
+
+fn token_hash(token: &str) -> u64 {
+    // FNV-1a, then a finalizer so that tokens differing in one byte spread over all bits.
+    let mut x = token.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+
+/// The keys are hashes already: the map uses them as they are.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 #[cfg(test)]
@@ -280,6 +343,32 @@ mod tests {
                     tool: "launch".to_owned()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn an_answer_cut_at_max_tokens_is_not_judged_on_its_json() {
+        let json = Expected {
+            json: true,
+            tools: vec![("f", r#"{"type":"object"}"#)],
+            ..Expected::default()
+        };
+        let cut = Answer {
+            text: "{\"a\": [1, 2",
+            hit_max_tokens: true,
+            ..Answer::default()
+        };
+        assert_eq!(check(&json, &cut, LIMIT), vec![]);
+        let cut_call = Answer {
+            tool_calls: vec![("f", "{\"a\": "), ("g", "{}")],
+            hit_max_tokens: true,
+            ..Answer::default()
+        };
+        assert_eq!(
+            check(&json, &cut_call, LIMIT),
+            vec![Finding::UnofferedTool {
+                tool: "g".to_owned()
+            }]
         );
     }
 

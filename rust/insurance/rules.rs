@@ -12,8 +12,8 @@ use crate::snapshot::model_allowed;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Trigger {
-    /// Time to first token above `ttft_ms`, or above `p50_multiple` × the model's recent p50
-    /// (whichever is set; with both, either one).
+    /// Time to first token (of a streamed answer) above `ttft_ms` and above `p50_multiple` ×
+    /// the model's recent p50; a bound that is not set, or a p50 not known yet, is not checked.
     HighLatency {
         #[serde(default)]
         ttft_ms: Option<u64>,
@@ -35,6 +35,12 @@ pub enum Trigger {
         #[serde(default = "default_repeats")]
         repetition_max: usize,
     },
+    /// A judge model grades a sample of answers for fabricated facts. Judged later by the
+    /// control plane, so the engine only samples: it never decides a verdict here.
+    Hallucination {
+        sample_rate: f64,
+        judge_model: String,
+    },
 }
 
 fn default_ngram() -> usize {
@@ -52,6 +58,7 @@ impl Trigger {
             Trigger::LowThroughput { .. } => "low_throughput",
             Trigger::FailedStream => "failed_stream",
             Trigger::UnsatisfactoryContent { .. } => "unsatisfactory_content",
+            Trigger::Hallucination { .. } => "hallucination",
         }
     }
 
@@ -81,7 +88,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    fn covers(&self, request: &Outcome<'_>) -> bool {
+    pub fn covers(&self, request: &Outcome<'_>) -> bool {
         model_allowed(&self.models, request.model)
             && (self.channels.is_empty()
                 || request
@@ -125,6 +132,9 @@ pub struct Outcome<'a> {
     pub channel: Option<&'a str>,
     pub account: &'a str,
     pub cost: u64,
+    /// The answer was streamed: only then is its time to first token its own (a JSON answer's
+    /// first byte comes once the whole answer is written).
+    pub streamed: bool,
     pub ttft_ms: Option<f64>,
     /// The model's recent time-to-first-token p50, as the snapshot publishes it.
     pub model_ttft_p50_ms: Option<f64>,
@@ -134,8 +144,6 @@ pub struct Outcome<'a> {
     pub failed_stream: bool,
     /// The client went away: nothing it did not wait for is claimable.
     pub cancelled: bool,
-    /// What the content checks found (run with the rule's repetition limit).
-    pub findings: &'a [Finding],
 }
 
 /// One rule's finding on one request: what triggered, why, and the credit.
@@ -144,22 +152,36 @@ pub struct Verdict {
     pub rule_id: String,
     pub trigger: &'static str,
     pub reason: String,
+    /// Nano-USD, before the control plane applies the per-account daily cap.
+    #[serde(rename = "credit_nano")]
     pub credit: u64,
 }
 
+impl Rule {
+    /// Does the rule apply to this request at all (scope and minimum cost)?
+    pub fn covers(&self, request: &Outcome<'_>) -> bool {
+        self.scope.covers(request) && request.cost >= self.payout.min_cost.max(1)
+    }
+}
+
 /// The verdicts of every rule that covers the request and triggered. Credits together never
-/// exceed what the request cost.
-pub fn evaluate(rules: &[Rule], request: &Outcome<'_>) -> Vec<Verdict> {
+/// exceed what the request cost. `content` runs the content checks with a rule's repetition
+/// limit; it is called only for a content rule that covers the request.
+pub fn evaluate(
+    rules: &[Rule],
+    request: &Outcome<'_>,
+    content: &mut dyn FnMut(RepetitionLimit) -> Vec<Finding>,
+) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     if request.cancelled {
         return verdicts;
     }
     let mut left = request.cost;
     for rule in rules {
-        if !rule.scope.covers(request) || request.cost < rule.payout.min_cost.max(1) {
+        if !rule.covers(request) {
             continue;
         }
-        let Some(reason) = triggered(&rule.trigger, request) else {
+        let Some(reason) = triggered(&rule.trigger, request, content) else {
             continue;
         };
         let share = u128::from(request.cost) * u128::from(rule.payout.share_bp) / 10_000;
@@ -181,23 +203,37 @@ pub fn evaluate(rules: &[Rule], request: &Outcome<'_>) -> Vec<Verdict> {
 }
 
 /// Why the trigger fired, or None.
-fn triggered(trigger: &Trigger, request: &Outcome<'_>) -> Option<String> {
+fn triggered(
+    trigger: &Trigger,
+    request: &Outcome<'_>,
+    content: &mut dyn FnMut(RepetitionLimit) -> Vec<Finding>,
+) -> Option<String> {
     match trigger {
         Trigger::HighLatency {
             ttft_ms,
             p50_multiple,
         } => {
-            let ttft = request.ttft_ms?;
-            if let Some(limit) = ttft_ms.map(|l| l as f64).filter(|l| ttft > *l) {
-                return Some(format!(
-                    "time to first token {ttft:.0} ms, above {limit:.0} ms"
-                ));
+            let ttft = request.ttft_ms.filter(|_| request.streamed)?;
+            let mut reasons = Vec::with_capacity(2);
+            if let Some(limit) = ttft_ms {
+                if ttft <= *limit as f64 {
+                    return None;
+                }
+                reasons.push(format!("above {limit} ms"));
             }
-            let p50 = request.model_ttft_p50_ms.filter(|p| *p > 0.0)?;
-            let multiple = p50_multiple.filter(|m| ttft > p50 * m)?;
-            Some(format!(
-                "time to first token {ttft:.0} ms, above {multiple}× the model's p50 of {p50:.0} ms"
-            ))
+            let p50 = request.model_ttft_p50_ms.filter(|p| *p > 0.0);
+            if let (Some(multiple), Some(p50)) = (p50_multiple, p50) {
+                if ttft <= p50 * multiple {
+                    return None;
+                }
+                reasons.push(format!("above {multiple}× the model's p50 of {p50:.0} ms"));
+            }
+            (!reasons.is_empty()).then(|| {
+                format!(
+                    "time to first token {ttft:.0} ms, {}",
+                    reasons.join(" and ")
+                )
+            })
         }
         Trigger::LowThroughput {
             min_tokens_per_second,
@@ -216,8 +252,45 @@ fn triggered(trigger: &Trigger, request: &Outcome<'_>) -> Option<String> {
         Trigger::FailedStream => request
             .failed_stream
             .then(|| "the stream broke off after it started".to_owned()),
-        Trigger::UnsatisfactoryContent { .. } => request.findings.first().map(describe),
+        Trigger::UnsatisfactoryContent { .. } => {
+            content(trigger.repetition_limit()).first().map(describe)
+        }
+        Trigger::Hallucination { .. } => None,
     }
+}
+
+/// The hallucination rules that sample this request for the judge. The draw is a hash of the
+/// request id, so a replayed request is sampled the same way and no random source is needed.
+pub fn judge_sample<'r>(
+    rules: &'r [Rule],
+    request: &Outcome<'_>,
+    request_id: &str,
+) -> Vec<&'r str> {
+    if request.cancelled {
+        return Vec::new();
+    }
+    let draw = mix(fnv1a(request_id.as_bytes())) as f64 / u64::MAX as f64;
+    rules
+        .iter()
+        .filter(|r| match r.trigger {
+            Trigger::Hallucination { sample_rate, .. } => draw < sample_rate && r.covers(request),
+            _ => false,
+        })
+        .map(|r| r.id.as_str())
+        .collect()
+}
+
+/// splitmix64's finalizer: FNV alone leaves ids that differ in their last digits close together.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn describe(finding: &Finding) -> String {
@@ -249,6 +322,10 @@ fn describe(finding: &Finding) -> String {
 mod tests {
     use super::*;
 
+    fn none(_: RepetitionLimit) -> Vec<Finding> {
+        Vec::new()
+    }
+
     fn rule(id: &str, trigger: Trigger, share_bp: u32) -> Rule {
         Rule {
             id: id.to_owned(),
@@ -269,6 +346,7 @@ mod tests {
             channel: Some("gpt-4o@a"),
             account: "team",
             cost: 10_000,
+            streamed: true,
             ttft_ms: Some(400.0),
             model_ttft_p50_ms: Some(350.0),
             output_tokens: 500,
@@ -306,7 +384,7 @@ mod tests {
                 10_000,
             ),
         ];
-        assert_eq!(evaluate(&rules, &outcome()), vec![]);
+        assert_eq!(evaluate(&rules, &outcome(), &mut none), vec![]);
     }
 
     #[test]
@@ -323,7 +401,7 @@ mod tests {
             },
             5_000,
         );
-        let verdicts = evaluate(std::slice::from_ref(&latency), &slow);
+        let verdicts = evaluate(std::slice::from_ref(&latency), &slow, &mut none);
         assert_eq!(verdicts.len(), 1);
         assert_eq!(
             (verdicts[0].trigger, verdicts[0].credit),
@@ -348,7 +426,7 @@ mod tests {
             5_000,
         );
         assert_eq!(
-            evaluate(std::slice::from_ref(&throughput), &sluggish)[0].credit,
+            evaluate(std::slice::from_ref(&throughput), &sluggish, &mut none)[0].credit,
             5_000
         );
         let short = Outcome {
@@ -356,7 +434,7 @@ mod tests {
             ..sluggish.clone()
         };
         assert_eq!(
-            evaluate(std::slice::from_ref(&throughput), &short),
+            evaluate(std::slice::from_ref(&throughput), &short, &mut none),
             vec![],
             "too few tokens to judge"
         );
@@ -368,17 +446,17 @@ mod tests {
         let mut capped = rule("cut", Trigger::FailedStream, 10_000);
         capped.payout.max_per_request = Some(2_500);
         assert_eq!(
-            evaluate(std::slice::from_ref(&capped), &cut)[0].credit,
+            evaluate(std::slice::from_ref(&capped), &cut, &mut none)[0].credit,
             2_500
         );
         capped.payout.min_cost = 20_000;
-        assert_eq!(evaluate(&[capped], &cut), vec![], "below the minimum cost");
+        assert_eq!(
+            evaluate(&[capped], &cut, &mut none),
+            vec![],
+            "below the minimum cost"
+        );
 
-        let findings = [Finding::Empty];
-        let empty = Outcome {
-            findings: &findings,
-            ..outcome()
-        };
+        let empty = outcome();
         let content = rule(
             "content",
             Trigger::UnsatisfactoryContent {
@@ -387,7 +465,7 @@ mod tests {
             },
             10_000,
         );
-        let verdict = &evaluate(&[content], &empty)[0];
+        let verdict = &evaluate(&[content], &empty, &mut |_| vec![Finding::Empty])[0];
         assert_eq!(
             (verdict.trigger, verdict.credit),
             ("unsatisfactory_content", 10_000)
@@ -413,22 +491,95 @@ mod tests {
                 5_000,
             ),
         ];
-        let verdicts = evaluate(&rules, &broken);
+        let verdicts = evaluate(&rules, &broken, &mut none);
         assert_eq!(verdicts.iter().map(|v| v.credit).sum::<u64>(), broken.cost);
         assert_eq!(verdicts.len(), 1, "nothing left to pay for the second rule");
 
         let mut scoped = rule("cut", Trigger::FailedStream, 10_000);
         scoped.scope.models = vec!["anthropic/*".to_owned()];
-        assert_eq!(evaluate(std::slice::from_ref(&scoped), &broken), vec![]);
+        assert_eq!(
+            evaluate(std::slice::from_ref(&scoped), &broken, &mut none),
+            vec![]
+        );
         scoped.scope.models = vec!["openai/*".to_owned()];
         scoped.scope.accounts = vec!["other".to_owned()];
-        assert_eq!(evaluate(std::slice::from_ref(&scoped), &broken), vec![]);
+        assert_eq!(
+            evaluate(std::slice::from_ref(&scoped), &broken, &mut none),
+            vec![]
+        );
 
         let left = Outcome {
             cancelled: true,
             ..broken
         };
-        assert_eq!(evaluate(&rules, &left), vec![]);
+        assert_eq!(evaluate(&rules, &left, &mut none), vec![]);
+    }
+
+    #[test]
+    fn latency_bounds_must_all_hold_and_only_streams_have_a_first_token() {
+        let both = rule(
+            "lat",
+            Trigger::HighLatency {
+                ttft_ms: Some(5_000),
+                p50_multiple: Some(3.0),
+            },
+            5_000,
+        );
+        let at = |ttft: f64, p50: Option<f64>, streamed: bool| Outcome {
+            ttft_ms: Some(ttft),
+            model_ttft_p50_ms: p50,
+            streamed,
+            ..outcome()
+        };
+        let fired = |o: &Outcome| !evaluate(std::slice::from_ref(&both), o, &mut none).is_empty();
+        assert!(
+            !fired(&at(6_000.0, Some(2_500.0), true)),
+            "under 3× the p50"
+        );
+        assert!(
+            !fired(&at(4_000.0, Some(500.0), true)),
+            "under the absolute bound"
+        );
+        assert!(fired(&at(6_000.0, Some(1_000.0), true)));
+        assert!(
+            fired(&at(6_000.0, None, true)),
+            "no p50 yet: the absolute bound decides"
+        );
+        assert!(
+            !fired(&at(60_000.0, None, false)),
+            "a JSON answer has no first token"
+        );
+    }
+
+    #[test]
+    fn the_judge_samples_by_request_id() {
+        let judge = rule(
+            "judge",
+            Trigger::Hallucination {
+                sample_rate: 0.25,
+                judge_model: "openai/gpt-4o".to_owned(),
+            },
+            10_000,
+        );
+        let rules = [judge];
+        assert_eq!(
+            evaluate(&rules, &outcome(), &mut none),
+            vec![],
+            "judged later"
+        );
+        let sampled = (0..4_000)
+            .filter(|i| !judge_sample(&rules, &outcome(), &format!("gen-{i}")).is_empty())
+            .count();
+        assert!((800..1_200).contains(&sampled), "{sampled} of 4000 at 25%");
+        let id = (0..100)
+            .map(|i| format!("gen-{i}"))
+            .find(|id| !judge_sample(&rules, &outcome(), id).is_empty())
+            .unwrap();
+        assert_eq!(
+            judge_sample(&rules, &outcome(), &id),
+            vec!["judge"],
+            "same draw again"
+        );
     }
 
     #[test]

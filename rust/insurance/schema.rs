@@ -3,16 +3,27 @@
 //! are checked; any keyword not known here is ignored, so a schema we do not fully understand
 //! can only let an answer pass, never credit a good one.
 
+use std::cell::Cell;
+
 use serde_json::{Map, Value};
 
 /// The first place `value` breaks `schema`, as a JSON pointer and a reason; None if it fits.
+/// Runs on the engine's I/O thread with a schema the client wrote, so its work is bounded:
+/// past `MAX_CHECKS` schema applications (nested `anyOf`s multiply them) the value passes.
 pub fn violation(schema: &Value, value: &Value) -> Option<(String, String)> {
     let mut path = String::new();
+    CHECKS.with(|c| c.set(0));
     check(schema, schema, value, &mut path, 0)
 }
 
 /// Deeper than this, a schema is taken to be recursive without end and the value passes.
 const MAX_DEPTH: usize = 64;
+/// Schema applications one validation may make.
+const MAX_CHECKS: u32 = 20_000;
+
+thread_local! {
+    static CHECKS: Cell<u32> = const { Cell::new(0) };
+}
 
 fn check(
     root: &Value,
@@ -21,7 +32,11 @@ fn check(
     path: &mut String,
     depth: usize,
 ) -> Option<(String, String)> {
-    if depth > MAX_DEPTH {
+    let spent = CHECKS.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    if depth > MAX_DEPTH || spent > MAX_CHECKS {
         return None;
     }
     let schema = match schema {
@@ -258,6 +273,30 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_schema_that_multiplies_the_work_is_given_up_on() {
+        // Level n is an anyOf of level n-1 twice (by reference, so the schema stays small):
+        // 2^30 applications on a value that fits no branch, without the bound.
+        let mut defs = serde_json::Map::new();
+        defs.insert("l0".into(), json!({"type": "integer", "minimum": 10}));
+        for n in 1..=30 {
+            let below = format!("#/$defs/l{}", n - 1);
+            defs.insert(
+                format!("l{n}"),
+                json!({"anyOf": [{"$ref": below}, {"$ref": below}]}),
+            );
+        }
+        let schema = json!({"$defs": defs, "$ref": "#/$defs/l30"});
+        assert_eq!(
+            violation(&schema, &json!(5)),
+            None,
+            "given up on: the value passes"
+        );
+        // The bound is per validation: the next one starts afresh.
+        let small = json!({"anyOf": [{"type": "string"}, {"type": "null"}]});
+        assert!(violation(&small, &json!(5)).is_some());
+    }
 
     #[test]
     fn fitting_values_pass() {

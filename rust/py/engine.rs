@@ -138,6 +138,28 @@ impl Engine {
         self.inner.routing_version()
     }
 
+    /// The channel ids a request for `model` (`author/model[:provider]`) would try, in order,
+    /// under the routing fields of `body` (a request's JSON, e.g. `{"provider": {...}}`).
+    /// `repeat` makes the decision that many times and returns the last plan (benchmarks).
+    /// Raises ValueError for an unknown model or invalid routing fields.
+    #[pyo3(signature = (model, body = None, repeat = 1))]
+    fn route(
+        &self,
+        py: Python<'_>,
+        model: &str,
+        body: Option<&[u8]>,
+        repeat: u32,
+    ) -> PyResult<Vec<String>> {
+        py.detach(|| self.inner.route(model, body.unwrap_or(b"{}"), repeat))
+            .map_err(PyValueError::new_err)
+    }
+
+    /// Keep rate-limit buckets in the Redis at `url`, shared by every worker using it (call
+    /// before the first request; without it they live in this process's memory).
+    fn use_redis_limits(&self, url: &str) {
+        self.inner.use_redis_limits(url);
+    }
+
     /// Swap in a routing snapshot (msgpack). Returns warnings; raises ValueError if unusable.
     #[pyo3(signature = (data, credentials = None))]
     fn load_snapshot(

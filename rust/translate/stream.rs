@@ -175,26 +175,27 @@ impl Relay {
     }
 
     fn emit(&mut self, now: Instant, out: &mut Vec<u8>) {
-        let before = self.observed.output_text.len();
+        let mut output = false;
         for event in &self.events {
-            observe(event, &mut self.observed);
+            output |= observe(event, &mut self.observed);
             if let Output::Translated(encoder) = &mut self.output {
                 encoder.encode(event, out);
             }
         }
-        if self.observed.output_text.len() > before {
+        if output {
             relay::stamp_output(&mut self.observed, now);
         }
     }
 }
 
-/// What the usage event needs to know about one neutral event.
-fn observe(event: &Event, seen: &mut Observed) {
+/// Record what the usage event and the insurance checks need to know about one neutral event;
+/// true when it carried output.
+fn observe(event: &Event, seen: &mut Observed) -> bool {
     match event {
-        Event::Text(text) | Event::Thinking(text) | Event::ToolArguments { json: text, .. } => {
-            seen.output_text.push_str(text);
-        }
-        Event::ToolCall { name, .. } => seen.output_text.push_str(name),
+        Event::Text(text) => seen.text.push_str(text),
+        Event::Thinking(text) => seen.reasoning.push_str(text),
+        Event::ToolCall { index, name, .. } => seen.tool_call(*index).name.push_str(name),
+        Event::ToolArguments { index, json } => seen.tool_call(*index).arguments.push_str(json),
         Event::Stop(stop) => {
             seen.finish_reason = Some(super::openai::finish_reason(stop).to_owned());
         }
@@ -209,6 +210,13 @@ fn observe(event: &Event, seen: &mut Observed) {
         Event::Error { message, .. } => seen.upstream_error = Some(message.clone()),
         Event::Done => seen.completed = true,
         Event::Signature(_) | Event::RedactedThinking(_) => {}
+    }
+    match event {
+        Event::Text(text) | Event::Thinking(text) | Event::ToolArguments { json: text, .. } => {
+            !text.is_empty()
+        }
+        Event::ToolCall { .. } => true,
+        _ => false,
     }
 }
 
@@ -512,7 +520,8 @@ pub(super) mod tests {
         assert_eq!(observed.finish_reason.as_deref(), Some("tool_calls"));
         let usage = observed.usage.unwrap();
         assert_eq!((usage.prompt, usage.completion, usage.cached), (35, 42, 10));
-        assert!(observed.output_text.contains("Let me think.Checking"));
+        assert!(observed.reasoning.contains("Let me think."));
+        assert!(observed.text.contains("Checking"));
         assert_eq!(observed.malformed_events, 0);
     }
 

@@ -201,25 +201,171 @@ async def test_catalog_crud_with_slugs_in_the_path(client: Client, changes: Any)
     assert changes.count == 6
 
 
-async def test_policies_are_stored_without_routing_changes(client: Client, changes: Any) -> None:
+async def test_insurance_rules_are_validated_per_trigger_and_published(
+    client: Client, changes: Any
+) -> None:
+    defaults = (await client.get("/admin/v1/insurance-rules")).json()
+    assert {r["id"]: (r["trigger"], r["payout_percent"]) for r in defaults} == {
+        "failed-stream": ("failed_stream", 100),
+        "high-latency": ("high_latency", 50),
+        "low-throughput": ("low_throughput", 30),
+        "unsatisfactory-content": ("unsatisfactory_content", 100),
+    }
+    latency = next(r for r in defaults if r["id"] == "high-latency")
+    assert latency["params"] == {"ttft_ms": 5000, "p50_multiple": 3.0}
+    assert (latency["cap_per_day"], latency["cap_per_request"], latency["min_cost"]) == (
+        "10",
+        None,
+        "0",
+    )
+
     rule = await client.post(
         "/admin/v1/insurance-rules",
-        json={"id": "slow", "trigger": "high_latency", "threshold": 5000, "cap_per_day": "3"},
+        json={
+            "id": "slow",
+            "trigger": "low_throughput",
+            "params": {"min_tokens_per_second": 5},
+            "accounts": ["acme"],
+            "cap_per_day": "3",
+            "min_cost": "0.0001",
+        },
     )
-    assert rule.status_code == 201
-    assert rule.json()["cap_per_day"] == "3"
-    needs = await client.post(
-        "/admin/v1/insurance-rules", json={"id": "x", "trigger": "low_throughput"}
+    assert rule.status_code == 201, rule.text
+    body = rule.json()
+    assert body["params"] == {"min_tokens_per_second": 5.0, "min_output_tokens": 50}
+    assert (body["accounts"], body["cap_per_day"], body["min_cost"]) == (["acme"], "3", "0.0001")
+    assert changes.count == 1
+
+    # Parameters merge over the current ones; None removes one (its default comes back).
+    merged = await client.patch(
+        "/admin/v1/insurance-rules/slow", json={"params": {"min_output_tokens": 500}}
     )
-    assert needs.status_code == 422
-    assert error_of(needs.json())["field"] == "threshold"
+    assert merged.json()["params"] == {"min_tokens_per_second": 5.0, "min_output_tokens": 500}
+    reset = await client.patch(
+        "/admin/v1/insurance-rules/slow", json={"params": {"min_output_tokens": None}}
+    )
+    assert reset.json()["params"]["min_output_tokens"] == 50
+    # A new trigger starts its parameters afresh.
+    moved = await client.patch(
+        "/admin/v1/insurance-rules/slow", json={"trigger": "failed_stream", "payout_percent": 10}
+    )
+    assert (moved.json()["params"], moved.json()["payout_percent"]) == ({}, 10)
+    assert changes.count == 4
+    assert (await client.delete("/admin/v1/insurance-rules/slow")).status_code == 204
+    assert changes.count == 5
+
+    refused = [
+        # (body, status, field)
+        ({"trigger": "low_throughput"}, 422, "params.min_tokens_per_second"),
+        ({"trigger": "high_latency"}, 422, "params.ttft_ms"),
+        ({"trigger": "high_latency", "params": {"ttft_ms": 0}}, 400, "params.ttft_ms"),
+        ({"trigger": "high_latency", "params": {"p50_multiple": 1}}, 400, "params.p50_multiple"),
+        ({"trigger": "failed_stream", "params": {"ttft_ms": 9}}, 422, "params.ttft_ms"),
+        ({"trigger": "hallucination", "params": {"sample_rate": 0.1}}, 422, "params.judge_model"),
+        (
+            {"trigger": "hallucination", "params": {"sample_rate": 1.5, "judge_model": "a/b"}},
+            400,
+            "params.sample_rate",
+        ),
+        (
+            {"trigger": "unsatisfactory_content", "params": {"repetition_ngram": 65}},
+            400,
+            "params.repetition_ngram",
+        ),
+        ({"trigger": "failed_stream", "payout_percent": 101}, 400, "payout_percent"),
+        ({"trigger": "failed_stream", "models": ["a*b"]}, 400, "models[0]"),
+        ({"trigger": "failed_stream", "accounts": ["a", "a"]}, 422, "accounts"),
+        ({"trigger": "failed_stream", "min_cost": "-1"}, 400, "min_cost"),
+        ({"trigger": "sluggish"}, 400, "trigger"),
+    ]
+    for extra, status, field in refused:
+        response = await client.post("/admin/v1/insurance-rules", json={"id": "x", **extra})
+        assert response.status_code == status, (extra, response.text)
+        assert error_of(response.json())["field"] == field, extra
+    judged = await client.post(
+        "/admin/v1/insurance-rules",
+        json={
+            "id": "judge",
+            "trigger": "hallucination",
+            "params": {"sample_rate": 0.05, "judge_model": "openai/gpt-4o-mini"},
+        },
+    )
+    assert judged.status_code == 201
+    assert changes.count == 6
+    cleared = await client.patch(
+        "/admin/v1/insurance-rules/high-latency", json={"params": {"ttft_ms": None}}
+    )
+    assert cleared.json()["params"] == {"p50_multiple": 3.0}
+    neither = await client.patch(
+        "/admin/v1/insurance-rules/high-latency", json={"params": {"p50_multiple": None}}
+    )
+    assert neither.status_code == 422
+    assert error_of(neither.json())["field"] == "params.ttft_ms"
+    assert changes.count == 7  # refused changes publish nothing
+
+
+async def test_rate_limit_policies_and_key_limits_are_published(
+    client: Client, changes: Any
+) -> None:
+    """Policies name existing keys or accounts as subjects (422 naming the entry otherwise);
+    every accepted change to a policy, or to a key's own limits, republishes the snapshot."""
+    seeded = (await client.get("/admin/v1/rate-limit-policies")).json()
+    assert {p["id"]: (p["rpm"], p["burst"], p["subjects"]) for p in seeded} == {
+        "claude-models": (100, 100, []),
+        "gpt-models": (60, 60, []),
+        "image-models": (20, 20, []),
+    }
+    await client.post("/admin/v1/accounts", json={"id": "acme"})
+    created = await client.post("/admin/v1/keys", json={"account": "acme", "id": "dev"})
+    key = created.json()["key"]
+    assert changes.count == 2
     policy = await client.post(
-        "/admin/v1/rate-limit-policies", json={"id": "std", "applies_to": "account", "tpm": 1000}
+        "/admin/v1/rate-limit-policies",
+        json={"id": "std", "applies_to": "account", "subjects": ["acme"], "tpm": 1000},
     )
     assert policy.status_code == 201
+    assert policy.json()["subjects"] == ["acme"]
     updated = await client.patch("/admin/v1/rate-limit-policies/std", json={"rpm": 10})
     assert (updated.json()["rpm"], updated.json()["tpm"]) == (10, 1000)
-    assert changes.count == 0
+    assert changes.count == 4
+
+    unknown = await client.post(
+        "/admin/v1/rate-limit-policies",
+        json={"id": "bad", "applies_to": "key", "subjects": [key["id"], "acme"], "rpm": 1},
+    )
+    assert unknown.status_code == 422
+    assert error_of(unknown.json())["field"] == "subjects[1]"
+    assert "unknown key 'acme'" in error_of(unknown.json())["message"]
+    switched = await client.patch("/admin/v1/rate-limit-policies/std", json={"applies_to": "key"})
+    assert switched.status_code == 422
+    assert error_of(switched.json())["field"] == "subjects[0]"
+    reserved = await client.post(
+        "/admin/v1/rate-limit-policies", json={"id": "key:dev", "applies_to": "key", "rpm": 1}
+    )
+    assert reserved.status_code == 422
+    assert error_of(reserved.json())["field"] == "id"
+    assert changes.count == 4  # refused changes publish nothing
+
+    limited = await client.patch("/admin/v1/keys/dev", json={"rpm_limit": 30, "tpm_limit": 9000})
+    assert (limited.json()["rpm_limit"], limited.json()["tpm_limit"]) == (30, 9000)
+    assert changes.count == 5
+    held = await client.delete("/admin/v1/accounts/acme")
+    assert held.status_code == 409
+    assert (await client.delete("/admin/v1/rate-limit-policies/std")).status_code == 204
+    disabled = await client.patch(
+        "/admin/v1/rate-limit-policies/gpt-models", json={"enabled": False}
+    )
+    assert disabled.json()["enabled"] is False
+    assert changes.count == 7
+
+
+async def test_accounts_opt_into_content_retention(client: Client, changes: Any) -> None:
+    created = await client.post("/admin/v1/accounts", json={"id": "acme"})
+    assert created.json()["retain_content"] is False
+    opted = await client.patch("/admin/v1/accounts/acme", json={"retain_content": True})
+    assert opted.json()["retain_content"] is True
+    assert opted.json()["name"] == ""
+    assert changes.count == 2
 
 
 async def test_settings_change_the_trial_of_new_accounts_and_the_snapshot(

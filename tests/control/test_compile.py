@@ -9,10 +9,11 @@ import msgspec
 import pytest
 
 from factories import usage_event
+from muxgate import wire
 from muxgate._native import Engine
 from muxgate.control import compile_snapshot, next_key_expiry
-from muxgate.control.routing import stored_snapshot
-from muxgate.store import Store, accounts, catalog, keys, ledger, settings, usage
+from muxgate.control.routing import medians_moved, stored_snapshot
+from muxgate.store import Store, accounts, catalog, keys, ledger, policies, settings, usage
 from muxgate.wire import RoutingSnapshot, UsageEvent
 
 NOW = datetime.now(UTC)
@@ -129,3 +130,155 @@ async def test_the_engine_loads_a_compiled_snapshot(
     warnings = engine.load_snapshot(snapshot.encode())
     assert engine.routing_version == snapshot.version
     assert any("OPENAI_API_KEY" in w for w in warnings), warnings
+
+
+async def test_insurance_rules_retention_and_medians_reach_the_snapshot(store: Store) -> None:
+    """Enabled rules in id order with their trigger, scope and payout (percent as basis
+    points); the accounts' retention choice; each model's recent TTFT median (20 samples at
+    least); and the engine takes all of it."""
+    await seed(store)
+    await accounts.update_account(store, "acme", retain_content=True)
+    await policies.update_insurance_rule(store, "low-throughput", enabled=False)
+    await policies.create_insurance_rule(
+        store,
+        "judge",
+        trigger="hallucination",
+        params={"sample_rate": 0.25, "judge_model": "openai/gpt-4o-mini"},
+        models=["openai/*"],
+        channels=["a"],
+        accounts=["acme"],
+        payout_percent=7,
+        cap_per_request_nano=5,
+        min_cost_nano=2,
+    )
+    streamed = [
+        usage_event(
+            f"t{i}",
+            created_ms=int((NOW - timedelta(minutes=5)).timestamp() * 1000),
+            account_id="acme",
+            stream=True,
+            ttft_ms=float(200 + i),
+        )
+        for i in range(25)
+    ]
+    await usage.record_usage(store, streamed)
+    snapshot = await compile_snapshot(store, now=NOW)
+
+    rules = {r.id: r for r in snapshot.insurance}
+    assert [r.id for r in snapshot.insurance] == [
+        "failed-stream",
+        "high-latency",
+        "judge",
+        "unsatisfactory-content",
+    ]
+    assert rules["failed-stream"].trigger == wire.FailedStream()
+    assert rules["high-latency"].trigger == wire.HighLatency(ttft_ms=5000, p50_multiple=3.0)
+    assert rules["high-latency"].payout == wire.Payout(
+        share_bp=5000, max_per_request=None, min_cost=0, max_per_account_day=10_000_000_000
+    )
+    assert rules["unsatisfactory-content"].trigger == wire.UnsatisfactoryContent(
+        repetition_ngram=8, repetition_max=12
+    )
+    judge = rules["judge"]
+    assert judge.trigger == wire.Hallucination(sample_rate=0.25, judge_model="openai/gpt-4o-mini")
+    assert judge.scope == wire.InsuranceScope(
+        models=["openai/*"], channels=["a"], accounts=["acme"]
+    )
+    assert judge.payout == wire.Payout(
+        share_bp=700, max_per_request=5, min_cost=2, max_per_account_day=None
+    )
+    retained = {a.id: a.retain_content for a in snapshot.accounts}
+    assert retained == {"acme": True, "stopped": False, "empty": False}
+    [model] = snapshot.models
+    assert model.ttft_p50_ms == 212.0
+    # An hour later the samples are too old: no median, the absolute threshold alone decides.
+    later = await compile_snapshot(store, now=NOW + timedelta(hours=1))
+    assert later.models[0].ttft_p50_ms is None
+
+    engine = Engine()
+    engine.load_snapshot(snapshot.encode())
+    assert engine.routing_version == snapshot.version
+
+
+async def test_rate_limits_reach_the_snapshot_with_their_precedence(store: Store) -> None:
+    """Enabled policies and the usable keys' own limits, in id order, each with the priority
+    that makes the more particular setting win: a key's own (30), a policy naming subjects
+    (20), one naming models (10), a global one (0). The encoded snapshot decodes to the same."""
+    await seed(store)
+    await policies.update_rate_limit_policy(store, "image-models", enabled=False)
+    await policies.create_rate_limit_policy(
+        store, "acme-tokens", applies_to="account", subjects=["acme"], tpm=200_000
+    )
+    await policies.create_rate_limit_policy(
+        store, "every-account", applies_to="account", rpm=1_000, burst=50
+    )
+    await policies.create_rate_limit_policy(
+        store,
+        "live-mini",
+        applies_to="key",
+        subjects=["live"],
+        models=["openai/gpt-4o-mini"],
+        rpm=5,
+    )
+    await keys.update_key(store, "live", rpm_limit=30)
+    await keys.update_key(store, "soon", tpm_limit=40_000)
+    # Keys the gateway does not accept bring no limits of their own.
+    await keys.update_key(store, "expired", rpm_limit=1)
+    await keys.update_key(store, "disabled", rpm_limit=1)
+    snapshot = await compile_snapshot(store, now=NOW)
+
+    gpt = ["openai/gpt-3*", "openai/gpt-4*", "openai/gpt-5*", "openai/gpt-oss-*"]
+    assert snapshot.limits == [
+        wire.RateLimit(
+            id="acme-tokens", scope="account", subjects=["acme"], tpm=200_000, priority=20
+        ),
+        wire.RateLimit(
+            id="claude-models",
+            scope="key",
+            models=["anthropic/claude-*"],
+            rpm=100,
+            burst=100,
+            priority=10,
+        ),
+        wire.RateLimit(id="every-account", scope="account", rpm=1_000, burst=50, priority=0),
+        wire.RateLimit(id="gpt-models", scope="key", models=gpt, rpm=60, burst=60, priority=10),
+        wire.RateLimit(id="key:live", scope="key", subjects=["live"], rpm=30, priority=30),
+        wire.RateLimit(id="key:soon", scope="key", subjects=["soon"], tpm=40_000, priority=30),
+        wire.RateLimit(
+            id="live-mini",
+            scope="key",
+            subjects=["live"],
+            models=["openai/gpt-4o-mini"],
+            rpm=5,
+            priority=20,
+        ),
+    ]
+    assert msgspec.msgpack.decode(snapshot.encode(), type=RoutingSnapshot) == snapshot
+    decoded = msgspec.msgpack.decode(snapshot.encode())
+    assert decoded["limits"][4] == {
+        "id": "key:live",
+        "scope": "key",
+        "subjects": ["live"],
+        "models": [],
+        "rpm": 30,
+        "tpm": None,
+        "burst": None,
+        "priority": 30,
+    }
+
+    # A key that stops being usable takes its own limits out with it.
+    later = await compile_snapshot(store, now=NOW + timedelta(hours=2))
+    assert [limit.id for limit in later.limits if limit.id.startswith("key:")] == ["key:live"]
+
+    engine = Engine()
+    engine.load_snapshot(snapshot.encode())
+    assert engine.routing_version == snapshot.version
+
+
+def test_medians_move_on_a_new_model_or_a_real_change() -> None:
+    assert not medians_moved({}, {})
+    assert medians_moved({}, {"a/b": 100.0})
+    assert medians_moved({"a/b": 100.0}, {})
+    assert not medians_moved({"a/b": 100.0}, {"a/b": 109.0})
+    assert medians_moved({"a/b": 100.0}, {"a/b": 111.0})
+    assert medians_moved({"a/b": 100.0}, {"a/b": 89.0})

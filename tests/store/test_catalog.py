@@ -190,14 +190,14 @@ async def test_channels_reference_models_and_providers(store: Store) -> None:
 
 async def test_policies_crud(store: Store) -> None:
     rule = await policies.create_insurance_rule(
-        store, "slow", trigger="high_latency", threshold=5000, models=["openai/*"]
+        store, "slow", trigger="high_latency", params={"ttft_ms": 5000}, models=["openai/*"]
     )
     assert rule.payout_percent == 100
     with pytest.raises(Invalid) as threshold:
         await policies.create_insurance_rule(store, "bad", trigger="low_throughput")
-    assert threshold.value.field == "threshold"
+    assert threshold.value.field == "params.min_tokens_per_second"
     with pytest.raises(Invalid):
-        await policies.update_insurance_rule(store, "slow", threshold=None)
+        await policies.update_insurance_rule(store, "slow", params={"ttft_ms": None})
     changed = await policies.update_insurance_rule(store, "slow", payout_percent=50)
     assert changed.payout_percent == 50
     with pytest.raises(Conflict):
@@ -237,3 +237,43 @@ async def test_the_schema_itself_refuses_a_second_charge(store: Store) -> None:
     with pytest.raises(IntegrityError):
         async with store.transaction() as conn:
             await conn.execute(t.ledger_entries.insert().values(expiry))
+
+
+async def test_rule_parameters_are_checked_per_trigger(store: Store) -> None:
+    """Each trigger takes its own parameters, typed and bounded, defaults filled in; changing
+    the trigger starts them afresh."""
+    refused = [
+        ("high_latency", {"ttft_ms": 1.5}, "params.ttft_ms"),
+        ("high_latency", {"ttft_ms": True}, "params.ttft_ms"),
+        ("high_latency", {"p50_multiple": 1}, "params.p50_multiple"),
+        ("low_throughput", {"min_tokens_per_second": 5, "min_output_tokens": -1}, None),
+        ("unsatisfactory_content", {"repetition_max": 10_001}, "params.repetition_max"),
+        ("hallucination", {"sample_rate": 0, "judge_model": "a/b"}, "params.sample_rate"),
+        ("hallucination", {"sample_rate": 1, "judge_model": "not a slug"}, "params.judge_model"),
+        ("failed_stream", {"repetition_ngram": 8}, "params.repetition_ngram"),
+    ]
+    for trigger, params, field in refused:
+        with pytest.raises(Invalid) as error:
+            await policies.create_insurance_rule(store, "x", trigger=trigger, params=params)
+        assert error.value.field == (field or "params.min_output_tokens"), (trigger, params)
+    content = await policies.create_insurance_rule(
+        store, "content", trigger="unsatisfactory_content", params={"repetition_ngram": 4}
+    )
+    assert content.params == {"repetition_ngram": 4, "repetition_max": 12}
+    throughput = await policies.create_insurance_rule(
+        store, "slow", trigger="low_throughput", params={"min_tokens_per_second": 5}
+    )
+    assert throughput.params == {"min_tokens_per_second": 5.0, "min_output_tokens": 50}
+    moved = await policies.update_insurance_rule(
+        store, "slow", trigger="high_latency", params={"p50_multiple": 2}
+    )
+    assert moved.params == {"p50_multiple": 2.0}
+    kept = await policies.update_insurance_rule(store, "slow", params={"ttft_ms": 900})
+    assert kept.params == {"p50_multiple": 2.0, "ttft_ms": 900}
+    for cap in ("cap_per_day_nano", "cap_per_request_nano", "min_cost_nano"):
+        with pytest.raises(Invalid) as error:
+            await policies.update_insurance_rule(store, "slow", **{cap: -1})
+        assert error.value.field == cap
+    with pytest.raises(Invalid) as duplicate:
+        await policies.update_insurance_rule(store, "slow", channels=["a", "a"])
+    assert duplicate.value.field == "channels"

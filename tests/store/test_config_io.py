@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from muxgate import config
-from muxgate.store import Conflict, Store, accounts, catalog, keys, policies, settings
+from muxgate.store import Conflict, Invalid, Store, accounts, catalog, keys, policies, settings
 from muxgate.store.config_io import export_config, import_config
 
 CONFIG = """
@@ -89,11 +89,28 @@ id = "default-key"
 applies_to = "key"
 rpm = 600
 burst = 20
+
+[[rate_limit_policies]]
+id = "team-tokens"
+applies_to = "account"
+subjects = ["team"]
+models = ["openai/*"]
+tpm = 50000
 """ % ("ab" * 32)
 
 
 def parse(text: str) -> config.ConfigFile:
     return msgspec.convert(tomllib.loads(text), config.ConfigFile)
+
+
+async def without_defaults(store: Store) -> Store:
+    """A fresh store minus the default insurance rules and rate-limit policies every store
+    starts with, to compare with the test stores (emptied)."""
+    for rule in await policies.list_insurance_rules(store):
+        await policies.delete_insurance_rule(store, rule.id)
+    for policy in await policies.list_rate_limit_policies(store):
+        await policies.delete_rate_limit_policy(store, policy.id)
+    return store
 
 
 async def test_import_export_import_round_trip(store: Store, tmp_path: Path) -> None:
@@ -121,9 +138,17 @@ async def test_import_export_import_round_trip(store: Store, tmp_path: Path) -> 
     assert (await policies.get_insurance_rule(store, "slow-first-token")).cap_per_day_nano == (
         20_000_000_000
     )
+    team = await policies.get_rate_limit_policy(store, "team-tokens")
+    assert (team.applies_to, team.subjects, team.models, team.tpm) == (
+        "account",
+        ["team"],
+        ["openai/*"],
+        50_000,
+    )
+    assert (await policies.get_rate_limit_policy(store, "default-key")).subjects == []
 
     # The export loads into an empty store and exports the same again.
-    fresh = await Store.open(f"sqlite:///{tmp_path / 'fresh.db'}")
+    fresh = await without_defaults(await Store.open(f"sqlite:///{tmp_path / 'fresh.db'}"))
     try:
         await import_config(fresh, parse(exported))
         assert await export_config(fresh) == exported
@@ -157,3 +182,205 @@ async def test_invalid_files_are_refused_before_touching_the_store(store: Store)
     with pytest.raises(config.ConfigError, match="nowhere"):
         await import_config(store, parse(broken))
     assert await catalog.list_providers(store) == []
+
+
+FULL_RULES = """
+[[insurance_rules]]
+id = "slow"
+trigger = "high_latency"
+description = "slow first token for the team"
+params = { ttft_ms = 4000, p50_multiple = 2.5 }
+models = ["openai/*"]
+channels = ["direct"]
+accounts = ["team"]
+payout_percent = 25
+cap_per_request = "0.5"
+cap_per_day = "2"
+min_cost = "0.001"
+
+[[insurance_rules]]
+id = "judged"
+trigger = "hallucination"
+params = { sample_rate = 0.05, judge_model = "openai/gpt-4o" }
+enabled = false
+
+[[insurance_rules]]
+id = "crawl"
+trigger = "low_throughput"
+threshold = 12.5
+"""
+
+
+async def test_every_field_of_a_rule_round_trips(store: Store) -> None:
+    """Parameters, account scope and minimum cost travel through the file like the rest, and
+    the export needs no note about anything kept in the store only."""
+    await import_config(store, parse(FULL_RULES))
+    slow = await policies.get_insurance_rule(store, "slow")
+    assert slow.params == {"ttft_ms": 4000, "p50_multiple": 2.5}
+    assert (slow.models, slow.channels, slow.accounts) == (["openai/*"], ["direct"], ["team"])
+    assert (slow.payout_percent, slow.description) == (25, "slow first token for the team")
+    assert (slow.cap_per_request_nano, slow.cap_per_day_nano, slow.min_cost_nano) == (
+        500_000_000,
+        2_000_000_000,
+        1_000_000,
+    )
+    judged = await policies.get_insurance_rule(store, "judged")
+    assert judged.params == {"sample_rate": 0.05, "judge_model": "openai/gpt-4o"}
+    assert not judged.enabled
+    # The legacy `threshold` is the measured trigger's main parameter; defaults fill the rest.
+    crawl = await policies.get_insurance_rule(store, "crawl")
+    assert crawl.params == {"min_tokens_per_second": 12.5, "min_output_tokens": 50}
+
+    exported = await export_config(store)
+    assert "in the store only" not in exported and "threshold" not in exported
+    assert "params = { ttft_ms = 4000, p50_multiple = 2.5 }" in exported
+    assert 'accounts = ["team"]' in exported and 'min_cost = "0.001"' in exported
+    before = {r.id: r for r in await policies.list_insurance_rules(store)}
+    for rule in before:
+        await policies.delete_insurance_rule(store, rule)
+    await import_config(store, parse(exported))
+    after = {r.id: r for r in await policies.list_insurance_rules(store)}
+    strip = ("created_at",)
+    assert {
+        i: {k: v for k, v in msgspec.structs.asdict(r).items() if k not in strip}
+        for i, r in after.items()
+    } == {
+        i: {k: v for k, v in msgspec.structs.asdict(r).items() if k not in strip}
+        for i, r in before.items()
+    }
+    assert await export_config(store) == exported
+
+
+async def test_a_rules_parameters_in_the_file_replace_the_stored_ones(store: Store) -> None:
+    await policies.create_insurance_rule(
+        store, "slow", trigger="high_latency", params={"ttft_ms": 4000, "p50_multiple": 2.5}
+    )
+    # Without params (or with only the legacy threshold) the stored parameters are kept...
+    await import_config(
+        store, parse('[[insurance_rules]]\nid = "slow"\ntrigger = "high_latency"\n')
+    )
+    assert (await policies.get_insurance_rule(store, "slow")).params == {
+        "ttft_ms": 4000,
+        "p50_multiple": 2.5,
+    }
+    await import_config(
+        store,
+        parse('[[insurance_rules]]\nid = "slow"\ntrigger = "high_latency"\nthreshold = 900\n'),
+    )
+    assert (await policies.get_insurance_rule(store, "slow")).params == {
+        "ttft_ms": 900,
+        "p50_multiple": 2.5,
+    }
+    # ... and given, they are the whole set.
+    await import_config(
+        store,
+        parse(
+            '[[insurance_rules]]\nid = "slow"\ntrigger = "high_latency"\n'
+            "params = { p50_multiple = 4.0 }\n"
+        ),
+    )
+    assert (await policies.get_insurance_rule(store, "slow")).params == {"p50_multiple": 4.0}
+
+
+async def test_a_rule_parameter_the_trigger_does_not_take_is_refused(store: Store) -> None:
+    bad = '[[insurance_rules]]\nid = "x"\ntrigger = "failed_stream"\nparams = { ttft_ms = 5 }\n'
+    with pytest.raises(Invalid, match="failed_stream takes no parameter 'ttft_ms'"):
+        await import_config(store, parse(bad))
+    assert "x" not in {r.id for r in await policies.list_insurance_rules(store)}
+
+
+ROUTING = """
+[[providers]]
+id = "openai"
+base_url = "https://api.openai.com/v1"
+
+[[models]]
+slug = "openai/gpt-4o"
+aliases = ["gpt-4o"]
+max_attempts = 2
+  [[models.channels]]
+  id = "4o@openai"
+  provider = "openai"
+  upstream_model = "gpt-4o"
+
+[[models]]
+slug = "openai/gpt-4o-mini"
+
+[[accounts]]
+id = "team"
+default_fallback = "gpt-4o:openai"
+
+[[accounts]]
+id = "solo"
+"""
+
+
+async def test_routing_settings_round_trip(store: Store, tmp_path: Path) -> None:
+    """A model's attempts and an account's default fallback travel through the file; a file
+    that leaves an account's fallback out keeps the one the account set itself, "" clears it."""
+    await import_config(store, parse(ROUTING))
+    assert (await catalog.get_model(store, "openai/gpt-4o")).max_attempts == 2
+    assert (await catalog.get_model(store, "openai/gpt-4o-mini")).max_attempts is None
+    assert (await accounts.get_account(store, "team")).default_fallback == "gpt-4o:openai"
+    assert (await accounts.get_account(store, "solo")).default_fallback is None
+    exported = await export_config(store)
+    assert 'default_fallback = "gpt-4o:openai"' in exported
+    assert "max_attempts = 2" in exported
+    fresh = await without_defaults(await Store.open(f"sqlite:///{tmp_path / 'fresh.db'}"))
+    try:
+        await import_config(fresh, parse(exported))
+        assert await export_config(fresh) == exported
+        assert (await accounts.get_account(fresh, "team")).default_fallback == "gpt-4o:openai"
+    finally:
+        await fresh.close()
+
+    await accounts.update_account(store, "solo", default_fallback="openai/gpt-4o-mini")
+    await import_config(store, parse(ROUTING))
+    assert (await accounts.get_account(store, "solo")).default_fallback == "openai/gpt-4o-mini"
+    cleared = ROUTING.replace('default_fallback = "gpt-4o:openai"', 'default_fallback = ""')
+    await import_config(store, parse(cleared.replace("max_attempts = 2\n", "")))
+    assert (await accounts.get_account(store, "team")).default_fallback is None
+    assert (await catalog.get_model(store, "openai/gpt-4o")).max_attempts is None
+
+
+async def test_a_fallback_the_store_cannot_route_is_refused_with_its_path(store: Store) -> None:
+    bad = ROUTING.replace('"gpt-4o:openai"', '"gpt-4o:azure"')
+    with pytest.raises(Invalid, match=r"accounts\.team\.default_fallback: no provider or channel"):
+        await import_config(store, parse(bad))
+    assert await accounts.list_accounts(store) == []
+    assert await catalog.list_models(store) == []
+    with pytest.raises(config.ConfigError, match=r"models\.openai/gpt-4o\.max_attempts"):
+        await import_config(store, parse(ROUTING.replace("max_attempts = 2", "max_attempts = 21")))
+
+
+async def test_a_policys_subjects_are_checked_and_named_by_path(store: Store) -> None:
+    """Subjects name keys or accounts of the file or the store, as `applies_to` says; a key
+    id given to an account policy is refused with the field's path, and nothing is imported."""
+    wrong = CONFIG.replace('subjects = ["team"]', 'subjects = ["team", "dev"]')
+    with pytest.raises(
+        Invalid, match=r"rate_limit_policies\.team-tokens\.subjects\[1\]: unknown account 'dev'"
+    ):
+        await import_config(store, parse(wrong))
+    assert await policies.list_rate_limit_policies(store) == []
+    assert await accounts.list_accounts(store) == []
+    twice = CONFIG + '\n[[rate_limit_policies]]\nid = "default-key"\napplies_to = "key"\nrpm = 1\n'
+    with pytest.raises(config.ConfigError, match="rate_limit_policies: duplicate id 'default-key'"):
+        await import_config(store, parse(twice))
+
+
+async def test_a_policy_naming_only_revoked_keys_is_left_out_of_the_export(store: Store) -> None:
+    """Revoked keys are not exported, so neither are they as subjects; a policy naming nothing
+    else is left out with a note rather than exported as one limiting every key."""
+    await import_config(store, parse(CONFIG))
+    await policies.create_rate_limit_policy(
+        store, "dev-and-ci", applies_to="key", subjects=["dev", "ci"], rpm=5
+    )
+    await policies.create_rate_limit_policy(
+        store, "ci-only", applies_to="key", subjects=["ci"], rpm=1
+    )
+    await keys.revoke_key(store, "ci")
+    exported = await export_config(store)
+    assert "rate-limit policy 'ci-only' left out: it names only revoked keys" in exported
+    document = tomllib.loads(exported)
+    shown = {p["id"]: p["subjects"] for p in document["rate_limit_policies"]}
+    assert shown == {"default-key": [], "dev-and-ci": ["dev"], "team-tokens": ["team"]}

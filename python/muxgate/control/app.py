@@ -1,6 +1,7 @@
 """The control plane's Litestar application: the admin API under `/admin/v1`, guarded by the
-admin token, and the account's own management API under `/api/v1/management`, guarded by its
-API keys; the OpenAPI document and interactive docs of both are at `/admin/v1/schema`."""
+admin token, and the account's own management API under `/api/v1/management` (with its
+insurance claims and routing settings) and case export under `/api/v1/insurance`, guarded by
+its API keys; the OpenAPI document and interactive docs of all are at `/admin/v1/schema`."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from muxgate.control.catalog.controllers import (
 from muxgate.control.deps import RoutingChanged, provide_changed, provide_store
 from muxgate.control.errors import EXCEPTION_HANDLERS
 from muxgate.control.guards import admin_guard
+from muxgate.control.insurance.controllers import CaseController, InsuranceController
 from muxgate.control.keys.controllers import KeyController
 from muxgate.control.management import ManagementController
 from muxgate.control.policies.controllers import (
     InsuranceRuleController,
     RateLimitPolicyController,
 )
+from muxgate.control.routing.controllers import RoutingSettingsController
 from muxgate.control.settings.controllers import SettingsController
 from muxgate.store import Store
 
@@ -37,7 +40,7 @@ def create_app(
     store: Store, *, admin_token: str, on_change: Callable[[], Awaitable[None]]
 ) -> Litestar:
     """The admin API over `store`. `on_change` is awaited after every accepted change the
-    routing snapshot depends on (keys, accounts, catalog, ledger entries)."""
+    routing snapshot depends on (keys, accounts, catalog, insurance rules, ledger entries)."""
     admin = Router(
         path=API_PREFIX,
         route_handlers=[
@@ -71,7 +74,13 @@ def create_app(
         use_handler_docstrings=True,
     )
     app = Litestar(
-        route_handlers=[admin, ManagementController],
+        route_handlers=[
+            admin,
+            ManagementController,
+            InsuranceController,
+            CaseController,
+            RoutingSettingsController,
+        ],
         dependencies={
             "store": Provide(provide_store, sync_to_thread=False),
             "changed": Provide(provide_changed, sync_to_thread=False),

@@ -42,6 +42,16 @@ ModelPattern = Annotated[
         description="A model slug, or a prefix ending in `*` (`openai/*`, `*`)",
     ),
 ]
+FallbackModel = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=400,
+        pattern=r"^[^\x00\s]+$",
+        description="A model slug or alias, optionally with `:provider` (a provider or channel "
+        "of that model): `google/gemini-2.5-flash`, `anthropic/claude-sonnet-4.5:bedrock`",
+    ),
+]
 Name = Annotated[str, Meta(max_length=200, pattern=_PLAIN)]
 Description = Annotated[str, Meta(max_length=500, pattern=_PLAIN)]
 Note = Annotated[str, Meta(max_length=1000, pattern=_PLAIN)]

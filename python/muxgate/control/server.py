@@ -11,6 +11,7 @@ import socket
 from typing import Any
 
 from muxgate.bus.redis import RedisBus
+from muxgate.control.insurance.judge import JudgeSettings
 from muxgate.control.plane import ControlPlane
 from muxgate.gateway.mount import MountedASGI, Receive, Send
 from muxgate.store import Store
@@ -22,9 +23,15 @@ class ControlServer:
     """ASGI entry point: lifespan starts and stops the control plane; HTTP goes to its API."""
 
     def __init__(
-        self, database: str, redis_url: str, admin_token: str, consumer: str | None = None
+        self,
+        database: str,
+        redis_url: str,
+        admin_token: str,
+        consumer: str | None = None,
+        judge: JudgeSettings | None = None,
     ) -> None:
         self.database = database
+        self.judge = judge
         self.redis_url = redis_url
         self.admin_token = admin_token
         # Stable across restarts: a control plane that crashed mid-batch finds its own pending
@@ -43,6 +50,7 @@ class ControlServer:
             os.environ.get("MUXGATE_REDIS", "redis://127.0.0.1:6379/0"),
             os.environ["MUXGATE_ADMIN_TOKEN"],
             os.environ.get("MUXGATE_CONSUMER") or None,
+            JudgeSettings.from_env(),
         )
 
     async def start(self) -> None:
@@ -51,7 +59,12 @@ class ControlServer:
         if warning := await self._bus.durability_warning():
             log.warning("%s", warning)
         self.plane = ControlPlane(
-            self._store, self._bus, self._bus, admin_token=self.admin_token, consumer=self.consumer
+            self._store,
+            self._bus,
+            self._bus,
+            admin_token=self.admin_token,
+            consumer=self.consumer,
+            judge=self.judge,
         )
         self._api = MountedASGI(self.plane.app)
         await self._api.startup()

@@ -42,7 +42,7 @@ ROUTES: dict[str, tuple[str, Handler]] = {
 ANTHROPIC_PREFIX = "/api/anthropic/"
 
 # Paths the control plane answers when it runs in this process (embedded mode).
-CONTROL_PREFIXES = ("/admin/", "/api/v1/management/")
+CONTROL_PREFIXES = ("/admin/", "/api/v1/management/", "/api/v1/insurance/")
 
 
 class Gateway:
@@ -65,10 +65,12 @@ class Gateway:
 
             runtime = EmbeddedRuntime.from_env()
         else:
-            runtime = RedisRuntime(
-                os.environ.get("MUXGATE_REDIS", "redis://127.0.0.1:6379/0"),
-                os.environ.get("MUXGATE_SPILL_DIR", ".muxgate/spill"),
-            )
+            redis_url = os.environ.get("MUXGATE_REDIS", "redis://127.0.0.1:6379/0")
+            runtime = RedisRuntime(redis_url, os.environ.get("MUXGATE_SPILL_DIR", ".muxgate/spill"))
+            gateway = cls(runtime, max_body_bytes=max_body)
+            # Rate limits hold across every worker of every host through the same Redis.
+            gateway.engine.use_redis_limits(redis_url)
+            return gateway
         return cls(runtime, max_body_bytes=max_body)
 
     def load_snapshot(self, data: bytes) -> None:

@@ -79,13 +79,17 @@ class MountedASGI:
         status = 500
         headers: list[tuple[str, str]] = []
         parts: list[bytes] = []
+        answered = asyncio.Event()
 
         async def receive() -> Message:
             nonlocal delivered
             if not delivered:
                 delivered = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            await proto.client_disconnect()
+            # Streaming responses listen for the client leaving while they write. The answer
+            # is buffered and sent once complete, so the client "leaves" when it is: a listener
+            # waiting on the real connection would keep the app from ever returning.
+            await answered.wait()
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
@@ -98,6 +102,8 @@ class MountedASGI:
                 ]
             elif message["type"] == "http.response.body":
                 parts.append(bytes(message.get("body", b"")))
+                if not message.get("more_body", False):
+                    answered.set()
 
         await self.app(asgi_scope, receive, send)
         proto.response_bytes(status, headers, b"".join(parts))

@@ -15,12 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from muxgate import credentials
 from muxgate.store import tables as t
 from muxgate.store.errors import Conflict, Invalid, SecretKeyMissing
+from muxgate.store.fallbacks import check_fallbacks_kept, fallback_users
 from muxgate.store.ledger import now_utc
 from muxgate.store.rows import conflict_on_integrity, delete, fetch, to_record, unset_free, update
 from muxgate.store.store import Store
 from muxgate.wire import PROTOCOLS
 
 U32_MAX = 2**32 - 1
+MAX_ATTEMPTS = (1, 20)
 
 
 class ProviderRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,6 +41,8 @@ class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
     aliases: list[str]
     context_length: int | None
     capabilities: list[str]
+    max_attempts: int | None = None
+    """Attempts across the model's channels, the first included (the settings' when None)."""
     created_at: datetime
 
 
@@ -226,9 +230,11 @@ async def create_model(
     aliases: Sequence[str] = (),
     context_length: int | None = None,
     capabilities: Sequence[str] = (),
+    max_attempts: int | None = None,
     now: datetime | None = None,
 ) -> ModelRecord:
     _in_range({"context_length": context_length}, ["context_length"], 1, U32_MAX)
+    _in_range({"max_attempts": max_attempts}, ["max_attempts"], *MAX_ATTEMPTS)
     async with store.transaction() as conn:
         if await _exists(conn, t.models.c.slug, slug):
             raise Conflict(f"model {slug!r} already exists", "slug")
@@ -238,6 +244,7 @@ async def create_model(
                     slug=slug,
                     context_length=context_length,
                     capabilities=list(capabilities),
+                    max_attempts=max_attempts,
                     created_at=now or now_utc(),
                 )
             )
@@ -263,22 +270,40 @@ async def update_model(
     aliases: Sequence[str] | msgspec.UnsetType = msgspec.UNSET,
     context_length: int | msgspec.UnsetType | None = msgspec.UNSET,
     capabilities: Sequence[str] | msgspec.UnsetType = msgspec.UNSET,
+    max_attempts: int | msgspec.UnsetType | None = msgspec.UNSET,
 ) -> ModelRecord:
-    values = unset_free({"context_length": context_length, "capabilities": capabilities})
+    """Change some fields; an alias some account's default fallback uses cannot go."""
+    values = unset_free(
+        {
+            "context_length": context_length,
+            "capabilities": capabilities,
+            "max_attempts": max_attempts,
+        }
+    )
     _in_range(values, ["context_length"], 1, U32_MAX)
+    _in_range(values, ["max_attempts"], *MAX_ATTEMPTS)
     if "capabilities" in values:
         values["capabilities"] = list(values["capabilities"])
     async with store.transaction() as conn:
         await update(conn, t.models, t.models.c.slug, slug, "model", values=values)
         if not isinstance(aliases, msgspec.UnsetType):
             await _set_names(conn, slug, list(aliases))
+            await check_fallbacks_kept(conn, f"model {slug!r}", "aliases")
         return await _load_model(conn, slug)
 
 
 async def delete_model(store: Store, slug: str) -> None:
+    """A model with channels, or one some account's default fallback names, cannot go."""
     async with store.transaction() as conn:
         if await _exists(conn, t.channels.c.model_slug, slug):
             raise Conflict(f"model {slug!r} has channels; delete them first", "slug")
+        users = await fallback_users(conn, slug)
+        if users:
+            raise Conflict(
+                f"model {slug!r} is the default fallback of accounts {', '.join(users)}; "
+                "change theirs first",
+                "slug",
+            )
         async with conflict_on_integrity(f"model {slug!r} has channels", "slug"):
             await delete(conn, t.models, t.models.c.slug, slug, "model")
 
@@ -371,9 +396,14 @@ async def update_channel(store: Store, channel_id: str, **changes: Any) -> Chann
         await fetch(conn, t.channels, t.channels.c.id, channel_id, "channel")
         await _channel_values(conn, values)
         row = await update(conn, t.channels, t.channels.c.id, channel_id, "channel", values=values)
+        if {"model_slug", "provider_id"} & set(values):
+            await check_fallbacks_kept(conn, f"channel {channel_id!r}", "id")
         return to_record(row, ChannelRecord)
 
 
 async def delete_channel(store: Store, channel_id: str) -> None:
+    """A channel that alone serves the provider some account's default fallback pins cannot
+    go."""
     async with store.transaction() as conn:
         await delete(conn, t.channels, t.channels.c.id, channel_id, "channel")
+        await check_fallbacks_kept(conn, f"channel {channel_id!r}", "id")

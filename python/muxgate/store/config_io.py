@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from muxgate import config as cfg
 from muxgate.store import accounts, catalog, keys, policies, settings
 from muxgate.store.errors import Invalid, NotFound
@@ -107,6 +109,7 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> None:
                 aliases=m.aliases,
                 context_length=m.context_length,
                 capabilities=m.capabilities,
+                max_attempts=m.max_attempts,
             )
             for c in wm.channels:
                 await _upsert(
@@ -127,46 +130,73 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> None:
                     enabled=c.enabled,
                 )
         for a in config.accounts:
-            await _upsert(
-                lambda i, **f: accounts.create_account(store, i, **f),
-                lambda i, **f: accounts.update_account(store, i, **f),
-                lambda i: accounts.get_account(store, i),
-                a.id,
-                name=a.name,
-                blocked=a.blocked,
-            )
+            # The account may set its default fallback itself (management API): a file that
+            # leaves it out keeps the stored one, and "" clears it.
+            fallback: dict[str, Any] = {}
+            if a.default_fallback is not None:
+                fallback["default_fallback"] = a.default_fallback or None
+            try:
+                await _upsert(
+                    lambda i, **f: accounts.create_account(store, i, **f),
+                    lambda i, **f: accounts.update_account(store, i, **f),
+                    lambda i: accounts.get_account(store, i),
+                    a.id,
+                    name=a.name,
+                    blocked=a.blocked,
+                    **fallback,
+                )
+            except Invalid as exc:
+                where = f"accounts.{a.id}.{exc.field}"
+                raise Invalid(f"{where}: {exc.message}", exc.field) from exc
         await _import_keys(store, config, digests)
         for r in config.insurance_rules:
-            where = f"insurance_rules.{r.id}"
-            await _upsert(
-                lambda i, **f: policies.create_insurance_rule(store, i, **f),
-                lambda i, **f: policies.update_insurance_rule(store, i, **f),
-                lambda i: policies.get_insurance_rule(store, i),
-                r.id,
-                description=r.description,
-                trigger=r.trigger,
-                threshold=r.threshold,
-                models=r.models,
-                channels=r.channels,
-                payout_percent=r.payout_percent,
-                cap_per_request_nano=_opt_usd(r.cap_per_request, f"{where}.cap_per_request"),
-                cap_per_day_nano=_opt_usd(r.cap_per_day, f"{where}.cap_per_day"),
-                enabled=r.enabled,
-            )
+            await _import_rule(store, r)
         for pol in config.rate_limit_policies:
-            await _upsert(
-                lambda i, **f: policies.create_rate_limit_policy(store, i, **f),
-                lambda i, **f: policies.update_rate_limit_policy(store, i, **f),
-                lambda i: policies.get_rate_limit_policy(store, i),
-                pol.id,
-                description=pol.description,
-                applies_to=pol.applies_to,
-                models=pol.models,
-                rpm=pol.rpm,
-                tpm=pol.tpm,
-                burst=pol.burst,
-                enabled=pol.enabled,
-            )
+            try:
+                await _upsert(
+                    lambda i, **f: policies.create_rate_limit_policy(store, i, **f),
+                    lambda i, **f: policies.update_rate_limit_policy(store, i, **f),
+                    lambda i: policies.get_rate_limit_policy(store, i),
+                    pol.id,
+                    description=pol.description,
+                    applies_to=pol.applies_to,
+                    subjects=pol.subjects,
+                    models=pol.models,
+                    rpm=pol.rpm,
+                    tpm=pol.tpm,
+                    burst=pol.burst,
+                    enabled=pol.enabled,
+                )
+            except Invalid as exc:
+                where = f"rate_limit_policies.{pol.id}.{exc.field}"
+                raise Invalid(f"{where}: {exc.message}", exc.field) from exc
+
+
+async def _import_rule(store: Store, rule: cfg.InsuranceRuleSection) -> None:
+    where = f"insurance_rules.{rule.id}"
+    params: dict[str, Any] = cfg.rule_params(rule)
+    fields: dict[str, Any] = {
+        "description": rule.description,
+        "trigger": rule.trigger,
+        "models": rule.models,
+        "channels": rule.channels,
+        "accounts": rule.accounts,
+        "payout_percent": rule.payout_percent,
+        "cap_per_request_nano": _opt_usd(rule.cap_per_request, f"{where}.cap_per_request"),
+        "cap_per_day_nano": _opt_usd(rule.cap_per_day, f"{where}.cap_per_day"),
+        "min_cost_nano": _opt_usd(rule.min_cost, f"{where}.min_cost") or 0,
+        "enabled": rule.enabled,
+    }
+    try:
+        current = await policies.get_insurance_rule(store, rule.id)
+    except NotFound:
+        await policies.create_insurance_rule(store, rule.id, params=params, **fields)
+        return
+    if rule.params is not None:
+        # The file's parameters are the whole set: a stored one it leaves out goes back to
+        # its default (an update otherwise merges parameters over the stored ones).
+        params = {**dict.fromkeys(current.params), **params}
+    await policies.update_insurance_rule(store, rule.id, params=params, **fields)
 
 
 def _opt_usd(value: str | None, field: str) -> int | None:
@@ -195,6 +225,16 @@ async def export_config(store: Store) -> str:
     revoked = [k.id for k in key_list if k.revoked_at is not None]
     if revoked:
         notes.append(f"revoked keys left out: {', '.join(revoked)}")
+    exported_limits = []
+    for pol in limits:
+        subjects = pol.subjects
+        if pol.applies_to == "key":
+            subjects = [s for s in subjects if s not in revoked]
+        if pol.subjects and not subjects:
+            # Without subjects it would limit every key.
+            notes.append(f"rate-limit policy {pol.id!r} left out: it names only revoked keys")
+            continue
+        exported_limits.append(msgspec.structs.replace(pol, subjects=subjects))
     by_model: dict[str, list[dict[str, Any]]] = {}
     for c in channels:
         by_model.setdefault(c.model_slug, []).append(
@@ -238,11 +278,20 @@ async def export_config(store: Store) -> str:
                 "aliases": m.aliases,
                 "context_length": m.context_length,
                 "capabilities": m.capabilities,
+                "max_attempts": m.max_attempts,
                 "channels": by_model.get(m.slug) or None,
             }
             for m in models
         ],
-        "accounts": [{"id": a.id, "name": a.name, "blocked": a.blocked} for a in account_list],
+        "accounts": [
+            {
+                "id": a.id,
+                "name": a.name,
+                "blocked": a.blocked,
+                "default_fallback": a.default_fallback,
+            }
+            for a in account_list
+        ],
         "keys": [
             {
                 "id": k.id,
@@ -264,12 +313,14 @@ async def export_config(store: Store) -> str:
                 "id": r.id,
                 "trigger": r.trigger,
                 "description": r.description,
-                "threshold": r.threshold,
+                "params": r.params or None,
                 "models": r.models,
                 "channels": r.channels,
+                "accounts": r.accounts,
                 "payout_percent": r.payout_percent,
                 "cap_per_request": _opt_nano(r.cap_per_request_nano),
                 "cap_per_day": _opt_nano(r.cap_per_day_nano),
+                "min_cost": _opt_nano(r.min_cost_nano or None),
                 "enabled": r.enabled,
             }
             for r in rules
@@ -279,13 +330,14 @@ async def export_config(store: Store) -> str:
                 "id": pol.id,
                 "applies_to": pol.applies_to,
                 "description": pol.description,
+                "subjects": pol.subjects,
                 "models": pol.models,
                 "rpm": pol.rpm,
                 "tpm": pol.tpm,
                 "burst": pol.burst,
                 "enabled": pol.enabled,
             }
-            for pol in limits
+            for pol in exported_limits
         ],
     }
     return dumps(document, notes)

@@ -74,10 +74,14 @@ def check_model_patterns(patterns: Sequence[str], field: str = "models") -> list
 
 
 def _check_limits(values: dict[str, Any]) -> None:
-    for name in ("rpm_limit", "tpm_limit", "credit_limit_nano"):
+    # A rate of 0 would be a disabled key in disguise; `enabled` says that plainly.
+    for name in ("rpm_limit", "tpm_limit"):
         value = values.get(name)
-        if value is not None and value < 0:
-            raise Invalid("must not be negative", name)
+        if value is not None and value < 1:
+            raise Invalid("must be at least 1", name)
+    credit = values.get("credit_limit_nano")
+    if credit is not None and credit < 0:
+        raise Invalid("must not be negative", "credit_limit_nano")
 
 
 async def spent(conn: AsyncConnection, key_ids: Sequence[str] | None) -> dict[str, int]:

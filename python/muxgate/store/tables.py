@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -75,6 +76,11 @@ accounts = Table(
     Column("name", String(200), nullable=False, default=""),
     # Manual block only; a balance at or below zero blocks as well, derived from the ledger.
     Column("blocked", Boolean, nullable=False, default=False),
+    # The account opted into keeping (redacted) content of insurance cases; off by default.
+    Column("retain_content", Boolean, nullable=False, default=False, server_default=false()),
+    # The model (optionally `model:provider`) tried when every channel of a requested model
+    # failed and the request names no fallback of its own.
+    Column("default_fallback", String(400), nullable=True),
     _created(),
 )
 
@@ -122,6 +128,8 @@ models = Table(
     Column("slug", String(200), primary_key=True),
     Column("context_length", BigInteger, nullable=True),
     Column("capabilities", JSON, nullable=False),
+    # Attempts across the model's channels, the first included; the settings' when NULL.
+    Column("max_attempts", Integer, nullable=True),
     _created(),
 )
 
@@ -175,12 +183,17 @@ insurance_rules = Table(
     Column("id", String(128), primary_key=True),
     Column("description", String(500), nullable=False),
     Column("trigger", String(32), nullable=False),
-    Column("threshold", Float, nullable=True),
+    # The trigger's parameters, validated per trigger by `policies` (one JSON object, so a new
+    # trigger needs no migration).
+    Column("params", JSON, nullable=False),
     Column("models", JSON, nullable=False),
     Column("channels", JSON, nullable=False),
+    Column("accounts", JSON, nullable=False),
     Column("payout_percent", Integer, nullable=False),
     Column("cap_per_request_nano", BigInteger, nullable=True),
+    # Per account and UTC day, applied by the control plane when it books a claim.
     Column("cap_per_day_nano", BigInteger, nullable=True),
+    Column("min_cost_nano", BigInteger, nullable=False, server_default="0"),
     Column("enabled", Boolean, nullable=False),
     _created(),
 )
@@ -191,6 +204,8 @@ rate_limit_policies = Table(
     Column("id", String(128), primary_key=True),
     Column("description", String(500), nullable=False),
     Column("applies_to", String(16), nullable=False),
+    # Key ids (or account ids, per `applies_to`) the policy limits; empty: every one.
+    Column("subjects", JSON, nullable=False),
     Column("models", JSON, nullable=False),
     Column("rpm", Integer, nullable=True),
     Column("tpm", BigInteger, nullable=True),
@@ -226,10 +241,19 @@ ledger_entries = Table(
     _created(),
     CheckConstraint("kind IN ('" + "', '".join(LEDGER_KINDS) + "')", name="kind"),
     CheckConstraint("bonus_nano <= 0 OR kind <> 'charge'", name="charge_not_positive"),
-    # At most one entry of a kind per request: charges (and later credits) are idempotent.
-    UniqueConstraint("kind", "request_id"),
     Index(None, "account_id", "id"),
     Index(None, "key_id"),
+)
+# At most one entry of a kind per request, so charges are idempotent. Insurance credits are the
+# exception: one per claim, and a request may have several claims (one per rule), which
+# `insurance_claims` keeps unique instead.
+Index(
+    "uq_ledger_entries_kind_request_id",
+    ledger_entries.c.kind,
+    ledger_entries.c.request_id,
+    unique=True,
+    sqlite_where=ledger_entries.c.kind != "insurance",
+    postgresql_where=ledger_entries.c.kind != "insurance",
 )
 
 # Running sums of the ledger, written in the same transaction as the entries they sum, so a
@@ -292,8 +316,66 @@ usage_records = Table(
     Column("cancelled", Boolean, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("malformed_chunks", Integer, nullable=False),
+    # JSON list of the channels that failed and were failed over (their live error rate).
+    Column("failovers", Text, nullable=False, server_default="[]"),
     Index(None, "created_at"),
     Index(None, "account_id", "created_at"),
+    Index(None, "channel_id", "created_at"),
+)
+
+# One row per (request, rule) that triggered: the booked credit, possibly reduced (down to 0)
+# by the rule's daily cap. Kept like the ledger (not purged with usage), so a replayed event
+# never books twice.
+insurance_claims = Table(
+    "insurance_claims",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("request_id", Text, nullable=False),
+    # No foreign key: a claim outlives the rule that made it.
+    Column("rule_id", String(128), nullable=False),
+    Column(
+        "account_id", String(128), ForeignKey("accounts.id", ondelete="RESTRICT"), nullable=False
+    ),
+    Column("key_id", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("channel_id", Text, nullable=True),
+    Column("trigger", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    # What the engine's verdict asked for, and what was credited after the daily cap.
+    Column("requested_nano", BigInteger, nullable=False),
+    Column("credit_nano", BigInteger, nullable=False),
+    # When the request was made (the day its cap counts against), and when it was booked.
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("booked_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("request_id", "rule_id"),
+    Index(None, "account_id", "created_at"),
+    Index(None, "account_id", "rule_id", "created_at"),
+)
+
+# The content of a request that made a claim (or was sampled for the judge), for accounts that
+# opted into retention, redacted before it is written. Purged with usage.
+insurance_cases = Table(
+    "insurance_cases",
+    metadata,
+    Column("request_id", Text, primary_key=True),
+    Column("account_id", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("model", Text, nullable=False),
+    Column("surface", String(16), nullable=False),
+    Column("verdicts", JSON, nullable=False),
+    Column("measurements", JSON, nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("answer", JSON, nullable=False),
+    Column("judge_rules", JSON, nullable=False),
+    Column("judged_at", UtcDateTime(), nullable=True),
+    # While the judge owes a verdict: when it next asks (null once judged or never sampled),
+    # how many passes failed, and what each judge said so far (its verdict or its failure).
+    Column("judge_next_at", UtcDateTime(), nullable=True),
+    Column("judge_attempts", Integer, nullable=False, server_default="0"),
+    Column("judge_outcome", JSON, nullable=True),
+    Index(None, "account_id", "created_at"),
+    Index(None, "created_at"),
+    Index(None, "judge_next_at"),
 )
 
 routing_versions = Table(

@@ -2,12 +2,15 @@
 
 A batch of events is one transaction: new records are inserted (replays of a request id are
 skipped by the primary key), then one charge per new record with a cost, split bonus-first
-against the balances read under the account locks. Nothing here is one round trip per row."""
+against the balances read under the account locks, then the insurance claims of the new
+records and their redacted cases (see `claims` and `cases`). Nothing here is one round trip
+per row."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from statistics import median
 from typing import Any
 
 import msgspec
@@ -17,12 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from muxgate.store import settings
 from muxgate.store import tables as t
 from muxgate.store.bulk import add_to_sums, insert_rows
+from muxgate.store.cases import store_cases
+from muxgate.store.claims import ClaimSource, book_in
 from muxgate.store.keys import spent
 from muxgate.store.ledger import add_to_balances, balances, lock_accounts, now_utc, split_charge
 from muxgate.store.store import Store
 from muxgate.wire.usage import UsageEvent
 
-_EVENT_FIELDS = [f for f in UsageEvent.__struct_fields__ if f != "created_ms"]
+# Verdicts and cases are booked into their own tables, never kept with the usage metadata.
+_EVENT_FIELDS = [
+    f for f in UsageEvent.__struct_fields__ if f not in {"created_ms", "insurance", "case"}
+]
 
 
 class RecordResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -30,8 +38,14 @@ class RecordResult(msgspec.Struct, frozen=True, kw_only=True):
     """New usage records; replayed events are not counted."""
     duplicates: int
     charged_nano: int
+    credited_nano: int = 0
+    """Insurance credit booked for the new records."""
+    claims: int = 0
+    cases: int = 0
     blocked_accounts: list[str]
     """Accounts whose total balance crossed from above zero to zero or below."""
+    unblocked_accounts: list[str] = []
+    """Accounts whose insurance credit took the total balance from zero or below above zero."""
     exhausted_keys: list[str]
     """Keys whose charges reached their credit limit in this batch."""
     unknown_accounts: list[str]
@@ -70,7 +84,7 @@ async def _insert_new(conn: AsyncConnection, events: list[UsageEvent]) -> set[st
     for e in fresh:
         created = datetime.fromtimestamp(e.created_ms / 1000, UTC)
         stamp = created.replace(tzinfo=None) if sqlite_naive else created
-        rows.append((stamp, *(getattr(e, name) for name in _EVENT_FIELDS)))
+        rows.append((stamp, *(_column(e, name) for name in _EVENT_FIELDS)))
     await insert_rows(conn, "usage_records", _COLUMNS, rows)
     return {e.request_id for e in fresh}
 
@@ -78,8 +92,8 @@ async def _insert_new(conn: AsyncConnection, events: list[UsageEvent]) -> set[st
 async def record_usage(
     store: Store, events: Sequence[UsageEvent], now: datetime | None = None
 ) -> RecordResult:
-    """Insert new usage records and their charges in one transaction; replaying events
-    inserts and charges nothing twice."""
+    """Insert new usage records with their charges, insurance claims and cases in one
+    transaction; replaying events inserts, charges and credits nothing twice."""
     now = now or now_utc()
     unique: dict[str, UsageEvent] = {}
     for event in events:
@@ -96,12 +110,23 @@ async def record_usage(
     async with store.transaction() as conn:
         # Lock first: the balances read below decide the bonus/purchased split.
         costly = [e for e in unique.values() if e.cost_nano_usd > 0]
-        known = await lock_accounts(conn, {e.account_id for e in costly})
+        claiming = [e for e in unique.values() if e.insurance]
+        # Accounts this batch writes for: charges, credits, cases (a free request sampled for
+        # the judge has only a case).
+        involved = [
+            e for e in unique.values() if e.cost_nano_usd > 0 or e.insurance or e.case is not None
+        ]
+        known = await lock_accounts(conn, {e.account_id for e in involved})
         new_ids = await _insert_new(conn, list(unique.values()))
         charges = [e for e in costly if e.request_id in new_ids and e.account_id in known]
         charges = await _uncharged(conn, charges)
-        unknown = sorted({e.account_id for e in costly if e.request_id in new_ids} - known)
-        before = await balances(conn, {e.account_id for e in charges})
+        claims = [
+            ClaimSource.of(e) for e in claiming if e.request_id in new_ids and e.account_id in known
+        ]
+        unknown = sorted({e.account_id for e in involved if e.request_id in new_ids} - known)
+        before = await balances(
+            conn, {e.account_id for e in charges} | {c.account_id for c in claims}
+        )
         limited = await _limited_keys(conn, {e.key_id for e in charges})
         spend_before = await spent(conn, list(limited))
         bonus = {a: b.bonus_nano for a, b in before.items()}
@@ -133,9 +158,15 @@ async def record_usage(
             await add_to_sums(
                 conn, "key_spend", "key_id", ["spent_nano"], {k: (v,) for k, v in by_key.items()}
             )
-        blocked = sorted(
-            a for a, b in before.items() if b.total_nano > 0 >= b.total_nano - charged[a]
-        )
+        booked = await book_in(conn, claims, now)
+        fresh = [e for e in involved if e.request_id in new_ids and e.account_id in known]
+        cases = await store_cases(conn, fresh, booked.credits)
+        after = {
+            a: b.total_nano - charged.get(a, 0) + booked.by_account.get(a, 0)
+            for a, b in before.items()
+        }
+        blocked = sorted(a for a, b in before.items() if b.total_nano > 0 >= after[a])
+        unblocked = sorted(a for a, b in before.items() if b.total_nano <= 0 < after[a])
         exhausted = sorted(
             k
             for k, limit in limited.items()
@@ -145,7 +176,11 @@ async def record_usage(
         inserted=len(new_ids),
         duplicates=len(events) - len(new_ids),
         charged_nano=sum(charged.values()),
+        credited_nano=booked.credited_nano,
+        claims=booked.claims,
+        cases=cases,
         blocked_accounts=blocked,
+        unblocked_accounts=unblocked,
         exhausted_keys=exhausted,
         unknown_accounts=unknown,
     )
@@ -177,15 +212,51 @@ async def _limited_keys(conn: AsyncConnection, key_ids: set[str]) -> dict[str, i
 
 
 async def purge_usage(store: Store, older_than: datetime | None = None) -> int:
-    """Delete usage records created before `older_than` (default: the retention setting)."""
+    """Delete usage records and insurance cases created before `older_than` (default: the
+    retention setting); the count of usage records deleted. Claims stay, like the ledger."""
     async with store.transaction() as conn:
         if older_than is None:
             days = (await settings.load(conn)).usage_retention_days
             older_than = now_utc() - timedelta(days=days)
+        await conn.execute(
+            delete(t.insurance_cases).where(t.insurance_cases.c.created_at < older_than)
+        )
         result = await conn.execute(
             delete(t.usage_records).where(t.usage_records.c.created_at < older_than)
         )
         return int(result.rowcount)
+
+
+P50_WINDOW = timedelta(hours=1)
+P50_MIN_SAMPLES = 20
+_P50_MAX_SAMPLES = 1000
+
+
+async def ttft_medians(conn: AsyncConnection, now: datetime) -> dict[str, float]:
+    """Each model's median time to first token over its successful streamed requests of the
+    last hour (the newest 1000 at most), for models with at least 20 of them. Streamed only:
+    a JSON answer's first byte comes when the whole answer is done, which is not latency."""
+    u = t.usage_records
+    rank = (
+        func.row_number()
+        .over(partition_by=u.c.model, order_by=(u.c.created_at.desc(), u.c.request_id))
+        .label("rank")
+    )
+    recent = (
+        select(u.c.model, u.c.ttft_ms, rank)
+        .where(
+            u.c.created_at >= now - P50_WINDOW,
+            u.c.status == "ok",
+            u.c.stream,
+            u.c.ttft_ms.is_not(None),
+        )
+        .subquery()
+    )
+    query = select(recent.c.model, recent.c.ttft_ms).where(recent.c.rank <= _P50_MAX_SAMPLES)
+    samples: dict[str, list[float]] = {}
+    for model, ttft in await conn.execute(query):
+        samples.setdefault(model, []).append(float(ttft))
+    return {m: median(v) for m, v in samples.items() if len(v) >= P50_MIN_SAMPLES}
 
 
 async def usage_count(store: Store) -> int:
@@ -195,8 +266,14 @@ async def usage_count(store: Store) -> int:
         )
 
 
+def _column(event: UsageEvent, name: str) -> Any:
+    value = getattr(event, name)
+    return msgspec.json.encode(value).decode() if name == "failovers" else value
+
+
 def _event(row: Any) -> UsageEvent:
     values = {name: row._mapping[name] for name in _EVENT_FIELDS}
+    values["failovers"] = msgspec.json.decode(values["failovers"] or "[]")
     values["created_ms"] = int(row.created_at.timestamp() * 1000)
     return msgspec.convert(values, UsageEvent)
 

@@ -6,6 +6,8 @@ Money is integer nano-USD (1e-9 USD), never a float.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 
 PROTOCOLS = ("openai", "anthropic", "gemini")
@@ -39,6 +41,15 @@ class Timeouts(msgspec.Struct, frozen=True, kw_only=True):
     total_ms: int = 600_000
 
 
+class LiveStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel's recent behaviour from metering, for latency/throughput/quality routing."""
+
+    ttft_p50_ms: float | None = None
+    tokens_per_second_p50: float | None = None
+    error_rate: float | None = None
+    """Share of failed requests, 0 to 1."""
+
+
 class Channel(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     provider: str
@@ -47,6 +58,7 @@ class Channel(msgspec.Struct, frozen=True, kw_only=True):
     price: Price = Price()
     timeouts: Timeouts = Timeouts()
     enabled: bool = True
+    stats: LiveStats = LiveStats()
 
 
 class Model(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,11 +66,88 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
     aliases: list[str] = []
     context_length: int | None = None
     channels: list[Channel] = []
+    ttft_p50_ms: float | None = None
+    """The model's recent median time to first token, for `high_latency` rules relative to it."""
+    max_attempts: int | None = None
+    """Attempts across the model's channels, the first included (the settings' when unset)."""
 
 
 class Account(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     blocked: bool = False
+    retain_content: bool = False
+    """The account opted into content retention: insurance cases keep the (redacted) content."""
+    default_fallback: str | None = None
+    """The model tried when every channel of a requested model failed (a request's own
+    `provider.fallback` wins)."""
+
+
+class HighLatency(msgspec.Struct, frozen=True, kw_only=True, tag="high_latency", tag_field="type"):
+    """Time to first token above `ttft_ms`, or above `p50_multiple` x the model's recent p50."""
+
+    ttft_ms: int | None = None
+    p50_multiple: float | None = None
+
+
+class LowThroughput(
+    msgspec.Struct, frozen=True, kw_only=True, tag="low_throughput", tag_field="type"
+):
+    """Output tokens per second below the minimum, once `min_output_tokens` were produced."""
+
+    min_tokens_per_second: float
+    min_output_tokens: int
+
+
+class FailedStream(
+    msgspec.Struct, frozen=True, kw_only=True, tag="failed_stream", tag_field="type"
+):
+    """The provider failed or cut the stream after its first byte."""
+
+
+class UnsatisfactoryContent(
+    msgspec.Struct, frozen=True, kw_only=True, tag="unsatisfactory_content", tag_field="type"
+):
+    """An objective check of the answer failed (empty, invalid JSON, schema, tools, repetition)."""
+
+    repetition_ngram: int = 8
+    repetition_max: int = 12
+
+
+class Hallucination(
+    msgspec.Struct, frozen=True, kw_only=True, tag="hallucination", tag_field="type"
+):
+    """A judge model grades a sample of answers later (accounts retaining content only)."""
+
+    sample_rate: float
+    judge_model: str
+
+
+Trigger = HighLatency | LowThroughput | FailedStream | UnsatisfactoryContent | Hallucination
+
+
+class InsuranceScope(msgspec.Struct, frozen=True, kw_only=True):
+    """Requests a rule covers; an empty list covers everything."""
+
+    models: list[str] = []
+    channels: list[str] = []
+    accounts: list[str] = []
+
+
+class Payout(msgspec.Struct, frozen=True, kw_only=True):
+    """A share of the request's cost within caps; money in nano-USD."""
+
+    share_bp: int
+    """Basis points of the cost (10 000 = all of it)."""
+    max_per_request: int | None = None
+    min_cost: int = 0
+    max_per_account_day: int | None = None
+
+
+class InsuranceRule(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    trigger: Trigger
+    scope: InsuranceScope = InsuranceScope()
+    payout: Payout
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +164,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 3
 
 
+class RateLimit(msgspec.Struct, frozen=True, kw_only=True):
+    """A limit on requests and/or tokens per minute. The engine keeps one bucket per key
+    (`scope` "key") or per account ("account") the limit applies to, shared by every worker.
+    Of the limits of one scope that cover a request, the engine applies, for requests and for
+    tokens separately, the one with the highest `priority` that sets it."""
+
+    id: str
+    scope: Literal["key", "account"]
+    subjects: list[str] = []
+    """Key ids (or account ids) it applies to; empty: every key (account)."""
+    models: list[str] = []
+    """Model patterns (`openai/gpt-*`); empty: every model."""
+    rpm: int | None = None
+    tpm: int | None = None
+    burst: int | None = None
+    """Requests at once (default: `rpm`); tokens at once are always a minute's worth."""
+    priority: int = 0
+
+
 class RoutingSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     providers: list[Provider] = []
@@ -82,6 +190,10 @@ class RoutingSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     accounts: list[Account] = []
     keys: list[ApiKey] = []
     settings: Settings = Settings()
+    insurance: list[InsuranceRule] = []
+    """Enabled insurance rules, evaluated by the engine when each request finishes."""
+    limits: list[RateLimit] = []
+    """Enabled rate limits, enforced by the engine before a request is sent."""
 
     def encode(self) -> bytes:
         return msgspec.msgpack.encode(self)

@@ -7,6 +7,42 @@ from typing import Literal
 import msgspec
 
 
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """One insurance rule that triggered on the request, with the credit it earns (before the
+    control plane applies the per-account daily cap)."""
+
+    rule_id: str
+    trigger: str
+    reason: str
+    credit_nano: int
+
+
+class ToolCall(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    arguments: str
+
+
+class Answer(msgspec.Struct, frozen=True, kw_only=True):
+    """What the provider answered, as the client received it, in neutral form."""
+
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = []
+
+
+class Case(msgspec.Struct, frozen=True, kw_only=True):
+    """The content of a request, sent only for accounts that opted into content retention and
+    only when a rule triggered or the request was sampled for the hallucination judge. The
+    control plane redacts it before it is stored."""
+
+    surface: Literal["chat", "responses", "messages", "gemini"]
+    request: msgspec.Raw
+    """The client's request body as it was sent (JSON)."""
+    answer: Answer
+    judge_rules: list[str] = []
+    """Hallucination rules that sampled this request for the judge."""
+
+
 class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str
     created_ms: int
@@ -44,6 +80,10 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     cancelled: bool
     attempts: int
     malformed_chunks: int
+    insurance: list[Verdict] = []
+    case: Case | None = None
+    failovers: list[str] = []
+    """Channels that failed and were failed over, in order, before the answer (or the end)."""
 
 
 _decoder = msgspec.json.Decoder(UsageEvent)

@@ -540,6 +540,26 @@ fn decode_response_format(raw: &RawValue) -> Result<Option<OutputFormat>, Invali
     }
 }
 
+/// What a request asks of its answer, from its `response_format` and `tools` alone: the
+/// insurance checks need nothing else, and a request passed through is never decoded whole.
+/// What does not decode asks for nothing.
+pub fn decode_expectations(
+    response_format: Option<&RawValue>,
+    tools: Option<&RawValue>,
+) -> (Option<OutputFormat>, Vec<Tool>) {
+    let output = present(response_format)
+        .and_then(|raw| decode_response_format(raw).ok())
+        .flatten();
+    let mut request = Request::default();
+    let listed: Vec<&RawValue> = present(tools)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default();
+    for (i, raw) in listed.into_iter().enumerate() {
+        let _ = decode_tool(raw, &format!("tools.{i}"), &mut request);
+    }
+    (output, request.tools)
+}
+
 /// Encode for `upstream_model`. Streams ask for the usage chunk: metering needs it.
 pub fn encode_request(request: &Request, upstream_model: &str) -> Encoded {
     let mut dropped = Vec::new();

@@ -30,15 +30,22 @@ class AccountController(Controller):
     async def list_accounts(self, store: NamedDependency[Store]) -> list[Account]:
         return [Account.of(a) for a in await accounts.list_accounts(store)]
 
-    @post("/", responses=responses(409))
+    @post("/", responses=responses(409, 422))
     async def create_account(
         self,
         store: NamedDependency[Store],
         changed: NamedDependency[RoutingChanged],
         data: JSONBody[AccountCreate],
     ) -> Account:
-        """A new account; it receives the trial credit the settings define."""
-        record = await accounts.create_account(store, data.id, name=data.name, blocked=data.blocked)
+        """A new account; it receives the trial credit the settings define. A default fallback
+        must name an existing model (422 otherwise)."""
+        record = await accounts.create_account(
+            store,
+            data.id,
+            name=data.name,
+            blocked=data.blocked,
+            default_fallback=data.default_fallback,
+        )
         await changed()
         return Account.of(record)
 
@@ -48,7 +55,7 @@ class AccountController(Controller):
     ) -> Account:
         return Account.of(await accounts.get_account(store, account_id))
 
-    @patch("/{account_id:str}", responses=responses(404))
+    @patch("/{account_id:str}", responses=responses(404, 422))
     async def update_account(
         self,
         store: NamedDependency[Store],
@@ -57,7 +64,12 @@ class AccountController(Controller):
         data: JSONBody[AccountUpdate],
     ) -> Account:
         record = await accounts.update_account(
-            store, account_id, name=data.name, blocked=data.blocked
+            store,
+            account_id,
+            name=data.name,
+            blocked=data.blocked,
+            retain_content=data.retain_content,
+            default_fallback=data.default_fallback,
         )
         await changed()
         return Account.of(record)
@@ -69,7 +81,8 @@ class AccountController(Controller):
         changed: NamedDependency[RoutingChanged],
         account_id: FromPath[str],
     ) -> None:
-        """Only an account without keys or ledger entries can be deleted; block others."""
+        """Only an account without keys or ledger entries, and that no rate-limit policy names,
+        can be deleted; block others."""
         await accounts.delete_account(store, account_id)
         await changed()
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from muxgate.control.fields import Id, Name, Note, Timestamp, Usd
+from muxgate.control.fields import FallbackModel, Id, Name, Note, Timestamp, Usd
 from muxgate.store import accounts, ledger
 from muxgate.store.money import nano_to_usd
 
@@ -41,6 +41,12 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     """Blocked by an operator."""
     effectively_blocked: bool
     """Blocked by an operator or by a balance at or below zero: what the gateway applies."""
+    retain_content: bool
+    """Keeps redacted insurance cases of its requests (the account's own choice, off by
+    default)."""
+    default_fallback: str | None
+    """The model tried when every channel of a requested model failed and the request names
+    no fallback of its own (`provider.fallback: "false"` turns it off for a request)."""
     balance: Balance
     created_at: datetime
 
@@ -51,6 +57,8 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
             name=a.name,
             blocked=a.blocked,
             effectively_blocked=a.effectively_blocked,
+            retain_content=a.retain_content,
+            default_fallback=a.default_fallback,
             balance=Balance.of(a.balance),
             created_at=a.created_at,
         )
@@ -60,11 +68,17 @@ class AccountCreate(msgspec.Struct, frozen=True, kw_only=True):
     id: Id
     name: Name = ""
     blocked: bool = False
+    default_fallback: FallbackModel | None = None
+    """An existing model slug or alias, optionally `:provider` naming a provider or channel of
+    that model."""
 
 
 class AccountUpdate(msgspec.Struct, frozen=True, kw_only=True):
     name: Name | UnsetType = UNSET
     blocked: bool | UnsetType = UNSET
+    retain_content: bool | UnsetType = UNSET
+    default_fallback: FallbackModel | UnsetType | None = UNSET
+    """A model as in `AccountCreate`; null clears it."""
 
 
 class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):

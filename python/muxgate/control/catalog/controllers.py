@@ -122,6 +122,7 @@ class ModelController(Controller):
             aliases=data.aliases,
             context_length=data.context_length,
             capabilities=data.capabilities,
+            max_attempts=data.max_attempts,
         )
         await changed()
         return Model.of(record)
@@ -144,6 +145,7 @@ class ModelController(Controller):
             aliases=data.aliases,
             context_length=data.context_length,
             capabilities=data.capabilities,
+            max_attempts=data.max_attempts,
         )
         await changed()
         return Model.of(record)
@@ -155,7 +157,8 @@ class ModelController(Controller):
         changed: NamedDependency[RoutingChanged],
         slug: FromPath[Path],
     ) -> None:
-        """A model with channels cannot be deleted; delete its channels first."""
+        """A model with channels cannot be deleted (delete its channels first), nor one that is
+        some account's default fallback (409 naming the accounts)."""
         await catalog.delete_model(store, _slug(slug))
         await changed()
 
@@ -215,7 +218,7 @@ class ChannelController(Controller):
     ) -> Channel:
         return Channel.of(await catalog.get_channel(store, channel_id))
 
-    @patch("/{channel_id:str}", responses=responses(404, 422))
+    @patch("/{channel_id:str}", responses=responses(404, 409, 422))
     async def update_channel(
         self,
         store: NamedDependency[Store],
@@ -238,7 +241,7 @@ class ChannelController(Controller):
         await changed()
         return Channel.of(record)
 
-    @delete("/{channel_id:str}", responses=responses(404))
+    @delete("/{channel_id:str}", responses=responses(404, 409))
     async def delete_channel(
         self,
         store: NamedDependency[Store],

@@ -23,6 +23,7 @@ HeaderValue = Annotated[str, Meta(max_length=4000, pattern=r"^[\x20-\x7e\t]*$")]
 ConnectTimeout = Annotated[int, Meta(ge=1, le=600_000)]
 Capability = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")]
 ContextLength = Annotated[int, Meta(ge=1, le=2**32 - 1)]
+MaxAttempts = Annotated[int, Meta(ge=1, le=20)]
 UpstreamModel = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
 Weight = Annotated[int, Meta(ge=0, le=2**32 - 1)]
 TimeoutMs = Annotated[int, Meta(ge=1, le=86_400_000)]
@@ -85,6 +86,9 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
     aliases: list[str]
     context_length: int | None
     capabilities: list[str]
+    max_attempts: int | None
+    """Attempts across the model's channels, the first included; null: the settings'
+    `max_attempts`."""
     created_at: datetime
 
     @classmethod
@@ -94,6 +98,7 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
             aliases=m.aliases,
             context_length=m.context_length,
             capabilities=m.capabilities,
+            max_attempts=m.max_attempts,
             created_at=m.created_at,
         )
 
@@ -103,12 +108,16 @@ class ModelCreate(msgspec.Struct, frozen=True, kw_only=True):
     aliases: list[Slug] = []
     context_length: ContextLength | None = None
     capabilities: list[Capability] = []
+    max_attempts: MaxAttempts | None = None
 
 
 class ModelUpdate(msgspec.Struct, frozen=True, kw_only=True):
     aliases: list[Slug] | UnsetType = UNSET
+    """Replaces all aliases; one an account's default fallback uses cannot go (409)."""
     context_length: ContextLength | UnsetType | None = UNSET
     capabilities: list[Capability] | UnsetType = UNSET
+    max_attempts: MaxAttempts | UnsetType | None = UNSET
+    """null: the settings' `max_attempts` again."""
 
 
 class Price(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,6 +15,7 @@ from litestar.params import FromQuery, QueryParameter
 
 from muxgate.control.errors import responses
 from muxgate.store import Store
+from muxgate.store.claims import request_claims
 from muxgate.store.keys import KeyRecord
 from muxgate.store.ledger import now_utc
 from muxgate.store.usage import get_usage
@@ -62,12 +63,14 @@ class ManagementController(Controller):
         caller: NamedDependency[KeyRecord],
         generation_id: Annotated[str, QueryParameter(name="id", min_length=1, max_length=128)],
     ) -> Response[bytes]:
-        """One request as metered (tokens, timings, itemized cost, retries), once the control
-        plane has recorded it (usually well under a second after it finished)."""
+        """One request as metered (tokens, timings, itemized cost, retries, insurance claims),
+        once the control plane has recorded it (usually well under a second after it
+        finished)."""
         event = await get_usage(store, generation_id, caller.account_id)
         if event is None:
             raise NotFoundException(f"no generation {generation_id!r} for this account")
-        return exact_json(generation(event))
+        claims = await request_claims(store, generation_id, caller.account_id)
+        return exact_json(generation(event, claims))
 
     @get("/payg/balance", responses=documented(BalanceEnvelope))
     async def get_balance(

@@ -43,6 +43,16 @@ class RatingResponses(msgspec.Struct, frozen=True, kw_only=True):
     ratingDetails: list[RatingDetail]
 
 
+class GenerationClaim(msgspec.Struct, frozen=True, kw_only=True):
+    """An insurance rule that triggered on the request, and what it credited."""
+
+    rule: str
+    trigger: str
+    reason: str
+    credit: Decimal
+    """USD credited to the bonus balance (0 when the rule's daily cap was reached)."""
+
+
 class Generation(msgspec.Struct, frozen=True, kw_only=True):
     """One request as metered: tokens, timings, cost, retries."""
 
@@ -70,6 +80,8 @@ class Generation(msgspec.Struct, frozen=True, kw_only=True):
     """The channel that served the request."""
     usageSource: str
     """Whose token counts were billed: `provider`, `local` (stream cut early) or `none`."""
+    claims: list[GenerationClaim] = []
+    """Insurance claims of the request (a judge's verdict may be added minutes later)."""
 
 
 class BalanceData(msgspec.Struct, frozen=True, kw_only=True):

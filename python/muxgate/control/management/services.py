@@ -11,6 +11,7 @@ from sqlalchemy import BigInteger, ColumnElement, func, select
 
 from muxgate.store import Store
 from muxgate.store import tables as t
+from muxgate.store.claims import Claim
 from muxgate.store.keys import KeyRecord, digest_of, load_key
 from muxgate.store.ledger import balance, now_utc
 from muxgate.store.money import NANO_PER_USD
@@ -20,6 +21,7 @@ from .schemas import (
     BalanceData,
     CompletionTokensDetails,
     Generation,
+    GenerationClaim,
     KeyUsage,
     ModelUsage,
     NativeTokens,
@@ -63,7 +65,7 @@ def _item(code: Any, tokens: int, rate_nano: int) -> RatingDetail:
     )
 
 
-def generation(event: UsageEvent) -> Generation:
+def generation(event: UsageEvent, claims: Iterable[Claim] = ()) -> Generation:
     uncached = max(event.prompt_tokens - event.cached_tokens, 0)
     details = [
         _item("prompt", uncached, event.price_prompt),
@@ -106,6 +108,12 @@ def generation(event: UsageEvent) -> Generation:
         providerSlug=event.provider_id,
         endpointSlug=event.channel_id,
         usageSource=event.usage_source,
+        claims=[
+            GenerationClaim(
+                rule=c.rule_id, trigger=c.trigger, reason=c.reason, credit=usd(c.credit_nano)
+            )
+            for c in claims
+        ],
     )
 
 

@@ -1,4 +1,5 @@
-"""Insurance rules and rate-limit policies (storage only: no routing change to publish)."""
+"""Insurance rules and rate-limit policies, both part of the routing snapshot: every change is
+published."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from msgspec import UnsetType
 
+from muxgate.control.deps import RoutingChanged
 from muxgate.control.errors import responses
 from muxgate.control.fields import nano
 from muxgate.control.policies.schemas import (
@@ -19,17 +21,27 @@ from muxgate.control.policies.schemas import (
     RateLimitPolicy,
     RateLimitPolicyCreate,
     RateLimitPolicyUpdate,
+    TriggerParams,
 )
 from muxgate.store import Store, policies
+from muxgate.store.rows import unset_free
 
 
-def _rule_fields(data: JSONBody[InsuranceRuleCreate] | InsuranceRuleUpdate) -> dict[str, Any]:
+def _rule_fields(data: InsuranceRuleCreate | InsuranceRuleUpdate) -> dict[str, Any]:
     fields = msgspec.structs.asdict(data)
     fields.pop("id", None)
-    for cap in ("cap_per_request", "cap_per_day"):
+    for cap in ("cap_per_request", "cap_per_day", "min_cost"):
         value = fields.pop(cap)
         fields[f"{cap}_nano"] = value if isinstance(value, UnsetType) else nano(value, cap)
-    return fields
+    params = fields["params"]
+    if isinstance(params, TriggerParams):
+        fields["params"] = {
+            k: v for k, v in msgspec.structs.asdict(params).items() if v is not None
+        }
+    elif not isinstance(params, UnsetType):
+        # Given fields only; None stays, to remove that parameter.
+        fields["params"] = unset_free(msgspec.structs.asdict(params))
+    return unset_free(fields)
 
 
 class InsuranceRuleController(Controller):
@@ -42,9 +54,14 @@ class InsuranceRuleController(Controller):
 
     @post("/", responses=responses(409, 422))
     async def create_insurance_rule(
-        self, store: NamedDependency[Store], data: JSONBody[InsuranceRuleCreate]
+        self,
+        store: NamedDependency[Store],
+        changed: NamedDependency[RoutingChanged],
+        data: JSONBody[InsuranceRuleCreate],
     ) -> InsuranceRule:
+        """A rule; enabled rules reach every worker with the next snapshot."""
         record = await policies.create_insurance_rule(store, data.id, **_rule_fields(data))
+        await changed()
         return InsuranceRule.of(record)
 
     @get("/{rule_id:str}", responses=responses(404))
@@ -57,17 +74,25 @@ class InsuranceRuleController(Controller):
     async def update_insurance_rule(
         self,
         store: NamedDependency[Store],
+        changed: NamedDependency[RoutingChanged],
         rule_id: FromPath[str],
         data: JSONBody[InsuranceRuleUpdate],
     ) -> InsuranceRule:
+        """Change some fields; `params` merge over the current ones (see `TriggerParamsUpdate`)."""
         record = await policies.update_insurance_rule(store, rule_id, **_rule_fields(data))
+        await changed()
         return InsuranceRule.of(record)
 
     @delete("/{rule_id:str}", responses=responses(404))
     async def delete_insurance_rule(
-        self, store: NamedDependency[Store], rule_id: FromPath[str]
+        self,
+        store: NamedDependency[Store],
+        changed: NamedDependency[RoutingChanged],
+        rule_id: FromPath[str],
     ) -> None:
+        """Its claims stay; verdicts still in flight are booked without its daily cap."""
         await policies.delete_insurance_rule(store, rule_id)
+        await changed()
 
 
 class RateLimitPolicyController(Controller):
@@ -82,10 +107,15 @@ class RateLimitPolicyController(Controller):
 
     @post("/", responses=responses(409, 422))
     async def create_rate_limit_policy(
-        self, store: NamedDependency[Store], data: JSONBody[RateLimitPolicyCreate]
+        self,
+        store: NamedDependency[Store],
+        changed: NamedDependency[RoutingChanged],
+        data: JSONBody[RateLimitPolicyCreate],
     ) -> RateLimitPolicy:
+        """A policy; enabled policies reach every worker with the next snapshot."""
         fields = msgspec.structs.asdict(data)
         record = await policies.create_rate_limit_policy(store, fields.pop("id"), **fields)
+        await changed()
         return RateLimitPolicy.of(record)
 
     @get("/{policy_id:str}", responses=responses(404))
@@ -98,15 +128,22 @@ class RateLimitPolicyController(Controller):
     async def update_rate_limit_policy(
         self,
         store: NamedDependency[Store],
+        changed: NamedDependency[RoutingChanged],
         policy_id: FromPath[str],
         data: JSONBody[RateLimitPolicyUpdate],
     ) -> RateLimitPolicy:
+        """Change some fields; `subjects` are checked against `applies_to` as it ends up."""
         fields = msgspec.structs.asdict(data)
         record = await policies.update_rate_limit_policy(store, policy_id, **fields)
+        await changed()
         return RateLimitPolicy.of(record)
 
     @delete("/{policy_id:str}", responses=responses(404))
     async def delete_rate_limit_policy(
-        self, store: NamedDependency[Store], policy_id: FromPath[str]
+        self,
+        store: NamedDependency[Store],
+        changed: NamedDependency[RoutingChanged],
+        policy_id: FromPath[str],
     ) -> None:
         await policies.delete_rate_limit_policy(store, policy_id)
+        await changed()
