@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from muxgate import config
+from muxgate import config, wire
 from muxgate._native import Engine
 from muxgate.wire import RoutingSnapshot
 
@@ -86,6 +86,17 @@ def test_valid_config_compiles_to_a_snapshot_the_engine_accepts(
             r"models\.openai/gpt-4o-mini\.max_attempts: must be between 1 and 20",
         ),
         (('id = "team"', 'id = "team"\ndefault_fallback = 3'), "accounts"),
+        (
+            ("first_byte_seconds = 30", "first_byte_seconds = 0"),
+            r"channels\.direct\.timeouts\.first_byte_seconds: must be between 0\.001 and 86400",
+        ),
+        (
+            (
+                'aliases = ["gpt-4o-mini"]',
+                'aliases = ["gpt-4o-mini"]\ntimeouts = { idle_seconds = -1 }',
+            ),
+            r"models\.openai/gpt-4o-mini\.timeouts\.idle_seconds: must be between",
+        ),
     ],
 )
 def test_invalid_configs_name_the_field(
@@ -106,6 +117,32 @@ def test_routing_settings_reach_the_snapshot(tmp_path: Path) -> None:
     assert snapshot.accounts[0].default_fallback == "gpt-4o-mini:openai"
     plain = config.compile_snapshot(config.load(write(tmp_path, VALID)), version=1)
     assert (plain.models[0].max_attempts, plain.accounts[0].default_fallback) == (None, None)
+
+
+def test_a_models_timeouts_reach_its_channels_without_their_own(tmp_path: Path) -> None:
+    """Each timeout is the channel's own, else its model's, else the built-in default."""
+    text = VALID.replace(
+        'aliases = ["gpt-4o-mini"]',
+        'aliases = ["gpt-4o-mini"]\ntimeouts = { first_byte_seconds = 5, total_seconds = 90 }',
+    )
+    text += (
+        '\n[[models]]\nslug = "openai/gpt-4o"\n'
+        '  [[models.channels]]\n  id = "plain"\n  provider = "openai"\n'
+        '  upstream_model = "gpt-4o"\n'
+    )
+    text = text.replace(
+        "[[accounts]]",
+        '  [[models.channels]]\n  id = "inherits"\n  provider = "openai"\n'
+        '  upstream_model = "gpt-4o-mini"\n\n[[accounts]]',
+    )
+    snapshot = config.compile_snapshot(config.load(write(tmp_path, text)), version=1)
+    timeouts = {c.id: c.timeouts for m in snapshot.models for c in m.channels}
+    assert timeouts == {
+        "direct": wire.Timeouts(first_byte_ms=30_000, idle_ms=120_000, total_ms=90_000),
+        "inherits": wire.Timeouts(first_byte_ms=5_000, idle_ms=120_000, total_ms=90_000),
+        "plain": wire.Timeouts(first_byte_ms=60_000, idle_ms=120_000, total_ms=600_000),
+    }
+    Engine().load_snapshot(snapshot.encode())
 
 
 def load_and_compile(path: Path) -> None:

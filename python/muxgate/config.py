@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -19,6 +20,7 @@ from muxgate import wire
 
 NANO_PER_USD = Decimal(1_000_000_000)
 MAX_ATTEMPTS = (1, 20)
+TIMEOUT_SECONDS = (0.001, 86_400)
 
 
 class ConfigError(ValueError):
@@ -52,9 +54,12 @@ class PriceSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class TimeoutSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    first_byte_seconds: float = 60.0
-    idle_seconds: float = 120.0
-    total_seconds: float = 600.0
+    """A channel's timeout left out is its model's; a model's left out is the built-in default
+    (60, 120 and 600 seconds)."""
+
+    first_byte_seconds: float | None = None
+    idle_seconds: float | None = None
+    total_seconds: float | None = None
 
 
 class ChannelSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -75,6 +80,8 @@ class ModelSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_attempts: int | None = None
     """Attempts across this model's channels, the first included (`gateway.max_attempts`
     when absent)."""
+    timeouts: TimeoutSection = TimeoutSection()
+    """The default of its channels that set none."""
     channels: list[ChannelSection] = []
 
 
@@ -222,6 +229,7 @@ def validate(config: ConfigFile) -> None:
     for m in config.models:
         if m.max_attempts is not None and not low <= m.max_attempts <= high:
             raise ConfigError(f"models.{m.slug}.max_attempts: must be between {low} and {high}")
+        _check_timeouts(m.timeouts, f"models.{m.slug}.timeouts")
     providers = {p.id for p in config.providers}
     for p in config.providers:
         if not p.base_url.startswith(("http://", "https://")):
@@ -239,6 +247,7 @@ def validate(config: ConfigFile) -> None:
                 raise ConfigError(f"{where}.provider: unknown provider {c.provider!r}")
             if c.weight < 0:
                 raise ConfigError(f"{where}.weight: must be >= 0")
+            _check_timeouts(c.timeouts, f"{where}.timeouts")
     _unique([r.id for r in config.insurance_rules], "insurance_rules")
     _unique([p.id for p in config.rate_limit_policies], "rate_limit_policies")
     for r in config.insurance_rules:
@@ -250,6 +259,34 @@ def validate(config: ConfigFile) -> None:
         given = [x for x in (k.secret, k.secret_env, k.digest) if x is not None]
         if len(given) != 1:
             raise ConfigError(f"keys.{k.id}: give exactly one of secret, secret_env, digest")
+
+
+def _check_timeouts(section: TimeoutSection, where: str) -> None:
+    low, high = TIMEOUT_SECONDS
+    for name in section.__struct_fields__:
+        value = getattr(section, name)
+        if value is not None and not low <= value <= high:
+            raise ConfigError(f"{where}.{name}: must be between {low} and {high}")
+
+
+def timeouts_ms(section: TimeoutSection) -> dict[str, int | None]:
+    """The section in milliseconds, by `wire.Timeouts` field (None where it sets none)."""
+    seconds = {
+        "first_byte_ms": section.first_byte_seconds,
+        "idle_ms": section.idle_seconds,
+        "total_ms": section.total_seconds,
+    }
+    return {name: None if s is None else round(s * 1000) for name, s in seconds.items()}
+
+
+def resolve_timeouts(*layers: Mapping[str, int | None]) -> wire.Timeouts:
+    """Each timeout from the first layer that sets it (a channel's, then its model's), the
+    built-in default where none does. The snapshot carries the result, so the engine needs no
+    notion of a model's defaults."""
+    given: dict[str, int] = {}
+    for layer in reversed(layers):
+        given.update((name, ms) for name, ms in layer.items() if ms is not None)
+    return wire.Timeouts(**given)
 
 
 def _check_threshold(rule: InsuranceRuleSection) -> None:
@@ -284,8 +321,8 @@ def _key_to_wire(k: KeySection) -> wire.ApiKey:
     )
 
 
-def _channel_to_wire(model: str, c: ChannelSection) -> wire.Channel:
-    where = f"models.{model}.channels.{c.id}.price"
+def _channel_to_wire(model: ModelSection, c: ChannelSection) -> wire.Channel:
+    where = f"models.{model.slug}.channels.{c.id}.price"
     prompt = usd_per_million_to_nano(c.price.prompt, f"{where}.prompt")
     cached = (
         prompt
@@ -302,11 +339,7 @@ def _channel_to_wire(model: str, c: ChannelSection) -> wire.Channel:
             completion=usd_per_million_to_nano(c.price.completion, f"{where}.completion"),
             cached=cached,
         ),
-        timeouts=wire.Timeouts(
-            first_byte_ms=round(c.timeouts.first_byte_seconds * 1000),
-            idle_ms=round(c.timeouts.idle_seconds * 1000),
-            total_ms=round(c.timeouts.total_seconds * 1000),
-        ),
+        timeouts=resolve_timeouts(timeouts_ms(c.timeouts), timeouts_ms(model.timeouts)),
         enabled=c.enabled,
     )
 
@@ -330,7 +363,7 @@ def compile_snapshot(config: ConfigFile, version: int) -> wire.RoutingSnapshot:
                 slug=m.slug,
                 aliases=m.aliases,
                 context_length=m.context_length,
-                channels=[_channel_to_wire(m.slug, c) for c in m.channels],
+                channels=[_channel_to_wire(m, c) for c in m.channels],
                 max_attempts=m.max_attempts,
             )
             for m in config.models

@@ -8,6 +8,8 @@ from typing import Any
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from muxgate import wire
+from muxgate.control import compile_snapshot
 from muxgate.store import Store, keys
 
 Client = AsyncTestClient[Litestar]
@@ -199,6 +201,47 @@ async def test_catalog_crud_with_slugs_in_the_path(client: Client, changes: Any)
     assert (await client.delete("/admin/v1/models/openai/gpt-4o-mini")).status_code == 204
     assert (await client.get("/admin/v1/models/openai/gpt-4o-mini")).status_code == 404
     assert changes.count == 6
+
+
+async def test_model_timeouts_are_the_default_of_channels_without_their_own(
+    client: Client, store: Store
+) -> None:
+    await client.post("/admin/v1/providers", json={"id": "p", "base_url": "https://p.test/v1"})
+    created = await client.post(
+        "/admin/v1/models", json={"slug": "a/b", "timeouts": {"first_byte_ms": 5000}}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["timeouts"] == {"first_byte_ms": 5000, "idle_ms": None, "total_ms": None}
+    path = "/admin/v1/models/a/b"
+    tuned = {"first_byte_ms": None, "idle_ms": 30000, "total_ms": 90000}
+    # Like a channel's, a model's timeouts are replaced as a whole; other fields keep them.
+    patched = await client.patch(path, json={"timeouts": {"idle_ms": 30000, "total_ms": 90000}})
+    assert patched.json()["timeouts"] == tuned
+    assert (await client.patch(path, json={"context_length": 1000})).json()["timeouts"] == tuned
+    assert (await client.get(path)).json()["timeouts"] == tuned
+    for bad in (0, 86_400_001, 2.5):
+        refused = await client.patch(path, json={"timeouts": {"idle_ms": bad}})
+        assert refused.status_code == 400
+        assert error_of(refused.json())["field"] == "timeouts.idle_ms"
+    assert (await client.get(path)).json()["timeouts"] == tuned
+
+    channel = await client.post(
+        "/admin/v1/channels",
+        json={"id": "c", "model": "a/b", "provider": "p", "upstream_model": "b"},
+    )
+    unset = {"first_byte_ms": None, "idle_ms": None, "total_ms": None}
+    assert channel.json()["timeouts"] == unset
+    [compiled] = (await compile_snapshot(store)).models[0].channels
+    assert compiled.timeouts == wire.Timeouts(first_byte_ms=60000, idle_ms=30000, total_ms=90000)
+    own = await client.patch("/admin/v1/channels/c", json={"timeouts": {"first_byte_ms": 2000}})
+    assert own.json()["timeouts"] == {"first_byte_ms": 2000, "idle_ms": None, "total_ms": None}
+    [compiled] = (await compile_snapshot(store)).models[0].channels
+    assert compiled.timeouts == wire.Timeouts(first_byte_ms=2000, idle_ms=30000, total_ms=90000)
+    cleared = await client.patch("/admin/v1/channels/c", json={"timeouts": {"first_byte_ms": None}})
+    assert cleared.json()["timeouts"] == unset
+    await client.patch(path, json={"timeouts": {}})
+    [compiled] = (await compile_snapshot(store)).models[0].channels
+    assert compiled.timeouts == wire.Timeouts(first_byte_ms=60000, idle_ms=120000, total_ms=600000)
 
 
 async def test_insurance_rules_are_validated_per_trigger_and_published(

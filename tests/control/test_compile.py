@@ -275,6 +275,43 @@ async def test_rate_limits_reach_the_snapshot_with_their_precedence(store: Store
     assert engine.routing_version == snapshot.version
 
 
+async def test_a_channel_takes_the_timeouts_it_does_not_set_from_its_model(store: Store) -> None:
+    """Each timeout is the channel's own, else its model's, else the built-in default; a
+    model's change reaches its channels in the next snapshot."""
+    await catalog.create_provider(store, "p", base_url="https://p.test/v1")
+    await catalog.create_model(
+        store, "a/tuned", first_byte_timeout_ms=5_000, total_timeout_ms=90_000
+    )
+    await catalog.create_model(store, "a/plain")
+    for cid, slug, own in (
+        ("inherits", "a/tuned", {}),
+        ("own", "a/tuned", {"first_byte_timeout_ms": 2_000, "idle_timeout_ms": 30_000}),
+        ("defaults", "a/plain", {}),
+    ):
+        await catalog.create_channel(
+            store, cid, model_slug=slug, provider_id="p", upstream_model="x", **own
+        )
+
+    def timeouts(snapshot: RoutingSnapshot) -> dict[str, wire.Timeouts]:
+        return {c.id: c.timeouts for m in snapshot.models for c in m.channels}
+
+    snapshot = await compile_snapshot(store, now=NOW)
+    assert timeouts(snapshot) == {
+        "inherits": wire.Timeouts(first_byte_ms=5_000, idle_ms=120_000, total_ms=90_000),
+        "own": wire.Timeouts(first_byte_ms=2_000, idle_ms=30_000, total_ms=90_000),
+        "defaults": wire.Timeouts(first_byte_ms=60_000, idle_ms=120_000, total_ms=600_000),
+    }
+    Engine().load_snapshot(snapshot.encode())
+
+    await catalog.update_model(store, "a/tuned", first_byte_timeout_ms=None, idle_timeout_ms=45_000)
+    await catalog.update_model(store, "a/plain", total_timeout_ms=300_000)
+    assert timeouts(await compile_snapshot(store, now=NOW)) == {
+        "inherits": wire.Timeouts(first_byte_ms=60_000, idle_ms=45_000, total_ms=90_000),
+        "own": wire.Timeouts(first_byte_ms=2_000, idle_ms=30_000, total_ms=90_000),
+        "defaults": wire.Timeouts(first_byte_ms=60_000, idle_ms=120_000, total_ms=300_000),
+    }
+
+
 def test_medians_move_on_a_new_model_or_a_real_change() -> None:
     assert not medians_moved({}, {})
     assert medians_moved({}, {"a/b": 100.0})

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, create_engine, text
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from muxgate.store import Store, accounts, cases, catalog, keys, ledger, policies
 from muxgate.store import tables as t
-from muxgate.store.migrations import upgrade
+from muxgate.store.migrations import alembic_config, upgrade
 from muxgate.store.store import async_url
 from muxgate.store.tables import metadata
 from store.conftest import _admin
@@ -328,6 +329,81 @@ async def test_rate_limit_policies_get_subjects_and_the_faq_defaults_through_000
             assert await conn.run_sync(_diff) == []
     finally:
         await store.close()
+
+
+async def test_channels_at_the_default_timeouts_inherit_through_0010(blank_url: str) -> None:
+    """A channel's timeout at the built-in default becomes NULL (its model's, which is the same
+    default until the model sets its own); a custom one is kept. Going back, a NULL becomes
+    what it stood for: the model's timeout, else the default."""
+    engine = create_async_engine(async_url(blank_url))
+    old = "'2030-01-01 00:00:00'"
+    channels = (
+        "INSERT INTO channels (id, model_slug, provider_id, upstream_model, weight, "
+        "price_prompt_nano, price_completion_nano, price_cached_nano, first_byte_timeout_ms, "
+        "idle_timeout_ms, total_timeout_ms, enabled, created_at) VALUES "
+        f"('plain', 'm/one', 'p', 'x', 1, 0, 0, 0, 60000, 120000, 600000, true, {old}), "
+        f"('custom', 'm/one', 'p', 'x', 1, 0, 0, 0, 5000, 120000, 900000, true, {old})"
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade, "0009")
+            await conn.execute(
+                text(
+                    "INSERT INTO providers (id, base_url, protocol, headers, connect_timeout_ms, "
+                    f"created_at) VALUES ('p', 'https://p.test/v1', 'openai', '{{}}', 5000, {old})"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO models (slug, capabilities, created_at) "
+                    f"VALUES ('m/one', '[]', {old})"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO model_names (name, model_slug, is_alias, position) "
+                    "VALUES ('m/one', 'm/one', false, 0)"
+                )
+            )
+            await conn.execute(text(channels))
+    finally:
+        await engine.dispose()
+
+    def timeouts(c: catalog.ChannelRecord) -> tuple[int | None, ...]:
+        return (c.first_byte_timeout_ms, c.idle_timeout_ms, c.total_timeout_ms)
+
+    store = await Store.open(blank_url)
+    try:
+        assert timeouts(await catalog.get_channel(store, "plain")) == (None, None, None)
+        assert timeouts(await catalog.get_channel(store, "custom")) == (5000, None, 900_000)
+        model = await catalog.get_model(store, "m/one")
+        assert (model.first_byte_timeout_ms, model.idle_timeout_ms, model.total_timeout_ms) == (
+            None,
+            None,
+            None,
+        )
+        await catalog.update_model(store, "m/one", idle_timeout_ms=30_000)
+        async with store.read() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await store.close()
+
+    engine = create_async_engine(async_url(blank_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0009"))
+            rows = await conn.execute(
+                text(
+                    "SELECT id, first_byte_timeout_ms, idle_timeout_ms, total_timeout_ms "
+                    "FROM channels ORDER BY id"
+                )
+            )
+            assert [tuple(r) for r in rows] == [
+                ("custom", 5000, 30_000, 900_000),
+                ("plain", 60_000, 30_000, 600_000),
+            ]
+    finally:
+        await engine.dispose()
 
 
 async def test_a_new_store_starts_with_the_faq_rate_limits(tmp_path: Path) -> None:

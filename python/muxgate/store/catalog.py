@@ -23,6 +23,13 @@ from muxgate.wire import PROTOCOLS
 
 U32_MAX = 2**32 - 1
 MAX_ATTEMPTS = (1, 20)
+TIMEOUT_MS = (1, 86_400_000)
+# The stored timeout of each `wire.Timeouts` field, on models and channels alike.
+TIMEOUT_COLUMNS = {
+    "first_byte_ms": "first_byte_timeout_ms",
+    "idle_ms": "idle_timeout_ms",
+    "total_ms": "total_timeout_ms",
+}
 
 
 class ProviderRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,6 +50,10 @@ class ModelRecord(msgspec.Struct, frozen=True, kw_only=True):
     capabilities: list[str]
     max_attempts: int | None = None
     """Attempts across the model's channels, the first included (the settings' when None)."""
+    first_byte_timeout_ms: int | None = None
+    """The timeouts of its channels that set none (the built-in defaults when None)."""
+    idle_timeout_ms: int | None = None
+    total_timeout_ms: int | None = None
     created_at: datetime
 
 
@@ -55,9 +66,10 @@ class ChannelRecord(msgspec.Struct, frozen=True, kw_only=True):
     price_prompt_nano: int
     price_completion_nano: int
     price_cached_nano: int
-    first_byte_timeout_ms: int
-    idle_timeout_ms: int
-    total_timeout_ms: int
+    first_byte_timeout_ms: int | None
+    """None: the model's, else the built-in default (so is each timeout)."""
+    idle_timeout_ms: int | None
+    total_timeout_ms: int | None
     enabled: bool
     created_at: datetime
 
@@ -231,10 +243,19 @@ async def create_model(
     context_length: int | None = None,
     capabilities: Sequence[str] = (),
     max_attempts: int | None = None,
+    first_byte_timeout_ms: int | None = None,
+    idle_timeout_ms: int | None = None,
+    total_timeout_ms: int | None = None,
     now: datetime | None = None,
 ) -> ModelRecord:
+    timeouts = {
+        "first_byte_timeout_ms": first_byte_timeout_ms,
+        "idle_timeout_ms": idle_timeout_ms,
+        "total_timeout_ms": total_timeout_ms,
+    }
     _in_range({"context_length": context_length}, ["context_length"], 1, U32_MAX)
     _in_range({"max_attempts": max_attempts}, ["max_attempts"], *MAX_ATTEMPTS)
+    _in_range(timeouts, list(timeouts), *TIMEOUT_MS)
     async with store.transaction() as conn:
         if await _exists(conn, t.models.c.slug, slug):
             raise Conflict(f"model {slug!r} already exists", "slug")
@@ -246,6 +267,7 @@ async def create_model(
                     capabilities=list(capabilities),
                     max_attempts=max_attempts,
                     created_at=now or now_utc(),
+                    **timeouts,
                 )
             )
         await _set_names(conn, slug, list(aliases))
@@ -271,6 +293,9 @@ async def update_model(
     context_length: int | msgspec.UnsetType | None = msgspec.UNSET,
     capabilities: Sequence[str] | msgspec.UnsetType = msgspec.UNSET,
     max_attempts: int | msgspec.UnsetType | None = msgspec.UNSET,
+    first_byte_timeout_ms: int | msgspec.UnsetType | None = msgspec.UNSET,
+    idle_timeout_ms: int | msgspec.UnsetType | None = msgspec.UNSET,
+    total_timeout_ms: int | msgspec.UnsetType | None = msgspec.UNSET,
 ) -> ModelRecord:
     """Change some fields; an alias some account's default fallback uses cannot go."""
     values = unset_free(
@@ -278,10 +303,14 @@ async def update_model(
             "context_length": context_length,
             "capabilities": capabilities,
             "max_attempts": max_attempts,
+            "first_byte_timeout_ms": first_byte_timeout_ms,
+            "idle_timeout_ms": idle_timeout_ms,
+            "total_timeout_ms": total_timeout_ms,
         }
     )
     _in_range(values, ["context_length"], 1, U32_MAX)
     _in_range(values, ["max_attempts"], *MAX_ATTEMPTS)
+    _in_range(values, list(TIMEOUT_COLUMNS.values()), *TIMEOUT_MS)
     if "capabilities" in values:
         values["capabilities"] = list(values["capabilities"])
     async with store.transaction() as conn:
@@ -311,13 +340,12 @@ async def delete_model(store: Store, slug: str) -> None:
 # -- channels -------------------------------------------------------------------------------
 
 _PRICES = ["price_prompt_nano", "price_completion_nano", "price_cached_nano"]
-_TIMEOUTS = ["first_byte_timeout_ms", "idle_timeout_ms", "total_timeout_ms"]
 
 
 async def _channel_values(conn: AsyncConnection, values: dict[str, Any]) -> dict[str, Any]:
     _in_range(values, ["weight"], 0, U32_MAX)
     _in_range(values, _PRICES, 0, 10**18)
-    _in_range(values, _TIMEOUTS, 1, 86_400_000)
+    _in_range(values, list(TIMEOUT_COLUMNS.values()), *TIMEOUT_MS)
     if "model_slug" in values and not await _exists(conn, t.models.c.slug, values["model_slug"]):
         raise Invalid(f"unknown model {values['model_slug']!r}", "model")
     provider = values.get("provider_id")
@@ -339,13 +367,14 @@ async def create_channel(
     price_prompt_nano: int = 0,
     price_completion_nano: int = 0,
     price_cached_nano: int | None = None,
-    first_byte_timeout_ms: int = 60_000,
-    idle_timeout_ms: int = 120_000,
-    total_timeout_ms: int = 600_000,
+    first_byte_timeout_ms: int | None = None,
+    idle_timeout_ms: int | None = None,
+    total_timeout_ms: int | None = None,
     enabled: bool = True,
     now: datetime | None = None,
 ) -> ChannelRecord:
-    """`price_cached_nano` defaults to the prompt price: no discount unless one is stated."""
+    """`price_cached_nano` defaults to the prompt price: no discount unless one is stated; a
+    timeout left None is the model's, else the built-in default."""
     values = {
         "id": channel_id,
         "model_slug": model_slug,

@@ -28,6 +28,24 @@ async def _upsert(create: Any, update: Any, get: Any, ident: str, **fields: Any)
         await update(ident, **fields)
 
 
+def _timeout_columns(section: cfg.TimeoutSection) -> dict[str, int | None]:
+    """The section's own timeouts, unresolved: a model's default must stay a default."""
+    ms = cfg.timeouts_ms(section)
+    return {column: ms[name] for name, column in catalog.TIMEOUT_COLUMNS.items()}
+
+
+def _timeout_seconds(
+    record: catalog.ModelRecord | catalog.ChannelRecord,
+) -> dict[str, float] | None:
+    seconds = {
+        "first_byte_seconds": record.first_byte_timeout_ms,
+        "idle_seconds": record.idle_timeout_ms,
+        "total_seconds": record.total_timeout_ms,
+    }
+    given = {name: ms / 1000 for name, ms in seconds.items() if ms is not None}
+    return given or None
+
+
 def _hint(key: cfg.KeySection, digest: str) -> str:
     secret = key.secret
     return keys.hint_of(secret) if secret else "digest:" + digest[:8]
@@ -110,8 +128,9 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> None:
                 context_length=m.context_length,
                 capabilities=m.capabilities,
                 max_attempts=m.max_attempts,
+                **_timeout_columns(m.timeouts),
             )
-            for c in wm.channels:
+            for section, c in zip(m.channels, wm.channels, strict=True):
                 await _upsert(
                     lambda i, **f: catalog.create_channel(store, i, **f),
                     lambda i, **f: catalog.update_channel(store, i, **f),
@@ -124,10 +143,8 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> None:
                     price_prompt_nano=c.price.prompt,
                     price_completion_nano=c.price.completion,
                     price_cached_nano=c.price.cached,
-                    first_byte_timeout_ms=c.timeouts.first_byte_ms,
-                    idle_timeout_ms=c.timeouts.idle_ms,
-                    total_timeout_ms=c.timeouts.total_ms,
                     enabled=c.enabled,
+                    **_timeout_columns(section.timeouts),
                 )
         for a in config.accounts:
             # The account may set its default fallback itself (management API): a file that
@@ -249,11 +266,7 @@ async def export_config(store: Store) -> str:
                     "completion": nano_to_usd(c.price_completion_nano),
                     "cached": nano_to_usd(c.price_cached_nano),
                 },
-                "timeouts": {
-                    "first_byte_seconds": c.first_byte_timeout_ms / 1000,
-                    "idle_seconds": c.idle_timeout_ms / 1000,
-                    "total_seconds": c.total_timeout_ms / 1000,
-                },
+                "timeouts": _timeout_seconds(c),
             }
         )
     document: dict[str, Any] = {
@@ -279,6 +292,7 @@ async def export_config(store: Store) -> str:
                 "context_length": m.context_length,
                 "capabilities": m.capabilities,
                 "max_attempts": m.max_attempts,
+                "timeouts": _timeout_seconds(m),
                 "channels": by_model.get(m.slug) or None,
             }
             for m in models

@@ -130,6 +130,10 @@ models = Table(
     Column("capabilities", JSON, nullable=False),
     # Attempts across the model's channels, the first included; the settings' when NULL.
     Column("max_attempts", Integer, nullable=True),
+    # Defaults for the model's channels that set none; the built-in ones when NULL.
+    Column("first_byte_timeout_ms", BigInteger, nullable=True),
+    Column("idle_timeout_ms", BigInteger, nullable=True),
+    Column("total_timeout_ms", BigInteger, nullable=True),
     _created(),
 )
 
@@ -168,9 +172,10 @@ channels = Table(
     Column("price_prompt_nano", BigInteger, nullable=False),
     Column("price_completion_nano", BigInteger, nullable=False),
     Column("price_cached_nano", BigInteger, nullable=False),
-    Column("first_byte_timeout_ms", BigInteger, nullable=False),
-    Column("idle_timeout_ms", BigInteger, nullable=False),
-    Column("total_timeout_ms", BigInteger, nullable=False),
+    # NULL: the model's timeout, else the built-in default.
+    Column("first_byte_timeout_ms", BigInteger, nullable=True),
+    Column("idle_timeout_ms", BigInteger, nullable=True),
+    Column("total_timeout_ms", BigInteger, nullable=True),
     Column("enabled", Boolean, nullable=False),
     _created(),
     Index(None, "model_slug"),

@@ -101,6 +101,10 @@ def _slug(path: Path) -> str:
     return str(path).lstrip("/")
 
 
+def _timeout_fields(timeouts: Timeouts) -> dict[str, Any]:
+    return {column: getattr(timeouts, name) for name, column in catalog.TIMEOUT_COLUMNS.items()}
+
+
 class ModelController(Controller):
     path = "/models"
     tags = ("catalog",)
@@ -123,6 +127,7 @@ class ModelController(Controller):
             context_length=data.context_length,
             capabilities=data.capabilities,
             max_attempts=data.max_attempts,
+            **_timeout_fields(data.timeouts),
         )
         await changed()
         return Model.of(record)
@@ -139,6 +144,7 @@ class ModelController(Controller):
         slug: FromPath[Path],
         data: JSONBody[ModelUpdate],
     ) -> Model:
+        timeouts = {} if isinstance(data.timeouts, UnsetType) else _timeout_fields(data.timeouts)
         record = await catalog.update_model(
             store,
             _slug(slug),
@@ -146,6 +152,7 @@ class ModelController(Controller):
             context_length=data.context_length,
             capabilities=data.capabilities,
             max_attempts=data.max_attempts,
+            **timeouts,
         )
         await changed()
         return Model.of(record)
@@ -170,14 +177,6 @@ def _price_fields(price: Price) -> dict[str, Any]:
         "price_prompt_nano": prompt,
         "price_completion_nano": usd_to_nano(price.completion, "price.completion"),
         "price_cached_nano": cached,
-    }
-
-
-def _timeout_fields(timeouts: Timeouts) -> dict[str, Any]:
-    return {
-        "first_byte_timeout_ms": timeouts.first_byte_ms,
-        "idle_timeout_ms": timeouts.idle_ms,
-        "total_timeout_ms": timeouts.total_ms,
     }
 
 

@@ -81,6 +81,23 @@ class ProviderUpdate(msgspec.Struct, frozen=True, kw_only=True):
     connect_timeout_ms: ConnectTimeout | UnsetType = UNSET
 
 
+class Timeouts(msgspec.Struct, frozen=True, kw_only=True):
+    """Milliseconds. null: a channel's is its model's, a model's the built-in default (60 000,
+    120 000, 600 000)."""
+
+    first_byte_ms: TimeoutMs | None = None
+    idle_ms: TimeoutMs | None = None
+    total_ms: TimeoutMs | None = None
+
+    @classmethod
+    def of(cls, r: catalog.ModelRecord | catalog.ChannelRecord) -> Timeouts:
+        return cls(
+            first_byte_ms=r.first_byte_timeout_ms,
+            idle_ms=r.idle_timeout_ms,
+            total_ms=r.total_timeout_ms,
+        )
+
+
 class Model(msgspec.Struct, frozen=True, kw_only=True):
     slug: str
     aliases: list[str]
@@ -89,6 +106,8 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int | None
     """Attempts across the model's channels, the first included; null: the settings'
     `max_attempts`."""
+    timeouts: Timeouts
+    """The default of its channels that set none."""
     created_at: datetime
 
     @classmethod
@@ -99,6 +118,7 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
             context_length=m.context_length,
             capabilities=m.capabilities,
             max_attempts=m.max_attempts,
+            timeouts=Timeouts.of(m),
             created_at=m.created_at,
         )
 
@@ -109,6 +129,7 @@ class ModelCreate(msgspec.Struct, frozen=True, kw_only=True):
     context_length: ContextLength | None = None
     capabilities: list[Capability] = []
     max_attempts: MaxAttempts | None = None
+    timeouts: Timeouts = Timeouts()
 
 
 class ModelUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +139,8 @@ class ModelUpdate(msgspec.Struct, frozen=True, kw_only=True):
     capabilities: list[Capability] | UnsetType = UNSET
     max_attempts: MaxAttempts | UnsetType | None = UNSET
     """null: the settings' `max_attempts` again."""
+    timeouts: Timeouts | UnsetType = UNSET
+    """Replaces all three timeouts."""
 
 
 class Price(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,12 +149,6 @@ class Price(msgspec.Struct, frozen=True, kw_only=True):
     prompt: PerMillion = "0"
     completion: PerMillion = "0"
     cached: PerMillion | None = None
-
-
-class Timeouts(msgspec.Struct, frozen=True, kw_only=True):
-    first_byte_ms: TimeoutMs = 60_000
-    idle_ms: TimeoutMs = 120_000
-    total_ms: TimeoutMs = 600_000
 
 
 class Channel(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,11 +175,7 @@ class Channel(msgspec.Struct, frozen=True, kw_only=True):
                 completion=nano_to_usd(c.price_completion_nano),
                 cached=nano_to_usd(c.price_cached_nano),
             ),
-            timeouts=Timeouts(
-                first_byte_ms=c.first_byte_timeout_ms,
-                idle_ms=c.idle_timeout_ms,
-                total_ms=c.total_timeout_ms,
-            ),
+            timeouts=Timeouts.of(c),
             enabled=c.enabled,
             created_at=c.created_at,
         )

@@ -16,6 +16,7 @@ import msgspec
 from sqlalchemy import func, select
 
 from muxgate import wire
+from muxgate.config import resolve_timeouts
 from muxgate.store import (
     Store,
     accounts,
@@ -45,7 +46,13 @@ def _provider(p: catalog.ProviderRecord) -> wire.Provider:
     )
 
 
-def _channel(c: catalog.ChannelRecord, stats: wire.LiveStats | None) -> wire.Channel:
+def _timeouts(record: catalog.ModelRecord | catalog.ChannelRecord) -> dict[str, int | None]:
+    return {name: getattr(record, column) for name, column in catalog.TIMEOUT_COLUMNS.items()}
+
+
+def _channel(
+    c: catalog.ChannelRecord, model: catalog.ModelRecord, stats: wire.LiveStats | None
+) -> wire.Channel:
     return wire.Channel(
         id=c.id,
         provider=c.provider_id,
@@ -56,11 +63,7 @@ def _channel(c: catalog.ChannelRecord, stats: wire.LiveStats | None) -> wire.Cha
             completion=c.price_completion_nano,
             cached=c.price_cached_nano,
         ),
-        timeouts=wire.Timeouts(
-            first_byte_ms=c.first_byte_timeout_ms,
-            idle_ms=c.idle_timeout_ms,
-            total_ms=c.total_timeout_ms,
-        ),
+        timeouts=resolve_timeouts(_timeouts(c), _timeouts(model)),
         enabled=c.enabled,
         stats=stats or wire.LiveStats(),
     )
@@ -181,9 +184,11 @@ async def compile_snapshot(store: Store, now: datetime | None = None) -> wire.Ro
         config = await settings.load(conn)
         medians = await usage.ttft_medians(conn, now)
         stats = await live_stats.channel_stats(conn, now)
+        model_records = {m.slug: m for m in await catalog.list_models(store)}
         channels: dict[str, list[wire.Channel]] = {}
         for c in await catalog.list_channels(store):
-            channels.setdefault(c.model_slug, []).append(_channel(c, stats.get(c.id)))
+            model = model_records[c.model_slug]
+            channels.setdefault(c.model_slug, []).append(_channel(c, model, stats.get(c.id)))
         models = [
             wire.Model(
                 slug=m.slug,
@@ -193,7 +198,7 @@ async def compile_snapshot(store: Store, now: datetime | None = None) -> wire.Ro
                 ttft_p50_ms=medians.get(m.slug),
                 max_attempts=m.max_attempts,
             )
-            for m in await catalog.list_models(store)
+            for m in model_records.values()
         ]
         live_keys = [k for k in await keys.list_keys(store) if k.usable(now)]
         snapshot = wire.RoutingSnapshot(
