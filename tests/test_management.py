@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -45,6 +46,18 @@ slug = "test/other"
   id = "other@mock"
   provider = "mock"
   upstream_model = "other"
+  price = {PRICE}
+
+[[providers]]
+id = "nowhere"
+base_url = "http://127.0.0.1:9/v1"
+
+[[models]]
+slug = "test/broken"
+  [[models.channels]]
+  id = "broken@nowhere"
+  provider = "nowhere"
+  upstream_model = "mini"
   price = {PRICE}
 
 [[accounts]]
@@ -136,6 +149,42 @@ def test_generation_record_itemizes_the_cost(gateway: GatewayProcess) -> None:
     assert items["completion"]["billAmount"] == Decimal(event.completion_tokens * 10) / 10**6
     assert record["usage"] == Decimal(event.cost_nano_usd) / 10**9
     assert record["usage"] == items["prompt"]["billAmount"] + items["completion"]["billAmount"]
+
+
+def test_generation_record_names_the_protocol_the_client_spoke(gateway: GatewayProcess) -> None:
+    hello: Any = [{"role": "user", "content": "Hello there"}]
+    claude = anthropic.Anthropic(base_url=f"{gateway.url}/api/anthropic", api_key=ALICE)
+    messages = claude.messages.with_raw_response.create(
+        model="test/mini", max_tokens=64, messages=hello
+    )
+    client = openai.OpenAI(base_url=f"{gateway.url}/api/v1", api_key=ALICE, max_retries=0)
+    responses = client.responses.with_raw_response.create(model="test/mini", input="Hello there")
+    gemini = httpx.post(
+        f"{gateway.url}/api/vertex-ai/v1/publishers/test/models/mini:generateContent",
+        json={"contents": [{"role": "user", "parts": [{"text": "Hello there"}]}]},
+        headers={"x-goog-api-key": ALICE},
+        timeout=10,
+    )
+    assert gemini.status_code == 200, gemini.text
+    for raw, api in [
+        (messages, "messages"),
+        (responses, "responses"),
+        (gemini, "generateContent"),
+    ]:
+        record = generation(gateway, raw.headers["x-muxgate-request-id"], ALICE)
+        assert record["api"] == api
+
+
+def test_a_failed_generation_names_the_channel_it_last_tried(gateway: GatewayProcess) -> None:
+    client = openai.OpenAI(base_url=f"{gateway.url}/api/v1", api_key=ALICE, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as failed:
+        client.chat.completions.create(
+            model="test/broken", messages=[{"role": "user", "content": "Hello there"}]
+        )
+    request_id = failed.value.response.headers["x-muxgate-request-id"]
+    record = generation(gateway, request_id, ALICE)
+    assert (record["status"], record["endpointSlug"]) == ("failed", "broken@nowhere")
+    assert record["usage"] == 0
 
 
 def test_streamed_generation_is_marked_streamed(gateway: GatewayProcess) -> None:

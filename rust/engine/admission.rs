@@ -90,10 +90,7 @@ pub async fn admit(
     }
     let mut shown = false;
     for want in wanted {
-        // The shared store is unreachable: serve rather than refuse everyone.
-        let Ok(verdict) = limiter.take(&want.bucket, want.rate, want.cost).await else {
-            continue;
-        };
+        let verdict = limiter.take(&want.bucket, want.rate, want.cost).await;
         if !verdict.allowed {
             give_back(limiter, &admission.taken).await;
             return Err(refusal(&want, &verdict));
@@ -112,25 +109,21 @@ pub async fn admit(
 pub async fn settle(limiter: &Limiter, taken: &[Taken], used: u64) {
     let used = i64::try_from(used).unwrap_or(i64::MAX);
     for t in taken.iter().filter(|t| t.tokens && t.cost != used) {
-        let _ = limiter.take(&t.bucket, t.rate, used - t.cost).await;
+        limiter.take(&t.bucket, t.rate, used - t.cost).await;
     }
 }
 
 async fn give_back(limiter: &Limiter, taken: &[Taken]) {
     for t in taken {
-        let _ = limiter.take(&t.bucket, t.rate, -t.cost).await;
+        limiter.take(&t.bucket, t.rate, -t.cost).await;
     }
-}
-
-fn per_minute(rate: Rate) -> i64 {
-    60_000_000 / rate.emission_us.max(1)
 }
 
 fn headers(taken: &Taken, verdict: &Verdict) -> Vec<(String, String)> {
     vec![
         (
             "x-ratelimit-limit".to_owned(),
-            per_minute(taken.rate).to_string(),
+            taken.rate.per_minute.to_string(),
         ),
         (
             "x-ratelimit-remaining".to_owned(),
@@ -149,7 +142,7 @@ fn seconds(us: i64) -> u64 {
 
 fn refusal(taken: &Taken, verdict: &Verdict) -> Refusal {
     let what = if taken.tokens { "tokens" } else { "requests" };
-    let limit = per_minute(taken.rate);
+    let limit = taken.rate.per_minute;
     let (scope, subject) = taken.bucket.split_once(':').map_or(("", ""), |(s, rest)| {
         (s, rest.split(':').next().unwrap_or(""))
     });

@@ -986,6 +986,7 @@ fn meter<'e>(
         account_id: &ctx.account_id,
         key_id: &ctx.key_id,
         model: &ctx.model.slug,
+        api: ctx.req.surface.api(),
         channel_id: channel.map(|c| c.id.as_str()),
         provider_id: channel.map(|c| c.provider.id.as_str()),
         upstream_model: channel.map(|c| c.upstream_model.as_str()),

@@ -191,20 +191,16 @@ impl Engine {
         *self.limits_redis.lock() = Some(url.to_owned());
     }
 
-    /// The rate limiter. A Redis that cannot be reached at the first request leaves this worker
-    /// limiting in memory, which holds for one process (embedded mode) and errs on the side of
-    /// serving otherwise.
+    /// The rate limiter, made on the I/O thread with the first request. While Redis does not
+    /// answer, the worker limits in its own memory (see `limits`).
     async fn limiter(&self) -> &crate::limits::Limiter {
         use crate::limits::Limiter;
         self.limiter
             .get_or_init(|| async {
                 let url = self.limits_redis.lock().clone();
-                let limiter = match url {
-                    Some(url) => Limiter::with_redis(&url, "muxgate:rl:")
-                        .await
-                        .unwrap_or_else(|_| Limiter::in_memory()),
-                    None => Limiter::in_memory(),
-                };
+                let limiter = url
+                    .and_then(|url| Limiter::with_redis(&url, "muxgate:rl:").ok())
+                    .unwrap_or_else(Limiter::in_memory);
                 let limiter = Arc::new(limiter);
                 Limiter::sweep_every(&limiter);
                 limiter

@@ -116,6 +116,16 @@ impl Surface {
         }
     }
 
+    /// The API the generation record names (`api`): ZenMux's names of the four protocols.
+    pub fn api(self) -> &'static str {
+        match self {
+            Surface::Chat => "chat.completions",
+            Surface::Messages => "messages",
+            Surface::Responses => "responses",
+            Surface::Gemini { .. } => "generateContent",
+        }
+    }
+
     /// The channel protocol that is this surface's own wire format: a channel speaking it gets
     /// the client's request and the client its answer as they are.
     pub fn protocol(self) -> Option<Protocol> {
@@ -281,13 +291,12 @@ pub fn answer_json(
     created: u64,
     now: Instant,
 ) -> Result<(Vec<u8>, Observed), String> {
-    #[derive(serde::Deserialize)]
-    struct Probe<'a> {
-        #[serde(borrow, default)]
-        error: Option<&'a serde_json::value::RawValue>,
-    }
-    if let Ok(Probe { error: Some(e) }) = serde_json::from_slice::<Probe>(raw)
-        && e.get() != "null"
+    // One shallow pass finds an error answer and, passed through, is what gets rewritten.
+    let fields = serde_json::from_slice::<Fields>(raw).ok();
+    if fields
+        .as_ref()
+        .and_then(|f| f.get("error"))
+        .is_some_and(|e| e.get() != "null")
     {
         return Err(super::upstream::error_message(raw));
     }
@@ -313,11 +322,9 @@ pub fn answer_json(
         ..Observed::default()
     };
     observe_parts(&response, &mut observed);
-    if to.protocol() != Some(from) {
+    let Some(fields) = fields.filter(|_| to.protocol() == Some(from)) else {
         return Ok((to.encode_response(&response, id, model, created), observed));
-    }
-    // Decoded above, so it is a JSON object.
-    let fields: Fields = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    };
     let (id, model) = (quote(id), quote(model));
     let (id_field, model_field) = from.naming_fields();
     let mut body = Vec::with_capacity(raw.len() + 64);

@@ -17,6 +17,8 @@ pub struct UsageEvent<'a> {
     pub key_id: &'a str,
     /// The slug the client asked for.
     pub model: &'a str,
+    /// The protocol the client spoke (`Surface::api`).
+    pub api: &'static str,
     pub channel_id: Option<&'a str>,
     pub provider_id: Option<&'a str>,
     pub upstream_model: Option<&'a str>,

@@ -7,6 +7,10 @@
 //! back. Lease sizes follow the rate (what the bucket refills in `LEASE_WINDOW`), so a slow
 //! bucket (60 a minute) leases nothing and every worker asks Redis each time: exact, where
 //! exactness is visible, and cheap, where traffic is heavy.
+//!
+//! When Redis does not answer (down, unreachable, slower than `REDIS_TIMEOUT`), the worker
+//! limits in its own memory — each worker then allows the whole limit, which is lenient but
+//! still a limit — and asks Redis again after `REDIS_RETRY`.
 
 pub mod gcra;
 pub mod redis;
@@ -22,14 +26,35 @@ pub use self::gcra::{Rate, Verdict};
 const LEASE_WINDOW: Duration = Duration::from_millis(50);
 /// Never lease more than this share of the burst, so other workers keep some.
 const LEASE_SHARE_OF_BURST: i64 = 8;
+/// A Redis call slower than this counts as Redis being down.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a worker limits in memory after Redis failed before it asks again.
+pub(crate) const REDIS_RETRY: Duration = Duration::from_secs(1);
 
-/// Where buckets live.
-enum Store {
-    Memory {
-        started: Instant,
-        tats: Mutex<HashMap<String, i64>>,
-    },
-    Redis(redis::Buckets),
+/// Buckets in this process's memory.
+struct Memory {
+    started: Instant,
+    levels: Mutex<HashMap<String, gcra::Level>>,
+}
+
+impl Memory {
+    fn take(&self, bucket: &str, rate: Rate, cost: i64) -> Verdict {
+        let now = i64::try_from(self.started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let mut levels = self.levels.lock();
+        let (verdict, level) = gcra::take(rate, levels.get(bucket).copied(), now, cost);
+        if level.points > 0 {
+            levels.insert(bucket.to_owned(), level);
+        } else {
+            levels.remove(bucket);
+        }
+        verdict
+    }
+}
+
+/// Buckets in Redis, and when it last failed.
+struct Shared {
+    buckets: redis::Buckets,
+    failed_until: Mutex<Option<Instant>>,
 }
 
 /// Units taken ahead from Redis by this worker.
@@ -44,7 +69,8 @@ struct Lease {
 }
 
 pub struct Limiter {
-    store: Store,
+    memory: Memory,
+    shared: Option<Shared>,
     leases: Mutex<HashMap<String, Lease>>,
 }
 
@@ -52,34 +78,40 @@ impl Limiter {
     /// Buckets in this process's memory.
     pub fn in_memory() -> Self {
         Limiter {
-            store: Store::Memory {
+            memory: Memory {
                 started: Instant::now(),
-                tats: Mutex::new(HashMap::new()),
+                levels: Mutex::new(HashMap::new()),
             },
+            shared: None,
             leases: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Buckets in the Redis at `url`, shared by every worker that uses it.
-    pub async fn with_redis(url: &str, prefix: &str) -> Result<Self, String> {
+    /// Buckets in the Redis at `url`, shared by every worker that uses it; connected on first
+    /// use (an error here is a malformed URL).
+    pub fn with_redis(url: &str, prefix: &str) -> Result<Self, String> {
         Ok(Limiter {
-            store: Store::Redis(redis::Buckets::connect(url, prefix).await?),
-            leases: Mutex::new(HashMap::new()),
+            shared: Some(Shared {
+                buckets: redis::Buckets::connect(url, prefix)?,
+                failed_until: Mutex::new(None),
+            }),
+            ..Limiter::in_memory()
         })
     }
 
     /// Take `cost` units from `bucket` (give back `-cost` when negative).
-    pub async fn take(&self, bucket: &str, rate: Rate, cost: i64) -> Result<Verdict, String> {
-        match &self.store {
-            Store::Memory { started, tats } => {
-                let now = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
-                let mut tats = tats.lock();
-                let (verdict, tat) = gcra::take(rate, tats.get(bucket).copied(), now, cost);
-                tats.insert(bucket.to_owned(), tat);
-                Ok(verdict)
+    pub async fn take(&self, bucket: &str, rate: Rate, cost: i64) -> Verdict {
+        if let Some(shared) = &self.shared {
+            let now = Instant::now();
+            let failed = matches!(*shared.failed_until.lock(), Some(until) if until > now);
+            if !failed {
+                match self.take_leased(&shared.buckets, bucket, rate, cost).await {
+                    Ok(verdict) => return verdict,
+                    Err(_) => *shared.failed_until.lock() = Some(now + REDIS_RETRY),
+                }
             }
-            Store::Redis(buckets) => self.take_leased(buckets, bucket, rate, cost).await,
         }
+        self.memory.take(bucket, rate, cost)
     }
 
     async fn take_leased(
@@ -155,7 +187,7 @@ impl Limiter {
     /// Give back what expired leases did not use, so units a worker stopped needing return
     /// to the others. Run it every `LEASE_WINDOW` while the limiter lives (`sweep_every`).
     pub async fn sweep(&self) {
-        let Store::Redis(buckets) = &self.store else {
+        let Some(shared) = &self.shared else {
             return;
         };
         let now = Instant::now();
@@ -171,13 +203,13 @@ impl Limiter {
                 .collect()
         };
         for (bucket, lease) in expired.into_iter().filter(|(_, l)| l.units != 0) {
-            let _ = buckets.take(&bucket, lease.rate, -lease.units).await;
+            let _ = shared.buckets.take(&bucket, lease.rate, -lease.units).await;
         }
     }
 
     /// Sweep every `LEASE_WINDOW` until the limiter is dropped.
     pub fn sweep_every(limiter: &std::sync::Arc<Self>) {
-        if matches!(limiter.store, Store::Memory { .. }) {
+        if limiter.shared.is_none() {
             return;
         }
         let weak = std::sync::Arc::downgrade(limiter);
@@ -197,7 +229,7 @@ impl Limiter {
 /// Units one lease takes: what the bucket refills in `LEASE_WINDOW`, at most an eighth of its
 /// burst. One (no lease) for slow buckets.
 fn lease_size(rate: Rate) -> i64 {
-    let refill = i64::try_from(LEASE_WINDOW.as_micros()).unwrap_or(i64::MAX) / rate.emission_us;
+    let refill = rate.refill(i64::try_from(LEASE_WINDOW.as_micros()).unwrap_or(i64::MAX));
     refill.min(rate.burst / LEASE_SHARE_OF_BURST).max(1)
 }
 
@@ -222,9 +254,9 @@ mod tests {
         let rate = Rate::per_minute(60, 3);
         let mut allowed = 0;
         for _ in 0..5 {
-            allowed += i32::from(limiter.take("k", rate, 1).await.unwrap().allowed);
+            allowed += i32::from(limiter.take("k", rate, 1).await.allowed);
         }
         assert_eq!(allowed, 3);
-        assert!(limiter.take("other", rate, 1).await.unwrap().allowed);
+        assert!(limiter.take("other", rate, 1).await.allowed);
     }
 }

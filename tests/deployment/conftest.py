@@ -60,7 +60,8 @@ class Deployment:
 
 @pytest.fixture(scope="session")
 def mock_url(start_mock: Callable[[dict[str, dict[str, object]]], MockProvider]) -> str:
-    provider = start_mock({"echo": {"reply": "pong"}})
+    # `echo` answers one token; `long` a hundred words, so answers fill any small max_tokens.
+    provider = start_mock({"echo": {"reply": "pong"}, "long": {"reply": "word " * 100}})
     return f"http://127.0.0.1:{provider.port}/v1"
 
 

@@ -323,6 +323,8 @@ usage_records = Table(
     Column("malformed_chunks", Integer, nullable=False),
     # JSON list of the channels that failed and were failed over (their live error rate).
     Column("failovers", Text, nullable=False, server_default="[]"),
+    # The protocol the client spoke (the generation record's `api`).
+    Column("api", Text, nullable=False, server_default="chat.completions"),
     Index(None, "created_at"),
     Index(None, "account_id", "created_at"),
     Index(None, "channel_id", "created_at"),

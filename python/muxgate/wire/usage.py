@@ -43,12 +43,17 @@ class Case(msgspec.Struct, frozen=True, kw_only=True):
     """Hallucination rules that sampled this request for the judge."""
 
 
+Api = Literal["chat.completions", "responses", "messages", "generateContent"]
+
+
 class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str
     created_ms: int
     account_id: str
     key_id: str
     model: str
+    api: Api = "chat.completions"
+    """The protocol the client spoke."""
     channel_id: str | None
     provider_id: str | None
     upstream_model: str | None

@@ -9,6 +9,8 @@ from typing import Literal
 
 import msgspec
 
+from muxgate.wire.usage import Api
+
 
 class CompletionTokensDetails(msgspec.Struct, frozen=True, kw_only=True):
     reasoning_tokens: int
@@ -56,7 +58,7 @@ class GenerationClaim(msgspec.Struct, frozen=True, kw_only=True):
 class Generation(msgspec.Struct, frozen=True, kw_only=True):
     """One request as metered: tokens, timings, cost, retries."""
 
-    api: Literal["chat.completions"]
+    api: Api
     generationId: str
     model: str
     createAt: datetime

@@ -76,7 +76,7 @@ def generation(event: UsageEvent, claims: Iterable[Claim] = ()) -> Generation:
     billed = usd(event.cost_nano_usd)
     ttft = event.ttft_ms
     return Generation(
-        api="chat.completions",
+        api=event.api,
         generationId=event.request_id,
         model=event.model,
         createAt=datetime.fromtimestamp(event.created_ms / 1000, UTC),
@@ -106,7 +106,8 @@ def generation(event: UsageEvent, claims: Iterable[Claim] = ()) -> Generation:
         finalRetry=event.attempts > 1 and event.status == "ok",
         status=event.status,
         providerSlug=event.provider_id,
-        endpointSlug=event.channel_id,
+        # A failed request names the last channel it tried.
+        endpointSlug=event.channel_id or (event.failovers[-1] if event.failovers else None),
         usageSource=event.usage_source,
         claims=[
             GenerationClaim(

@@ -6,13 +6,12 @@ Messages providers (other protocols have no use for it)."""
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from typing import TYPE_CHECKING
 
 from granian.rsgi import HTTPProtocol, Scope
 
-from muxgate.gateway.protocols.exchange import answer
+from muxgate.gateway.protocols.exchange import exchange
 from muxgate.wire.errors import anthropic_error_json
 
 if TYPE_CHECKING:
@@ -24,19 +23,15 @@ INLINE_COUNT_BYTES = 16 * 1024
 
 
 async def messages(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
-    body = await gateway.read_body(scope, proto, error)
-    if body is None:
-        return
     headers = scope.headers
     beta = headers.get("anthropic-beta")
     if beta is not None:
         # Sent comma-separated or repeated; passed on as one comma-separated value.
         beta = ",".join(v for k, v in headers.items() if k == "anthropic-beta")
-    future: asyncio.Future[object] = gateway.loop.create_future()
-    gateway.engine.messages(
-        headers.get("authorization"), headers.get("x-api-key"), beta, body, future
+    call = partial(
+        gateway.engine.messages, headers.get("authorization"), headers.get("x-api-key"), beta
     )
-    await answer(gateway, proto, future)
+    await exchange(gateway, scope, proto, error, call)
 
 
 async def count_tokens(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:

@@ -6,17 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from granian.rsgi import HTTPProtocol, ProtocolClosed
+from granian.rsgi import HTTPProtocol, ProtocolClosed, Scope
 
 from muxgate._native import Stream
 
 if TYPE_CHECKING:
-    from muxgate.gateway.app import Gateway
+    from muxgate.gateway.app import ErrorFormat, Gateway
 
 # A complete answer from the engine: status, headers, body.
 Response = tuple[int, list[tuple[str, str]], bytes]
+# An engine call given the request body and the future its reply resolves.
+EngineCall = Callable[[bytes, asyncio.Future[object]], None]
+
+
+async def exchange(
+    gateway: Gateway, scope: Scope, proto: HTTPProtocol, error: ErrorFormat, call: EngineCall
+) -> None:
+    """One model call: read the body (refused in the surface's `error` format), hand it to the
+    engine, send its reply."""
+    body = await gateway.read_body(scope, proto, error)
+    if body is None:
+        return
+    future: asyncio.Future[object] = gateway.loop.create_future()
+    call(body, future)
+    await answer(gateway, proto, future)
 
 
 async def answer(gateway: Gateway, proto: HTTPProtocol, future: asyncio.Future[object]) -> None:

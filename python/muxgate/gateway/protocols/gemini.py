@@ -6,13 +6,13 @@ list. The model is named by the path: `publishers/google/models/gemini-2.5-pro` 
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
 from granian.rsgi import HTTPProtocol, Scope
 
-from muxgate.gateway.protocols.exchange import answer
+from muxgate.gateway.protocols.exchange import exchange
 from muxgate.wire.errors import google_error_json
 
 if TYPE_CHECKING:
@@ -77,20 +77,13 @@ async def dispatch(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
         message = f"{scope.path} accepts POST only"
         proto.response_bytes(405, [*JSON, ("allow", "POST")], error(405, "", message))
         return
-    body = await gateway.read_body(scope, proto, error)
-    if body is None:
-        return
     model, method = call
-    stream = METHODS[method]
-    sse = query.get("alt", [""])[0] == "sse"
-    future: asyncio.Future[object] = gateway.loop.create_future()
-    gateway.engine.generate_content(
+    generate = partial(
+        gateway.engine.generate_content,
         model,
-        stream,
-        sse,
+        METHODS[method],
+        query.get("alt", [""])[0] == "sse",
         scope.headers.get("authorization"),
         _key(scope, query),
-        body,
-        future,
     )
-    await answer(gateway, proto, future)
+    await exchange(gateway, scope, proto, error, generate)

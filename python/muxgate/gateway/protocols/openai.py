@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import TYPE_CHECKING
 
 from granian.rsgi import HTTPProtocol, Scope
 
-from muxgate.gateway.protocols.exchange import answer
+from muxgate.gateway.protocols.exchange import exchange
 from muxgate.wire.errors import error_json
 
 if TYPE_CHECKING:
@@ -17,23 +17,15 @@ error = error_json
 
 
 async def chat_completions(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
-    body = await gateway.read_body(scope, proto, error)
-    if body is None:
-        return
     headers = scope.headers
-    future: asyncio.Future[object] = gateway.loop.create_future()
-    gateway.engine.chat(headers.get("authorization"), headers.get("x-api-key"), body, future)
-    await answer(gateway, proto, future)
+    call = partial(gateway.engine.chat, headers.get("authorization"), headers.get("x-api-key"))
+    await exchange(gateway, scope, proto, error, call)
 
 
 async def responses(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
-    body = await gateway.read_body(scope, proto, error)
-    if body is None:
-        return
     headers = scope.headers
-    future: asyncio.Future[object] = gateway.loop.create_future()
-    gateway.engine.responses(headers.get("authorization"), headers.get("x-api-key"), body, future)
-    await answer(gateway, proto, future)
+    call = partial(gateway.engine.responses, headers.get("authorization"), headers.get("x-api-key"))
+    await exchange(gateway, scope, proto, error, call)
 
 
 async def models(gateway: Gateway, scope: Scope, proto: HTTPProtocol) -> None:
