@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muxgate.store import tables as t
+from muxgate.store.buckets import utc_bucket
 from muxgate.store.cases import case_verdict, mark_judged
 from muxgate.store.ledger import add_to_balances, balances, lock_accounts, now_utc
 from muxgate.store.rows import to_record
@@ -94,13 +95,6 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     finish_reason: str | None = None
 
 
-def utc_day(dialect: str, column: Any) -> ColumnElement[str]:
-    """`YYYY-MM-DD` of a UTC timestamp column, computed by the database."""
-    if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d", column)
-
-
 def _day_start(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -131,7 +125,7 @@ async def _used_today(
     if not keys:
         return {}
     c = t.insurance_claims
-    day = utc_day(conn.dialect.name, c.c.created_at).label("day")
+    day = utc_bucket(conn.dialect.name, c.c.created_at, "1d").label("day")
     pairs = sorted({(a, r) for a, r, _ in keys})
     query = (
         select(c.c.account_id, c.c.rule_id, day, func.sum(c.c.credit_nano))
@@ -345,7 +339,7 @@ async def claim_groups(
 ) -> list[ClaimGroup]:
     """Count and credit per UTC day, trigger and model, in one grouped query."""
     c = t.insurance_claims
-    day = utc_day(store.dialect, c.c.created_at).label("day")
+    day = utc_bucket(store.dialect, c.c.created_at, "1d").label("day")
     query = (
         select(
             day,

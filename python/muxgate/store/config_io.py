@@ -6,7 +6,8 @@ secrets never appear (keys as digests, encrypted provider credentials left out).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -19,13 +20,44 @@ from muxgate.store.store import Store
 from muxgate.store.toml_text import dumps
 
 
-async def _upsert(create: Any, update: Any, get: Any, ident: str, **fields: Any) -> None:
+class _Entity(NamedTuple):
+    """How the store reads, creates and updates one kind of entity. `section` is where the file
+    lists it, for kinds whose store errors should name the file's field."""
+
+    get: Callable[[Store, str], Awaitable[object]]
+    create: Callable[..., Awaitable[object]]
+    update: Callable[..., Awaitable[object]]
+    section: str | None = None
+
+
+_PROVIDER = _Entity(catalog.get_provider, catalog.create_provider, catalog.update_provider)
+_MODEL = _Entity(catalog.get_model, catalog.create_model, catalog.update_model)
+_CHANNEL = _Entity(catalog.get_channel, catalog.create_channel, catalog.update_channel)
+_ACCOUNT = _Entity(
+    accounts.get_account, accounts.create_account, accounts.update_account, section="accounts"
+)
+_RATE_LIMIT_POLICY = _Entity(
+    policies.get_rate_limit_policy,
+    policies.create_rate_limit_policy,
+    policies.update_rate_limit_policy,
+    section="rate_limit_policies",
+)
+
+
+async def _upsert(store: Store, entity: _Entity, ident: str, **fields: Any) -> None:
+    """Create `ident` with the file's fields, or update it if the store has it."""
     try:
-        await get(ident)
+        await entity.get(store, ident)
+        write = entity.update
     except NotFound:
-        await create(ident, **fields)
-    else:
-        await update(ident, **fields)
+        write = entity.create
+    try:
+        await write(store, ident, **fields)
+    except Invalid as exc:
+        if entity.section is None:
+            raise
+        where = f"{entity.section}.{ident}.{exc.field}"
+        raise Invalid(f"{where}: {exc.message}", exc.field) from exc
 
 
 def _timeout_columns(section: cfg.TimeoutSection) -> dict[str, int | None]:
@@ -111,18 +143,11 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> None:
             # an environment variable instead.
             if p.credential_env is not None:
                 fields["credential_env"] = p.credential_env
-            await _upsert(
-                lambda i, **f: catalog.create_provider(store, i, **f),
-                lambda i, **f: catalog.update_provider(store, i, **f),
-                lambda i: catalog.get_provider(store, i),
-                p.id,
-                **fields,
-            )
+            await _upsert(store, _PROVIDER, p.id, **fields)
         for m, wm in zip(config.models, compiled.models, strict=True):
             await _upsert(
-                lambda i, **f: catalog.create_model(store, i, **f),
-                lambda i, **f: catalog.update_model(store, i, **f),
-                lambda i: catalog.get_model(store, i),
+                store,
+                _MODEL,
                 m.slug,
                 aliases=m.aliases,
                 context_length=m.context_length,
@@ -132,9 +157,8 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> None:
             )
             for section, c in zip(m.channels, wm.channels, strict=True):
                 await _upsert(
-                    lambda i, **f: catalog.create_channel(store, i, **f),
-                    lambda i, **f: catalog.update_channel(store, i, **f),
-                    lambda i: catalog.get_channel(store, i),
+                    store,
+                    _CHANNEL,
                     c.id,
                     model_slug=m.slug,
                     provider_id=c.provider,
@@ -152,41 +176,24 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> None:
             fallback: dict[str, Any] = {}
             if a.default_fallback is not None:
                 fallback["default_fallback"] = a.default_fallback or None
-            try:
-                await _upsert(
-                    lambda i, **f: accounts.create_account(store, i, **f),
-                    lambda i, **f: accounts.update_account(store, i, **f),
-                    lambda i: accounts.get_account(store, i),
-                    a.id,
-                    name=a.name,
-                    blocked=a.blocked,
-                    **fallback,
-                )
-            except Invalid as exc:
-                where = f"accounts.{a.id}.{exc.field}"
-                raise Invalid(f"{where}: {exc.message}", exc.field) from exc
+            await _upsert(store, _ACCOUNT, a.id, name=a.name, blocked=a.blocked, **fallback)
         await _import_keys(store, config, digests)
         for r in config.insurance_rules:
             await _import_rule(store, r)
         for pol in config.rate_limit_policies:
-            try:
-                await _upsert(
-                    lambda i, **f: policies.create_rate_limit_policy(store, i, **f),
-                    lambda i, **f: policies.update_rate_limit_policy(store, i, **f),
-                    lambda i: policies.get_rate_limit_policy(store, i),
-                    pol.id,
-                    description=pol.description,
-                    applies_to=pol.applies_to,
-                    subjects=pol.subjects,
-                    models=pol.models,
-                    rpm=pol.rpm,
-                    tpm=pol.tpm,
-                    burst=pol.burst,
-                    enabled=pol.enabled,
-                )
-            except Invalid as exc:
-                where = f"rate_limit_policies.{pol.id}.{exc.field}"
-                raise Invalid(f"{where}: {exc.message}", exc.field) from exc
+            await _upsert(
+                store,
+                _RATE_LIMIT_POLICY,
+                pol.id,
+                description=pol.description,
+                applies_to=pol.applies_to,
+                subjects=pol.subjects,
+                models=pol.models,
+                rpm=pol.rpm,
+                tpm=pol.tpm,
+                burst=pol.burst,
+                enabled=pol.enabled,
+            )
 
 
 async def _import_rule(store: Store, rule: cfg.InsuranceRuleSection) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, func, select
+from sqlalchemy import BigInteger, func, select
 
 from muxgate.store import Store
 from muxgate.store import tables as t
+from muxgate.store.buckets import Width, utc_bucket
 from muxgate.store.claims import Claim
 from muxgate.store.keys import KeyRecord, digest_of, load_key
 from muxgate.store.ledger import balance, now_utc
@@ -35,7 +36,7 @@ from .schemas import (
 
 _USD = Decimal(NANO_PER_USD)
 _MILLION = Decimal(1_000_000)
-BucketWidth = Literal["1h", "1d"]
+BucketWidth = Width
 
 
 def usd(nano: int | Decimal) -> Decimal:
@@ -127,15 +128,6 @@ async def account_balance(store: Store, account_id: str) -> BalanceData:
     )
 
 
-def _bucket(dialect: str, width: BucketWidth) -> ColumnElement[str]:
-    """The UTC start of each row's bucket, as the label the API returns."""
-    created = t.usage_records.c.created_at
-    if dialect == "postgresql":
-        fmt = 'YYYY-MM-DD"T"HH24":00:00Z"' if width == "1h" else "YYYY-MM-DD"
-        return func.to_char(func.timezone("UTC", created), fmt)
-    return func.strftime("%Y-%m-%dT%H:00:00Z" if width == "1h" else "%Y-%m-%d", created)
-
-
 def _add(into: dict[str, int], row: Any) -> None:
     for name in into:
         into[name] += int(getattr(row, name))
@@ -174,7 +166,7 @@ async def usage_statistics(
 ) -> UsageStatistics:
     """Requests, tokens and cost over `[starting_at, ending_at)`: per bucket, model and key."""
     u = t.usage_records
-    bucket = _bucket(store.dialect, width).label("bucket")
+    bucket = utc_bucket(store.dialect, u.c.created_at, width).label("bucket")
     query = (
         select(
             bucket,
