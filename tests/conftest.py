@@ -1,16 +1,17 @@
 """Fixtures: a real mock provider (the product's own, in-process) and real gateway processes
-started through the CLI, exactly as a user runs them."""
+started through the CLI, exactly as a user runs them, from TOML files built by `gateway_toml`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from muxgate.store.usage import get_usage, list_usage
 from muxgate.wire import UsageEvent
 
 ROOT = Path(__file__).resolve().parent.parent
+
+Table = dict[str, object]
 
 
 def free_port() -> int:
@@ -119,6 +122,61 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def provider(id: str, base_url: str, **fields: object) -> Table:
+    return {"id": id, "base_url": base_url, **fields}
+
+
+def channel(id: str, provider: str, upstream_model: str, **fields: object) -> Table:
+    return {"id": id, "provider": provider, "upstream_model": upstream_model, **fields}
+
+
+def model(slug: str, *channels: Table, **fields: object) -> Table:
+    return {"slug": slug, **fields, "channels": list(channels)}
+
+
+def key(id: str, account: str, secret: str, **fields: object) -> Table:
+    return {"id": id, "account": account, "secret": secret, **fields}
+
+
+def gateway_toml(
+    providers: Sequence[Table],
+    models: Sequence[Table],
+    keys: Sequence[Table],
+    accounts: Sequence[Table] | None = None,
+    extra: str = "",
+) -> str:
+    """A gateway's TOML file, so each test states only its own tables; `accounts` defaults to a
+    plain one per account the keys name, and `extra` is appended as written."""
+    if accounts is None:
+        accounts = [{"id": a} for a in dict.fromkeys(str(k["account"]) for k in keys)]
+    sections = {"providers": providers, "models": models, "accounts": accounts, "keys": keys}
+    tables = [toml_table(name, t) for name, rows in sections.items() for t in rows]
+    return "\n\n".join([*tables, extra])
+
+
+def toml_table(name: str, fields: Table) -> str:
+    """One `[[name]]` table; a field holding a list of tables becomes `[[name.field]]` tables."""
+    lines, subtables = [f"[[{name}]]"], []
+    for field, value in fields.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            subtables += [toml_table(f"{name}.{field}", v) for v in value]
+        else:
+            lines.append(f"{field} = {toml_value(value)}")
+    return "\n\n".join(["\n".join(lines), *subtables])
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return f"[{', '.join(map(toml_value, value))}]"
+    if isinstance(value, dict):
+        return f"{{ {', '.join(f'{k} = {toml_value(v)}' for k, v in value.items())} }}"
+    return str(value)
 
 
 def start_gateway(

@@ -13,7 +13,17 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, free_port, start_gateway
+from conftest import (
+    GatewayProcess,
+    Table,
+    channel,
+    free_port,
+    gateway_toml,
+    key,
+    model,
+    provider,
+    start_gateway,
+)
 from muxgate.mock import MockProvider
 
 KEY = "sk-test-all"
@@ -34,85 +44,79 @@ SCRIPTS: dict[str, dict[str, object]] = {
     "secured": {"reply": "authenticated", "api_key": UPSTREAM_SECRET},
 }
 
-PRICE = '{ prompt = "0.15", completion = "0.60", cached = "0.075" }'
+PRICE = {"prompt": "0.15", "completion": "0.60", "cached": "0.075"}
 
 
 def config(mock_url: str, dead_url: str) -> str:
-    def channel(cid: str, provider: str, upstream: str, weight: int = 1, extra: str = "") -> str:
-        return (
-            f'[[models.channels]]\nid = "{cid}"\nprovider = "{provider}"\n'
-            f'upstream_model = "{upstream}"\nweight = {weight}\nprice = {PRICE}\n{extra}\n'
-        )
+    def priced(cid: str, provider: str, upstream: str, weight: int = 1, **fields: object) -> Table:
+        return channel(cid, provider, upstream, weight=weight, price=PRICE, **fields)
 
-    def model(slug: str, *channels: str, aliases: str = "[]") -> str:
-        return f'[[models]]\nslug = "{slug}"\naliases = {aliases}\n' + "".join(channels)
-
-    fast_timeout = "timeouts = { first_byte_seconds = 0.5 }"
-    return "\n".join(
+    fast_timeout = {"first_byte_seconds": 0.5}
+    return gateway_toml(
         [
-            "[gateway]\nkeepalive_seconds = 0.3\nmax_attempts = 3\nmax_body_bytes = 65536\n",
-            f'[[providers]]\nid = "mock"\nbase_url = "{mock_url}"\n',
-            f'[[providers]]\nid = "mock2"\nbase_url = "{mock_url}"\n',
-            f'[[providers]]\nid = "dead"\nbase_url = "{dead_url}"\nconnect_timeout_seconds = 1\n',
-            f'[[providers]]\nid = "mock-auth"\nbase_url = "{mock_url}"\n'
-            'credential_env = "MUXGATE_TEST_UPSTREAM_KEY"\n',
-            f'[[providers]]\nid = "mock-wrong-auth"\nbase_url = "{mock_url}"\n'
-            'credential_env = "MUXGATE_TEST_WRONG_KEY"\n',
+            provider("mock", mock_url),
+            provider("mock2", mock_url),
+            provider("dead", dead_url, connect_timeout_seconds=1),
+            provider("mock-auth", mock_url, credential_env="MUXGATE_TEST_UPSTREAM_KEY"),
+            provider("mock-wrong-auth", mock_url, credential_env="MUXGATE_TEST_WRONG_KEY"),
+        ],
+        [
             model(
                 "openai/gpt-4o-mini",
-                channel("mini-a", "mock", "gpt-4o-mini", 3),
-                channel("mini-b", "mock2", "gpt-4o-mini", 1),
-                aliases='["gpt-4o-mini"]',
+                priced("mini-a", "mock", "gpt-4o-mini", 3),
+                priced("mini-b", "mock2", "gpt-4o-mini", 1),
+                aliases=["gpt-4o-mini"],
             ),
             model(
                 "test/refused",
-                channel("refused-dead", "dead", "ok", 100),
-                channel("refused-ok", "mock", "ok"),
+                priced("refused-dead", "dead", "ok", 100),
+                priced("refused-ok", "mock", "ok"),
             ),
             model(
                 "test/fail500",
-                channel("fail500-five", "mock", "fail-500", 100),
-                channel("fail500-ok", "mock2", "ok"),
+                priced("fail500-five", "mock", "fail-500", 100),
+                priced("fail500-ok", "mock2", "ok"),
             ),
             model(
                 "test/fail429",
-                channel("fail429-limited", "mock", "rate-429", 100),
-                channel("fail429-ok", "mock", "ok"),
+                priced("fail429-limited", "mock", "rate-429", 100),
+                priced("fail429-ok", "mock", "ok"),
             ),
             model(
                 "test/timeout",
-                channel("timeout-hangs", "mock", "hang", 100, fast_timeout),
-                channel("timeout-ok", "mock2", "ok"),
+                priced("timeout-hangs", "mock", "hang", 100, timeouts=fast_timeout),
+                priced("timeout-ok", "mock2", "ok"),
             ),
             model(
                 "test/all-fail",
-                channel("all-fail-five", "mock", "fail-500"),
-                channel("all-fail-dead", "dead", "ok"),
+                priced("all-fail-five", "mock", "fail-500"),
+                priced("all-fail-dead", "dead", "ok"),
             ),
             model(
                 "test/all-429",
-                channel("l1", "mock", "rate-429"),
-                channel("l2", "mock2", "rate-429"),
+                priced("l1", "mock", "rate-429"),
+                priced("l2", "mock2", "rate-429"),
             ),
             model(
-                "test/all-timeout", channel("all-timeout-hangs", "mock", "hang", 1, fast_timeout)
+                "test/all-timeout",
+                priced("all-timeout-hangs", "mock", "hang", 1, timeouts=fast_timeout),
             ),
-            model("test/cut", channel("cuts", "mock", "cut")),
-            model("test/slow", channel("slow", "mock", "slow")),
-            model("test/paced", channel("paced", "mock", "paced")),
-            model("test/bad-request", channel("strict", "mock", "bad-request")),
-            model("test/malformed", channel("sloppy", "mock", "malformed")),
-            model("test/secured", channel("secured", "mock-auth", "secured")),
-            model("test/wrong-credential", channel("wrong", "mock-wrong-auth", "secured")),
-            '[[accounts]]\nid = "team"\n',
-            '[[accounts]]\nid = "overdue"\nblocked = true\n',
-            f'[[keys]]\nid = "all"\naccount = "team"\nsecret = "{KEY}"\n',
-            f'[[keys]]\nid = "limited"\naccount = "team"\nsecret = "{LIMITED_KEY}"\n'
-            'models = ["test/*"]\n',
-            '[[keys]]\nid = "disabled"\naccount = "team"\nsecret = "sk-test-disabled"\n'
-            "enabled = false\n",
-            '[[keys]]\nid = "overdue"\naccount = "overdue"\nsecret = "sk-test-overdue"\n',
-        ]
+            model("test/cut", priced("cuts", "mock", "cut")),
+            model("test/slow", priced("slow", "mock", "slow")),
+            model("test/paced", priced("paced", "mock", "paced")),
+            model("test/bad-request", priced("strict", "mock", "bad-request")),
+            model("test/malformed", priced("sloppy", "mock", "malformed")),
+            model("test/secured", priced("secured", "mock-auth", "secured")),
+            model("test/wrong-credential", priced("wrong", "mock-wrong-auth", "secured")),
+        ],
+        [
+            key("all", "team", KEY),
+            key("limited", "team", LIMITED_KEY, models=["test/*"]),
+            key("disabled", "team", "sk-test-disabled", enabled=False),
+            key("overdue", "overdue", "sk-test-overdue"),
+        ],
+        accounts=[{"id": "team"}, {"id": "overdue", "blocked": True}],
+        extra="[gateway]\nkeepalive_seconds = 0.3\nmax_attempts = 3\nmax_body_bytes = 65536\n",
     )
 
 

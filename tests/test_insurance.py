@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, start_gateway
+from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
 from muxgate.mock import MockProvider
 from muxgate.store import Store
 from muxgate.store.ledger import list_entries
@@ -92,18 +92,12 @@ TEST_RULES = [
 
 
 def config(mock_url: str) -> str:
-    lines = [f'[[providers]]\nid = "mock"\nbase_url = "{mock_url}"\n']
-    for script in SCRIPTS:
-        lines.append(
-            f'[[models]]\nslug = "ins/{script}"\n'
-            f'[[models.channels]]\nid = "{script}@mock"\nprovider = "mock"\n'
-            f'upstream_model = "{script}"\nprice = {{ prompt = "20", completion = "80" }}\n'
-        )
-    lines.append('[[accounts]]\nid = "insured"\n')
-    lines.append(f'[[keys]]\nid = "insured-key"\naccount = "insured"\nsecret = "{KEY}"\n')
-    lines.append('[[accounts]]\nid = "keeper"\n')
-    lines.append(f'[[keys]]\nid = "keeper-key"\naccount = "keeper"\nsecret = "{KEEPER}"\n')
-    return "\n".join(lines)
+    price = {"prompt": "20", "completion": "80"}
+    return gateway_toml(
+        [provider("mock", mock_url)],
+        [model(f"ins/{s}", channel(f"{s}@mock", "mock", s, price=price)) for s in SCRIPTS],
+        [key("insured-key", "insured", KEY), key("keeper-key", "keeper", KEEPER)],
+    )
 
 
 @pytest.fixture(scope="module")

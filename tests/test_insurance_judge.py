@@ -18,7 +18,7 @@ import openai
 import pytest
 from sqlalchemy import select
 
-from conftest import GatewayProcess, start_gateway
+from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
 from muxgate.mock import MockProvider, read_stats
 from muxgate.store import Store
 from muxgate.store import tables as t
@@ -67,17 +67,13 @@ RULES = [
 
 
 def config(mock_url: str) -> str:
-    lines = [f'[[providers]]\nid = "mock"\nbase_url = "{mock_url}"\n']
-    for script in SCRIPTS:
-        lines.append(
-            f'[[models]]\nslug = "hal/{script}"\n'
-            f'[[models.channels]]\nid = "{script}@mock"\nprovider = "mock"\n'
-            f'upstream_model = "{script}"\nprice = {{ prompt = "20", completion = "80" }}\n'
-        )
-    for account, key in (("retaining", RETAINING), ("private", PRIVATE), ("judges", JUDGE_KEY)):
-        lines.append(f'[[accounts]]\nid = "{account}"\n')
-        lines.append(f'[[keys]]\nid = "{account}-key"\naccount = "{account}"\nsecret = "{key}"\n')
-    return "\n".join(lines)
+    price = {"prompt": "20", "completion": "80"}
+    accounts = {"retaining": RETAINING, "private": PRIVATE, "judges": JUDGE_KEY}
+    return gateway_toml(
+        [provider("mock", mock_url)],
+        [model(f"hal/{s}", channel(f"{s}@mock", "mock", s, price=price)) for s in SCRIPTS],
+        [key(f"{account}-key", account, secret) for account, secret in accounts.items()],
+    )
 
 
 def account_api(gateway: GatewayProcess, key: str, path: str, **params: str) -> httpx.Response:

@@ -16,71 +16,30 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, start_gateway
+from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
 from muxgate.mock import MockProvider
 
 ALICE = "sk-test-alice-1"
 ALICE_2 = "sk-test-alice-2"
 BOB = "sk-test-bob-1"
 # $2 / $10 per million: a 'Hello! You said: ...' answer costs a few micro-dollars.
-PRICE = '{ prompt = "2", completion = "10" }'
+PRICE = {"prompt": "2", "completion": "10"}
 
 
 def config(mock_url: str) -> str:
-    return f"""
-[[providers]]
-id = "mock"
-base_url = "{mock_url}"
-
-[[models]]
-slug = "test/mini"
-  [[models.channels]]
-  id = "mini@mock"
-  provider = "mock"
-  upstream_model = "mini"
-  price = {PRICE}
-
-[[models]]
-slug = "test/other"
-  [[models.channels]]
-  id = "other@mock"
-  provider = "mock"
-  upstream_model = "other"
-  price = {PRICE}
-
-[[providers]]
-id = "nowhere"
-base_url = "http://127.0.0.1:9/v1"
-
-[[models]]
-slug = "test/broken"
-  [[models.channels]]
-  id = "broken@nowhere"
-  provider = "nowhere"
-  upstream_model = "mini"
-  price = {PRICE}
-
-[[accounts]]
-id = "alice"
-
-[[accounts]]
-id = "bob"
-
-[[keys]]
-id = "alice-1"
-account = "alice"
-secret = "{ALICE}"
-
-[[keys]]
-id = "alice-2"
-account = "alice"
-secret = "{ALICE_2}"
-
-[[keys]]
-id = "bob-1"
-account = "bob"
-secret = "{BOB}"
-"""
+    return gateway_toml(
+        [provider("mock", mock_url), provider("nowhere", "http://127.0.0.1:9/v1")],
+        [
+            model("test/mini", channel("mini@mock", "mock", "mini", price=PRICE)),
+            model("test/other", channel("other@mock", "mock", "other", price=PRICE)),
+            model("test/broken", channel("broken@nowhere", "nowhere", "mini", price=PRICE)),
+        ],
+        [
+            key("alice-1", "alice", ALICE),
+            key("alice-2", "alice", ALICE_2),
+            key("bob-1", "bob", BOB),
+        ],
+    )
 
 
 @pytest.fixture(scope="module")

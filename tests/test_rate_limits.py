@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, start_gateway
+from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
 from muxgate.mock import MockProvider
 
 KEY = "sk-test-limited"
@@ -23,38 +23,11 @@ ADMIN = "test-admin-limits"
 
 
 def config(mock_url: str) -> str:
-    return f"""
-[[providers]]
-id = "mock"
-base_url = "{mock_url}"
-
-[[models]]
-slug = "limit/mini"
-  [[models.channels]]
-  id = "mini@mock"
-  provider = "mock"
-  upstream_model = "mini"
-
-[[models]]
-slug = "limit/slow"
-  [[models.channels]]
-  id = "slow@mock"
-  provider = "mock"
-  upstream_model = "slow"
-
-[[accounts]]
-id = "limited"
-
-[[keys]]
-id = "limited-key"
-account = "limited"
-secret = "{KEY}"
-
-[[keys]]
-id = "other-key"
-account = "limited"
-secret = "{OTHER}"
-"""
+    return gateway_toml(
+        [provider("mock", mock_url)],
+        [model(f"limit/{m}", channel(f"{m}@mock", "mock", m)) for m in ("mini", "slow")],
+        [key("limited-key", "limited", KEY), key("other-key", "limited", OTHER)],
+    )
 
 
 @pytest.fixture(scope="module")

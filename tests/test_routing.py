@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, start_gateway
+from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
 from muxgate.mock import MockProvider
 
 KEY = "sk-test-routing"
@@ -43,42 +43,30 @@ CHANNELS = [
 
 
 def config(mock_url: str) -> str:
-    lines = [
-        f'[[providers]]\nid = "{p}"\nbase_url = "{mock_url}"\n'
-        for p in ("anthropic", "bedrock", "vertex")
+    claude = [
+        channel(cid, p, upstream, price={"prompt": prompt, "completion": completion})
+        for cid, p, upstream, prompt, completion in CHANNELS
     ]
-    lines.append('[[models]]\nslug = "route/claude"\naliases = ["claude-route"]\n')
-    for channel, provider, upstream, prompt, completion in CHANNELS:
-        lines.append(
-            f'[[models.channels]]\nid = "{channel}"\nprovider = "{provider}"\n'
-            f'upstream_model = "{upstream}"\n'
-            f'price = {{ prompt = "{prompt}", completion = "{completion}" }}\n'
-        )
-    # Every channel of this one fails; so does the first channel of "route/flaky".
-    lines.append(
-        '[[models]]\nslug = "route/broken"\n'
-        '[[models.channels]]\nid = "broken@anthropic"\nprovider = "anthropic"\n'
-        'upstream_model = "down"\n'
+    return gateway_toml(
+        [provider(p, mock_url) for p in ("anthropic", "bedrock", "vertex")],
+        [
+            model("route/claude", *claude, aliases=["claude-route"]),
+            # Every channel of this one fails; so does the first channel of "route/flaky".
+            model("route/broken", channel("broken@anthropic", "anthropic", "down")),
+            model(
+                "route/flaky",
+                channel("flaky@anthropic", "anthropic", "down", weight=1000),
+                channel("flaky@vertex", "vertex", "ok", weight=1),
+            ),
+            model(
+                "route/speed",
+                channel("speed@anthropic", "anthropic", "slowpoke"),
+                channel("speed@bedrock", "bedrock", "speedy"),
+                channel("speed@vertex", "vertex", "unreliable"),
+            ),
+        ],
+        [key("router-key", "router", KEY)],
     )
-    lines.append(
-        '[[models]]\nslug = "route/flaky"\n'
-        '[[models.channels]]\nid = "flaky@anthropic"\nprovider = "anthropic"\n'
-        'upstream_model = "down"\nweight = 1000\n'
-        '[[models.channels]]\nid = "flaky@vertex"\nprovider = "vertex"\n'
-        'upstream_model = "ok"\nweight = 1\n'
-    )
-    lines.append(
-        '[[models]]\nslug = "route/speed"\n'
-        '[[models.channels]]\nid = "speed@anthropic"\nprovider = "anthropic"\n'
-        'upstream_model = "slowpoke"\n'
-        '[[models.channels]]\nid = "speed@bedrock"\nprovider = "bedrock"\n'
-        'upstream_model = "speedy"\n'
-        '[[models.channels]]\nid = "speed@vertex"\nprovider = "vertex"\n'
-        'upstream_model = "unreliable"\n'
-    )
-    lines.append('[[accounts]]\nid = "router"\n')
-    lines.append(f'[[keys]]\nid = "router-key"\naccount = "router"\nsecret = "{KEY}"\n')
-    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -249,13 +237,13 @@ def test_live_statistics_order_by_throughput_and_quality(
     gpt: openai.OpenAI, gateway: GatewayProcess
 ) -> None:
     # Enough traffic on each channel (pinned) for the control plane's figures.
-    for provider in ("anthropic", "bedrock", "vertex"):
+    for pinned in ("anthropic", "bedrock", "vertex"):
         for _ in range(24):
             # The unreliable channel fails as scripted.
             with contextlib.suppress(openai.APIStatusError):
                 list(
                     gpt.chat.completions.create(
-                        model=f"route/speed:{provider}", messages=ask(), stream=True
+                        model=f"route/speed:{pinned}", messages=ask(), stream=True
                     )
                 )
     deadline = time.monotonic() + 10

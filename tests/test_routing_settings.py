@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, start_gateway
+from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
 from muxgate.mock import MockProvider
 
 TEAM = "sk-test-routing-settings-team"
@@ -32,69 +32,25 @@ SCRIPTS: dict[str, dict[str, object]] = {
 
 
 def config(mock_url: str) -> str:
-    return f"""
-[[providers]]
-id = "first"
-base_url = "{mock_url}"
-
-[[providers]]
-id = "second"
-base_url = "{mock_url}"
-
-[[models]]
-slug = "rs/broken"
-  [[models.channels]]
-  id = "broken@first"
-  provider = "first"
-  upstream_model = "down"
-  [[models.channels]]
-  id = "broken@second"
-  provider = "second"
-  upstream_model = "down"
-
-[[models]]
-slug = "rs/backup"
-aliases = ["backup"]
-  [[models.channels]]
-  id = "backup@second"
-  provider = "second"
-  upstream_model = "backup"
-
-[[models]]
-slug = "rs/own"
-  [[models.channels]]
-  id = "own@first"
-  provider = "first"
-  upstream_model = "own"
-
-[[models]]
-slug = "rs/attempts"
-max_attempts = 1
-  [[models.channels]]
-  id = "attempts@first"
-  provider = "first"
-  upstream_model = "down"
-  [[models.channels]]
-  id = "attempts@second"
-  provider = "second"
-  upstream_model = "ok"
-
-[[accounts]]
-id = "team"
-
-[[accounts]]
-id = "solo"
-
-[[keys]]
-id = "team-key"
-account = "team"
-secret = "{TEAM}"
-
-[[keys]]
-id = "solo-key"
-account = "solo"
-secret = "{SOLO}"
-"""
+    return gateway_toml(
+        [provider("first", mock_url), provider("second", mock_url)],
+        [
+            model(
+                "rs/broken",
+                channel("broken@first", "first", "down"),
+                channel("broken@second", "second", "down"),
+            ),
+            model("rs/backup", channel("backup@second", "second", "backup"), aliases=["backup"]),
+            model("rs/own", channel("own@first", "first", "own")),
+            model(
+                "rs/attempts",
+                channel("attempts@first", "first", "down"),
+                channel("attempts@second", "second", "ok"),
+                max_attempts=1,
+            ),
+        ],
+        [key("team-key", "team", TEAM), key("solo-key", "solo", SOLO)],
+    )
 
 
 @pytest.fixture(scope="module")
