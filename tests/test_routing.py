@@ -15,6 +15,8 @@ import anthropic
 import httpx
 import openai
 import pytest
+from google import genai
+from google.genai import types as genai_types
 
 from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
 from muxgate.mock import MockProvider
@@ -220,17 +222,18 @@ def test_other_surfaces_steer_the_same_way(gateway: GatewayProcess) -> None:
     message = raw.parse()
     assert message.model == "route/claude"
     assert raw.headers["x-muxgate-channel"] == "claude@vertex"
-    r = httpx.post(
-        f"{gateway.url}/api/vertex-ai/v1/publishers/route/models/claude:generateContent",
-        json={
-            "contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
-            "provider": {"routing": {"type": "priority", "primary_factor": "price"}},
-        },
-        headers={"x-goog-api-key": KEY},
-        timeout=20,
+    by_price = {"provider": {"routing": {"type": "priority", "primary_factor": "price"}}}
+    gemini = genai.Client(
+        api_key=KEY,
+        vertexai=True,
+        http_options=genai_types.HttpOptions(
+            api_version="v1", base_url=f"{gateway.url}/api/vertex-ai", extra_body=by_price
+        ),
     )
-    assert r.status_code == 200, r.text
-    assert r.headers["x-muxgate-channel"] == "claude@bedrock"
+    answer = gemini.models.generate_content(model="route/claude", contents="Hi")
+    assert answer.text == "Routed."
+    assert answer.sdk_http_response and answer.sdk_http_response.headers
+    assert answer.sdk_http_response.headers["x-muxgate-channel"] == "claude@bedrock"
 
 
 def test_live_statistics_order_by_throughput_and_quality(
