@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::admission::{self, Asker, Taken};
+use super::auto;
 use super::counts::{self, Count};
 use super::error::{ErrorKind, GatewayError};
 use super::insurance::{self, Assessment, Facts, INSURANCE_HEADER};
@@ -51,6 +52,8 @@ struct Context<'a> {
     order: Order,
     pinned: Option<String>,
     fallbacks: Vec<Fallback>,
+    /// For `zenmux/auto`: the models ranked and why (`auto::MODEL_ROUTING_HEADER`).
+    model_routing: Option<String>,
     /// The rate-limit buckets the request took from, and the headers saying where it stands.
     taken: Vec<Taken>,
     rate_headers: Headers,
@@ -503,17 +506,35 @@ fn prepare<'a>(
         Ok(r) => r,
         Err(e) => return Err((e, request_id)),
     };
-    let Some((model, pinned)) = routing.model_and_pin(&req.model) else {
-        let message = format!("Model {} is not valid", req.model);
-        return Err((
-            GatewayError::new(ErrorKind::InvalidModel, message),
-            request_id,
-        ));
-    };
-    let fallbacks = match fallbacks(routing, key, model, &req) {
+    let (model, pinned, choice) =
+        if req.model == auto::AUTO_MODEL && routing.model(auto::AUTO_MODEL).is_none() {
+            let config = req.steering.model_routing.clone().unwrap_or_default();
+            match auto::choose(routing, key, &config, &demand(&req, body)) {
+                Ok(choice) => (choice.models[0].clone(), None, Some(choice)),
+                Err(e) => return Err((e, request_id)),
+            }
+        } else {
+            let Some((model, pinned)) = routing.model_and_pin(&req.model) else {
+                let message = format!("Model {} is not valid", req.model);
+                return Err((
+                    GatewayError::new(ErrorKind::InvalidModel, message),
+                    request_id,
+                ));
+            };
+            (model.clone(), pinned, None)
+        };
+    let model = &model;
+    let mut fallbacks = match fallbacks(routing, key, model, &req) {
         Ok(f) => f,
         Err(e) => return Err((e, request_id)),
     };
+    // Model routing's other candidates come first, then the request's own fallbacks.
+    let model_routing = choice.map(|choice| {
+        fallbacks.retain(|(m, _)| !choice.models.iter().any(|c| c.slug == m.slug));
+        let rest = choice.models[1..].iter().map(|m| (m.clone(), None));
+        fallbacks.splice(0..0, rest);
+        choice.explanation
+    });
     if let Err(e) = steering::check(model, &req.steering.order, pinned) {
         return Err((e, request_id));
     }
@@ -557,10 +578,30 @@ fn prepare<'a>(
         order,
         pinned,
         fallbacks,
+        model_routing,
         taken: Vec::new(),
         rate_headers: Vec::new(),
     };
     Ok((ctx, prompt))
+}
+
+/// What a `zenmux/auto` request needs of a model: sizes (the prompt at about four bytes a
+/// token) and what it asks for.
+fn demand(req: &Inbound<'_>, body: &[u8]) -> auto::Demand {
+    let neutral = req.neutral().ok();
+    auto::Demand {
+        prompt_tokens: (body.len() / 4) as u64,
+        answer_tokens: req.max_tokens().unwrap_or(admission::DEFAULT_ANSWER_TOKENS),
+        tools: neutral.is_some_and(|r| !r.tools.is_empty()),
+        structured_output: neutral.is_some_and(|r| {
+            matches!(
+                r.output,
+                Some(crate::translate::OutputFormat::JsonSchema { .. })
+            )
+        }),
+        reasoning: neutral.is_some_and(|r| r.reasoning.is_some()),
+        turns: neutral.map_or(1, |r| r.messages.len()),
+    }
 }
 
 /// The models to fall back to, in order: the request's own (`provider.fallback`,
@@ -947,6 +988,9 @@ fn headers(
     ));
     h.push((ATTEMPTS_HEADER.to_owned(), progress.attempts.to_string()));
     h.extend(ctx.rate_headers.iter().cloned());
+    if let Some(why) = &ctx.model_routing {
+        h.push((auto::MODEL_ROUTING_HEADER.to_owned(), why.clone()));
+    }
     if !progress.dropped.is_empty() {
         h.push((DROPPED_HEADER.to_owned(), progress.dropped.join(", ")));
     }

@@ -3,6 +3,7 @@
 //! between (auth, validation, routing, upstream I/O, failover, relay, metering) happens here.
 
 mod admission;
+pub mod auto;
 mod chat;
 mod counts;
 pub mod error;

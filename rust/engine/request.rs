@@ -166,11 +166,7 @@ impl<'a> ChatRequest<'a> {
 
     /// How the request steers its routing.
     pub fn steering(&self) -> Result<Steering, GatewayError> {
-        Steering::parse(
-            self.fields.get("provider"),
-            self.fields.get("zenmux-route"),
-            self.fields.get("provider_routing_strategy"),
-        )
+        Steering::parse(|name| self.fields.get(name))
     }
 
     /// Whether the request names an output format at all (a field lookup: the content checks
@@ -220,17 +216,13 @@ fn validate_messages(raw: &RawValue) -> Result<(), GatewayError> {
 /// bodies name none, which a substring search tells without parsing.
 pub fn steering_of(body: &[u8]) -> Result<Steering, GatewayError> {
     let finder = |needle: &str| memchr::memmem::find(body, needle.as_bytes()).is_some();
-    if !finder("\"provider") && !finder("\"zenmux-route\"") {
+    if !finder("\"provider") && !finder("\"zenmux-route\"") && !finder("\"model_routing_config\"") {
         return Ok(Steering::default());
     }
     let fields: Fields = serde_json::from_slice(body).map_err(|e| {
         GatewayError::invalid(format!("Request body is not a valid JSON object: {e}"))
     })?;
-    Steering::parse(
-        fields.get("provider"),
-        fields.get("zenmux-route"),
-        fields.get("provider_routing_strategy"),
-    )
+    Steering::parse(|name| fields.get(name))
 }
 
 /// What a request asks of its answer (structured output, the tools it offers), for the

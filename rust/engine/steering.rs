@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::auto::ModelRouting;
 use super::error::GatewayError;
 use super::routing::{ChannelRoute, ModelRoute};
 
@@ -54,6 +55,8 @@ pub struct Steering {
     pub fallbacks: Vec<String>,
     /// `provider.fallback: "false"`: not even the account's default fallback.
     pub no_fallback: bool,
+    /// `model_routing_config`, for `zenmux/auto` (see `auto`).
+    pub model_routing: Option<ModelRouting>,
 }
 
 fn invalid(message: &str) -> GatewayError {
@@ -149,15 +152,21 @@ fn routing(raw: &RawValue) -> Result<Order, GatewayError> {
 }
 
 impl Steering {
-    /// The steering fields of a request, each given as its raw JSON value (absent or null:
-    /// not set). A per-request `provider` wins over `zenmux-route`, which wins over the legacy
-    /// field.
-    pub fn parse(
-        provider: Option<&RawValue>,
-        route: Option<&RawValue>,
-        legacy: Option<&RawValue>,
-    ) -> Result<Self, GatewayError> {
-        let mut steering = Steering::default();
+    /// The steering fields of a request (`field` looks one up as its raw JSON value; absent
+    /// or null: not set). A per-request `provider` wins over `zenmux-route`, which wins over
+    /// the legacy field.
+    pub fn parse<'a>(field: impl Fn(&str) -> Option<&'a RawValue>) -> Result<Self, GatewayError> {
+        let (provider, route, legacy) = (
+            field("provider"),
+            field("zenmux-route"),
+            field("provider_routing_strategy"),
+        );
+        let mut steering = Steering {
+            model_routing: present(field("model_routing_config"))
+                .map(ModelRouting::parse)
+                .transpose()?,
+            ..Steering::default()
+        };
         if let Some(raw) = present(legacy) {
             const LEGACY: &str = "Parameter provider_routing_strategy is not valid";
             let field: RoutingField = object(raw, LEGACY)?;
@@ -327,7 +336,13 @@ mod tests {
 
     fn parse(provider: &str, route: &str, legacy: &str) -> Result<Steering, String> {
         let (p, r, l) = (raw(provider), raw(route), raw(legacy));
-        Steering::parse(Some(&p), Some(&r), Some(&l)).map_err(|e| e.message)
+        Steering::parse(|name| match name {
+            "provider" => Some(&*p),
+            "zenmux-route" => Some(&*r),
+            "provider_routing_strategy" => Some(&*l),
+            _ => None,
+        })
+        .map_err(|e| e.message)
     }
 
     #[test]
