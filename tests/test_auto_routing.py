@@ -114,6 +114,15 @@ def test_balanced_follows_the_requests_complexity(gateway: GatewayProcess) -> No
     assert stated.parse().model == "auto/mid"
 
 
+def test_provider_routing_narrows_the_candidates(gateway: GatewayProcess) -> None:
+    # Only auto/mid has the listed endpoint: model routing picks among what the order allows.
+    order = {"routing": {"type": "order", "providers": ["mid@mock"]}}
+    routing = {"available_models": TIERS, "preference": "performance"}
+    raw = ask(gpt(gateway), routing, provider=order)
+    assert raw.parse().model == "auto/mid"
+    assert raw.headers["x-muxgate-model-routing"].endswith("candidates=auto/mid")
+
+
 def test_the_next_candidate_answers_when_the_first_fails(gateway: GatewayProcess) -> None:
     raw = ask(
         gpt(gateway), {"available_models": ["auto/broken", "auto/mid"], "preference": "price"}

@@ -197,18 +197,20 @@ struct Candidate {
     errors: f64,
 }
 
-/// Rank the candidates for this request.
+/// Rank the candidates for this request; `usable` says which models the request's other
+/// routing controls leave open (an `order` list names providers of some models only).
 pub fn choose(
     routing: &Routing,
     key: &KeyEntry,
     config: &ModelRouting,
     demand: &Demand,
+    usable: impl Fn(&ModelRoute) -> bool,
 ) -> Result<Choice, GatewayError> {
     let pool = pool(routing, key, config)?;
     let needed = demand.prompt_tokens + demand.answer_tokens;
     let mut candidates: Vec<Candidate> = pool
         .into_iter()
-        .filter(|m| !m.channels.is_empty())
+        .filter(|m| !m.channels.is_empty() && usable(m))
         .filter(|m| m.context_length.is_none_or(|c| u64::from(c) >= needed))
         .map(|model| {
             let cost = model
@@ -427,7 +429,7 @@ mod tests {
     fn chosen(config: &ModelRouting, demand: &Demand) -> Result<Vec<String>, GatewayError> {
         let routing = routing();
         let key = routing.key("sk").unwrap();
-        let choice = choose(&routing, key, config, demand)?;
+        let choice = choose(&routing, key, config, demand, |_| true)?;
         Ok(choice.models.iter().map(|m| m.slug.clone()).collect())
     }
 

@@ -509,7 +509,9 @@ fn prepare<'a>(
     let (model, pinned, choice) =
         if req.model == auto::AUTO_MODEL && routing.model(auto::AUTO_MODEL).is_none() {
             let config = req.steering.model_routing.clone().unwrap_or_default();
-            match auto::choose(routing, key, &config, &demand(&req, body)) {
+            let order = &req.steering.order;
+            let usable = |m: &ModelRoute| steering::check(m, order, None).is_ok();
+            match auto::choose(routing, key, &config, &demand(&req, body), usable) {
                 Ok(choice) => (choice.models[0].clone(), None, Some(choice)),
                 Err(e) => return Err((e, request_id)),
             }
