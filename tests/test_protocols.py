@@ -17,7 +17,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from conftest import GatewayProcess, start_gateway
+from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
 from muxgate.mock import MockProvider
 
 KEY = "sk-test-protocols"
@@ -62,23 +62,18 @@ PIXEL = (
 
 
 def config(mock_url: str) -> str:
-    lines = [
-        "[gateway]\nkeepalive_seconds = 0.3\nmax_attempts = 2\n",
-        f'[[providers]]\nid = "via-openai"\nbase_url = "{mock_url}"\nprotocol = "openai"\n',
-        f'[[providers]]\nid = "via-anthropic"\nbase_url = "{mock_url}"\nprotocol = "anthropic"\n',
-        f'[[providers]]\nid = "via-gemini"\nbase_url = "{mock_url}beta"\nprotocol = "gemini"\n',
-    ]
-    for protocol in CHANNELS:
-        for script in SCRIPTS:
-            lines.append(
-                f'[[models]]\nslug = "{protocol}/{script}"\n'
-                f'[[models.channels]]\nid = "{protocol}-{script}"\nprovider = "via-{protocol}"\n'
-                f'upstream_model = "{script}"\n'
-                'price = { prompt = "1", completion = "2", cached = "0.5" }\n'
-            )
-    lines.append('[[accounts]]\nid = "team"\n')
-    lines.append(f'[[keys]]\nid = "k"\naccount = "team"\nsecret = "{KEY}"\n')
-    return "\n".join(lines)
+    base_urls = {"openai": mock_url, "anthropic": mock_url, "gemini": f"{mock_url}beta"}
+    price = {"prompt": "1", "completion": "2", "cached": "0.5"}
+    return gateway_toml(
+        [provider(f"via-{p}", base_urls[p], protocol=p) for p in CHANNELS],
+        [
+            model(f"{p}/{s}", channel(f"{p}-{s}", f"via-{p}", s, price=price))
+            for p in CHANNELS
+            for s in SCRIPTS
+        ],
+        [key("k", "team", KEY)],
+        extra="[gateway]\nkeepalive_seconds = 0.3\nmax_attempts = 2\n",
+    )
 
 
 @pytest.fixture(scope="module")
