@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 
 use super::error::{ErrorKind, GatewayError};
 use super::routing::{KeyEntry, ModelRoute, Routing};
+use crate::translate::{Part, Request};
 
 /// Says which models `zenmux/auto` ranked, and why.
 pub const MODEL_ROUTING_HEADER: &str = "x-muxgate-model-routing";
@@ -25,6 +26,8 @@ pub const AUTO_MODEL: &str = "zenmux/auto";
 const MAX_FROM_CATALOG: usize = 5;
 /// The longest `available_models` list.
 const MAX_LISTED: usize = 20;
+/// What an image or a document is expected to take of a context.
+const MEDIA_TOKENS: usize = 1_500;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Preference {
@@ -183,6 +186,33 @@ impl Demand {
             _ => Complexity::High,
         }
     }
+}
+
+/// Tokens a prompt is expected to take, without counting (the I/O thread must not spend
+/// milliseconds on a large prompt): its text at about four bytes a token, and a flat
+/// `MEDIA_TOKENS` for each image or document however many bytes encode it.
+pub fn prompt_estimate(request: &Request) -> u64 {
+    fn part(p: &Part) -> usize {
+        match p {
+            Part::Text { text, .. } | Part::Thinking { text, .. } => text.len() / 4,
+            Part::Image { .. } | Part::Document { .. } => MEDIA_TOKENS,
+            Part::RedactedThinking { data } => data.len() / 4,
+            Part::ToolCall { arguments, .. } => arguments.len() / 4,
+            Part::ToolResult { content, .. } => content.iter().map(part).sum(),
+        }
+    }
+    let parts = request
+        .system
+        .iter()
+        .chain(request.messages.iter().flat_map(|m| &m.parts));
+    let tools: usize = request
+        .tools
+        .iter()
+        .map(|t| {
+            (t.name.len() + t.description.as_ref().map_or(0, String::len) + t.parameters.len()) / 4
+        })
+        .sum();
+    (parts.map(part).sum::<usize>() + tools) as u64
 }
 
 /// The models chosen, best first, and why (the `X-Muxgate-Model-Routing` header).
@@ -365,6 +395,24 @@ mod tests {
             assert!(error.message.contains(field), "{bad}: {}", error.message);
             assert_eq!(error.status(), 400);
         }
+    }
+
+    #[test]
+    fn a_prompt_is_estimated_by_its_text_and_a_flat_size_per_image() {
+        let image = format!("data:image/png;base64,{}", "A".repeat(1_000_000));
+        let body = serde_json::json!({
+            "model": "m/1",
+            "messages": [
+                {"role": "system", "content": "x".repeat(400)},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "y".repeat(800)},
+                    {"type": "image_url", "image_url": {"url": image}},
+                ]},
+            ],
+        });
+        let request =
+            crate::translate::openai::decode_request(body.to_string().as_bytes()).unwrap();
+        assert_eq!(prompt_estimate(&request), 100 + 200 + 1_500);
     }
 
     #[test]

@@ -587,12 +587,12 @@ fn prepare<'a>(
     Ok((ctx, prompt))
 }
 
-/// What a `zenmux/auto` request needs of a model: sizes (the prompt at about four bytes a
-/// token) and what it asks for.
+/// What a `zenmux/auto` request needs of a model: sizes (see `auto::prompt_estimate`) and what
+/// it asks for.
 fn demand(req: &Inbound<'_>, body: &[u8]) -> auto::Demand {
     let neutral = req.neutral().ok();
     auto::Demand {
-        prompt_tokens: (body.len() / 4) as u64,
+        prompt_tokens: neutral.map_or((body.len() / 4) as u64, auto::prompt_estimate),
         answer_tokens: req.max_tokens().unwrap_or(admission::DEFAULT_ANSWER_TOKENS),
         tools: neutral.is_some_and(|r| !r.tools.is_empty()),
         structured_output: neutral.is_some_and(|r| {
