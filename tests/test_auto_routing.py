@@ -145,6 +145,13 @@ def test_a_model_whose_context_cannot_hold_the_request_is_passed_over(
     )
     assert raw.parse().model == "auto/mid"
     assert "auto/premium" not in raw.headers["x-muxgate-model-routing"]
+    with pytest.raises(openai.BadRequestError) as refused:
+        gpt(gateway).chat.completions.create(
+            model="zenmux/auto",
+            messages=[{"role": "user", "content": long}],
+            extra_body={"model_routing_config": {"available_models": [TIERS[2], TIERS[2]]}},
+        )
+    assert "has the context for this request" in str(refused.value)
 
 
 def test_messages_route_the_same_way(gateway: GatewayProcess) -> None:

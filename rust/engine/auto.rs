@@ -236,11 +236,17 @@ pub fn choose(
     demand: &Demand,
     usable: impl Fn(&ModelRoute) -> bool,
 ) -> Result<Choice, GatewayError> {
-    let pool = pool(routing, key, config)?;
+    let mut open = pool(routing, key, config)?;
+    open.retain(|m| !m.channels.is_empty() && usable(m));
+    if open.is_empty() {
+        return Err(GatewayError::new(
+            ErrorKind::NoProviderAvailable,
+            "No model of model_routing_config is available for this request".to_owned(),
+        ));
+    }
     let needed = demand.prompt_tokens + demand.answer_tokens;
-    let mut candidates: Vec<Candidate> = pool
+    let mut candidates: Vec<Candidate> = open
         .into_iter()
-        .filter(|m| !m.channels.is_empty() && usable(m))
         .filter(|m| m.context_length.is_none_or(|c| u64::from(c) >= needed))
         .map(|model| {
             let cost = model
@@ -262,13 +268,10 @@ pub fn choose(
         })
         .collect();
     if candidates.is_empty() {
-        return Err(GatewayError::new(
-            ErrorKind::NoProviderAvailable,
-            format!(
-                "No model of model_routing_config can serve this request (about {needed} tokens \
-                 with the answer)"
-            ),
-        ));
+        return Err(GatewayError::invalid(format!(
+            "No model of model_routing_config has the context for this request (about {needed} \
+             tokens with the answer)"
+        )));
     }
     candidates.sort_by(|a, b| {
         a.cost
@@ -548,6 +551,7 @@ mod tests {
         let none = chosen(&listed(&["m/3", "m/5"]), &huge);
         assert!(none.is_ok(), "no context length known: m/3 may hold it");
         let tight = chosen(&listed(&["m/5", "m/5"]), &huge).unwrap_err();
-        assert_eq!(tight.status(), 502);
+        assert_eq!(tight.status(), 400);
+        assert!(tight.message.contains("context"), "{}", tight.message);
     }
 }
