@@ -96,11 +96,13 @@ def test_four_workers_share_one_token_limit(deploy: Deploy) -> None:
     answers, lasted = _hammer(url, secret, body, 3.0)
     billed = [r.json()["usage"]["total_tokens"] for r in answers if r.status_code == 200]
     largest = max(billed)
-    # What one process would allow: the burst and what refilled meanwhile, give or take one
-    # request at each end. Four processes each on their own would have admitted four times it.
     assert {r.json()["usage"]["completion_tokens"] for r in answers if r.status_code == 200} == {40}
+    # What one process would allow: the burst and what refilled meanwhile, and one request more
+    # at the edge — four processes each on their own would have admitted four times it. Fewer
+    # by what the bucket kept back (less than a request) and what refilled while the first
+    # request was on its way and the last ones came back (a few percent on a slow machine).
     allowed = 6000 + 100 * lasted
-    assert allowed - 2 * largest <= sum(billed) <= allowed + largest, (
+    assert 0.95 * allowed - largest <= sum(billed) <= allowed + largest, (
         f"{sum(billed)} tokens in {len(billed)} requests over {lasted:.2f} s"
     )
     refused = [r for r in answers if r.status_code == 429]
