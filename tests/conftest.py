@@ -179,6 +179,34 @@ def toml_value(value: object) -> str:
     return str(value)
 
 
+ServeOnMock = Callable[..., "GatewayProcess"]
+
+
+@pytest.fixture(scope="module")
+def serve_on_mock(
+    start_mock: Callable[[dict[str, dict[str, object]]], MockProvider],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServeOnMock]:
+    """`serve(scripts, config, env=None)`: a mock provider running `scripts` and an embedded
+    gateway on `config(mock_base_url)`; the gateways are stopped with the module."""
+    started: list[GatewayProcess] = []
+
+    def serve(
+        scripts: dict[str, dict[str, object]],
+        config: Callable[[str], str],
+        env: dict[str, str] | None = None,
+    ) -> GatewayProcess:
+        mock = start_mock(scripts)
+        mock_url = f"http://127.0.0.1:{mock.port}/v1"
+        gateway = start_gateway(tmp_path_factory.mktemp("gateway"), config(mock_url), env=env)
+        started.append(gateway)
+        return gateway
+
+    yield serve
+    for gateway in started:
+        gateway.stop()
+
+
 def start_gateway(
     tmp: Path, config_toml: str | None, env: dict[str, str] | None = None
 ) -> GatewayProcess:

@@ -6,7 +6,6 @@ the model that answered and saying why in `X-Muxgate-Model-Routing`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
@@ -14,8 +13,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
-from muxgate.mock import MockProvider
+from conftest import GatewayProcess, ServeOnMock, channel, gateway_toml, key, model, provider
 
 KEY = "sk-test-auto"
 # May use the three working models only: the whole pool when no models are listed.
@@ -53,14 +51,8 @@ def config(mock_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    start_mock: Callable[[dict[str, dict[str, object]]], MockProvider],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GatewayProcess]:
-    mock = start_mock(SCRIPTS)
-    gw = start_gateway(tmp_path_factory.mktemp("auto"), config(f"http://127.0.0.1:{mock.port}/v1"))
-    yield gw
-    gw.stop()
+def gateway(serve_on_mock: ServeOnMock) -> GatewayProcess:
+    return serve_on_mock(SCRIPTS, config)
 
 
 def gpt(gateway: GatewayProcess, secret: str = KEY) -> openai.OpenAI:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,16 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
-from muxgate.mock import MockProvider
+from conftest import (
+    GatewayProcess,
+    ServeOnMock,
+    channel,
+    gateway_toml,
+    key,
+    model,
+    provider,
+    start_gateway,
+)
 from muxgate.store import Store
 from muxgate.store.ledger import list_entries
 
@@ -101,16 +108,8 @@ def config(mock_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    start_mock: Callable[[dict[str, dict[str, object]]], MockProvider],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GatewayProcess]:
-    mock = start_mock(SCRIPTS)
-    gw = start_gateway(
-        tmp_path_factory.mktemp("insurance"),
-        config(f"http://127.0.0.1:{mock.port}/v1"),
-        env={"MUXGATE_ADMIN_TOKEN": ADMIN},
-    )
+def gateway(serve_on_mock: ServeOnMock) -> GatewayProcess:
+    gw = serve_on_mock(SCRIPTS, config, env={"MUXGATE_ADMIN_TOKEN": ADMIN})
     for rule in TEST_RULES:
         created = gw.admin("POST", "insurance-rules", rule)
         assert created.status_code == 201, created.text
@@ -129,8 +128,7 @@ def gateway(
     while "test-latency" not in probe_rules(gw):
         assert time.monotonic() < deadline, "the test rules never reached the gateway"
         time.sleep(0.1)
-    yield gw
-    gw.stop()
+    return gw
 
 
 def probe_rules(gateway: GatewayProcess) -> str:

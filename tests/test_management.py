@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,8 +15,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
-from muxgate.mock import MockProvider
+from conftest import GatewayProcess, ServeOnMock, channel, gateway_toml, key, model, provider
 
 ALICE = "sk-test-alice-1"
 ALICE_2 = "sk-test-alice-2"
@@ -43,15 +41,8 @@ def config(mock_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    start_mock: Callable[[dict[str, dict[str, object]]], MockProvider],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GatewayProcess]:
-    mock = start_mock({"mini": {}, "other": {}})
-    tmp = tmp_path_factory.mktemp("management")
-    gw = start_gateway(tmp, config(f"http://127.0.0.1:{mock.port}/v1"))
-    yield gw
-    gw.stop()
+def gateway(serve_on_mock: ServeOnMock) -> GatewayProcess:
+    return serve_on_mock({"mini": {}, "other": {}}, config)
 
 
 def management(gateway: GatewayProcess, path: str, key: str, **params: Any) -> httpx.Response:

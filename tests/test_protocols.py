@@ -6,7 +6,6 @@ usage — against what the provider said and what was metered."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
@@ -17,8 +16,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
-from muxgate.mock import MockProvider
+from conftest import GatewayProcess, ServeOnMock, channel, gateway_toml, key, model, provider
 
 KEY = "sk-test-protocols"
 CHANNELS = ("openai", "anthropic", "gemini")
@@ -77,16 +75,8 @@ def config(mock_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    start_mock: Callable[[dict[str, dict[str, object]]], MockProvider],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GatewayProcess]:
-    mock = start_mock(SCRIPTS)
-    gw = start_gateway(
-        tmp_path_factory.mktemp("protocols"), config(f"http://127.0.0.1:{mock.port}/v1")
-    )
-    yield gw
-    gw.stop()
+def gateway(serve_on_mock: ServeOnMock) -> GatewayProcess:
+    return serve_on_mock(SCRIPTS, config)
 
 
 @pytest.fixture

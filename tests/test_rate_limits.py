@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
-from muxgate.mock import MockProvider
+from conftest import GatewayProcess, ServeOnMock, channel, gateway_toml, key, model, provider
 
 KEY = "sk-test-limited"
 OTHER = "sk-test-limited-other"
@@ -31,18 +29,12 @@ def config(mock_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    start_mock: Callable[[dict[str, dict[str, object]]], MockProvider],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GatewayProcess]:
-    mock = start_mock({"mini": {"reply": "Short."}, "slow": {"reply": "Slow.", "ttft_ms": 1500}})
-    gw = start_gateway(
-        tmp_path_factory.mktemp("limits"),
-        config(f"http://127.0.0.1:{mock.port}/v1"),
+def gateway(serve_on_mock: ServeOnMock) -> GatewayProcess:
+    return serve_on_mock(
+        {"mini": {"reply": "Short."}, "slow": {"reply": "Slow.", "ttft_ms": 1500}},
+        config,
         env={"MUXGATE_ADMIN_TOKEN": ADMIN},
     )
-    yield gw
-    gw.stop()
 
 
 def policy(gateway: GatewayProcess, body: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
@@ -18,8 +17,7 @@ import pytest
 from google import genai
 from google.genai import types as genai_types
 
-from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
-from muxgate.mock import MockProvider
+from conftest import GatewayProcess, ServeOnMock, channel, gateway_toml, key, model, provider
 
 KEY = "sk-test-routing"
 ADMIN = "test-admin-routing"
@@ -72,18 +70,8 @@ def config(mock_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    start_mock: Callable[[dict[str, dict[str, object]]], MockProvider],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GatewayProcess]:
-    mock = start_mock(SCRIPTS)
-    gw = start_gateway(
-        tmp_path_factory.mktemp("routing"),
-        config(f"http://127.0.0.1:{mock.port}/v1"),
-        env={"MUXGATE_ADMIN_TOKEN": ADMIN},
-    )
-    yield gw
-    gw.stop()
+def gateway(serve_on_mock: ServeOnMock) -> GatewayProcess:
+    return serve_on_mock(SCRIPTS, config, env={"MUXGATE_ADMIN_TOKEN": ADMIN})
 
 
 @pytest.fixture

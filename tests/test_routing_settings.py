@@ -15,8 +15,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import GatewayProcess, channel, gateway_toml, key, model, provider, start_gateway
-from muxgate.mock import MockProvider
+from conftest import GatewayProcess, ServeOnMock, channel, gateway_toml, key, model, provider
 
 TEAM = "sk-test-routing-settings-team"
 SOLO = "sk-test-routing-settings-solo"
@@ -54,18 +53,8 @@ def config(mock_url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(
-    start_mock: Callable[[dict[str, dict[str, object]]], MockProvider],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[GatewayProcess]:
-    mock = start_mock(SCRIPTS)
-    gw = start_gateway(
-        tmp_path_factory.mktemp("routing-settings"),
-        config(f"http://127.0.0.1:{mock.port}/v1"),
-        env={"MUXGATE_ADMIN_TOKEN": ADMIN},
-    )
-    yield gw
-    gw.stop()
+def gateway(serve_on_mock: ServeOnMock) -> GatewayProcess:
+    return serve_on_mock(SCRIPTS, config, env={"MUXGATE_ADMIN_TOKEN": ADMIN})
 
 
 def client(gateway: GatewayProcess, key: str) -> openai.OpenAI:
