@@ -5,7 +5,7 @@ BIN := $(abspath $(VENV))/bin
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(BIN):$(PATH)
 
-.PHONY: serve test build prereqs lint rust-test py-test bench bench-control clean
+.PHONY: serve test build lock prereqs lint rust-test py-test bench bench-control clean
 
 serve: build
 	muxgate serve $(ARGS)
@@ -15,14 +15,32 @@ test: build lint rust-test py-test
 prereqs:
 	@scripts/check-prereqs
 
-$(VENV)/.created: pyproject.toml | prereqs
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip 'maturin>=1.8,<2'
-	touch $@
+# Every Python dependency, runtime and dev, comes from the hashed lock: a fresh venv gets exactly
+# these versions. A changed lock rebuilds the venv from scratch so nothing stale survives.
+# `make lock` re-resolves it (a deliberate upgrade: commit it on its own, tested).
+LOCK := requirements.lock
+NATIVE_SOURCES := Cargo.toml Cargo.lock pyproject.toml $(shell find rust -name '*.rs')
+
+$(VENV)/.locked: $(LOCK) | prereqs
+	@echo "muxgate: creating $(VENV) from $(LOCK)"
+	@rm -rf $(VENV)
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	@touch $@
 
 # Release build (fat LTO): the gateway and the benchmark must run the optimized extension.
-build: $(VENV)/.created
-	$(BIN)/maturin develop --release --extras dev --quiet
+# Quiet when nothing changed; cargo shows its progress (stderr) when something did, while
+# pip's report on the already-locked dependencies (stdout) is left out.
+$(VENV)/.native: $(VENV)/.locked $(NATIVE_SOURCES)
+	@echo "muxgate: building the native extension (release; the first build takes a few minutes)"
+	@$(BIN)/maturin develop --release >/dev/null
+	@touch $@
+
+build: $(VENV)/.native
+
+lock: $(VENV)/.locked
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--generate-hashes --no-header --upgrade -o $(LOCK)
 
 lint:
 	cargo fmt --check

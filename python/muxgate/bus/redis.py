@@ -196,7 +196,7 @@ class RedisBus:
             raise _unavailable(exc) from exc
         finally:
             with contextlib.suppress(RedisError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     async def durability_warning(self) -> str | None:
         """Why usage waiting in the stream would not survive a Redis restart; None when Redis
