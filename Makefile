@@ -42,7 +42,12 @@ lock: $(VENV)/.locked
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 		--generate-hashes --no-header --upgrade -o $(LOCK)
 
+# Python test processes: the suite mostly waits on gateways, sockets and Redis, so three share
+# two cores well (a file's tests stay together: its gateways start once). 0 runs one process.
+PYTEST_WORKERS ?= 3
+
 lint:
+	@echo "== lint and type checks"
 	cargo fmt --check
 	cargo clippy --quiet --all-targets -- -D warnings
 	cargo clippy --quiet --all-targets --features python -- -D warnings
@@ -52,11 +57,13 @@ lint:
 	$(BIN)/python -m mypy.stubtest muxgate._native
 
 rust-test:
+	@echo "== Rust tests"
 	cargo test
 
 py-test:
 	@scripts/check-prereqs --test
-	$(BIN)/pytest
+	@echo "== Python tests ($(PYTEST_WORKERS) workers)"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 bench: build
 	$(BIN)/python bench/run.py $(ARGS)

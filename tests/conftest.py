@@ -23,6 +23,7 @@ from muxgate.mock import MockConfig, MockProvider, start
 from muxgate.store import Store
 from muxgate.store.usage import get_usage, list_usage
 from muxgate.wire import UsageEvent
+from waiting import HANG
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +80,7 @@ class GatewayProcess:
 
         return asyncio.run(read())
 
-    def usage_for(self, request_id: str, timeout: float = 5.0) -> UsageEvent:
+    def usage_for(self, request_id: str, timeout: float = HANG) -> UsageEvent:
         """The request's usage record, once metering has carried it into the store."""
 
         async def poll() -> UsageEvent | None:
@@ -226,12 +227,12 @@ def start_gateway(
     gateway = GatewayProcess(
         f"http://127.0.0.1:{port}", data_dir, proc, log_path, (env or {}).get("MUXGATE_ADMIN_TOKEN")
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"gateway exited with {proc.returncode}:\n{gateway.log()}")
         try:
-            if httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{gateway.url}/healthz", timeout=10).status_code == 200:
                 return gateway
         except httpx.HTTPError:
             pass

@@ -5,6 +5,7 @@ it back under the clients' feet, the way an outage looks from a worker."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -12,6 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
+
+import pytest
 
 
 def free_port() -> int:
@@ -19,6 +23,14 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A server a test needs is missing: skipped with the reason on a developer's machine, a
+    failure in CI (`CI=true`), where every store test must also run on PostgreSQL."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (required when CI is set)", pytrace=False)
+    pytest.skip(reason)
 
 
 def redis_server_binary() -> str | None:

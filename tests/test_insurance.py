@@ -30,6 +30,7 @@ from conftest import (
 )
 from muxgate.store import Store
 from muxgate.store.ledger import list_entries
+from waiting import HANG
 
 KEY = "sk-test-insured"
 # An account that keeps cases with their content, and asks with secrets in its prompts.
@@ -124,7 +125,7 @@ def gateway(serve_on_mock: ServeOnMock) -> GatewayProcess:
     )
     assert kept.status_code == 200, kept.text
     # The rules reach the worker with the next snapshot.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG
     while "test-latency" not in probe_rules(gw):
         assert time.monotonic() < deadline, "the test rules never reached the gateway"
         time.sleep(0.1)
@@ -204,7 +205,7 @@ def insurance_entries(
 
 def booked(gateway: GatewayProcess, request_id: str, account: str = "insured") -> list[int]:
     gateway.usage_for(request_id)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG
     while not (credits := insurance_entries(gateway, request_id, account)):
         if time.monotonic() > deadline:
             return credits

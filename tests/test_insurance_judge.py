@@ -23,6 +23,7 @@ from muxgate.mock import MockProvider, read_stats
 from muxgate.store import Store
 from muxgate.store import tables as t
 from muxgate.store.ledger import list_entries
+from waiting import HANG
 
 ADMIN = "test-admin-token"
 RETAINING = "sk-test-retaining"
@@ -103,7 +104,7 @@ def ask(gateway: GatewayProcess, model: str, key: str = RETAINING) -> str:
     return raw.headers["x-muxgate-request-id"]
 
 
-def judged_case(gateway: GatewayProcess, request_id: str, timeout: float = 20) -> dict[str, Any]:
+def judged_case(gateway: GatewayProcess, request_id: str, timeout: float = HANG) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         case = cases(gateway).get(request_id)
@@ -145,7 +146,7 @@ def gateway(
     assert kept.status_code == 200 and kept.json()["data"] == {"retain_content": True}, kept.text
     # The rules and the retention reach the worker with the next snapshot: probe until a
     # sampled request of the retaining account leaves a case.
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + HANG
     while True:
         probe = ask(gw, "hal/sound")
         gw.usage_for(probe)

@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from conftest import GatewayProcess, ServeOnMock, channel, gateway_toml, key, model, provider
+from waiting import HANG
 
 KEY = "sk-test-limited"
 OTHER = "sk-test-limited-other"
@@ -41,7 +42,7 @@ def policy(gateway: GatewayProcess, body: dict[str, Any]) -> None:
     before = httpx.get(f"{gateway.url}/healthz", timeout=5).json()["routing_version"]
     created = gateway.admin("POST", "rate-limit-policies", body)
     assert created.status_code == 201, created.text
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG
     while httpx.get(f"{gateway.url}/healthz", timeout=5).json()["routing_version"] <= before:
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -97,7 +98,7 @@ def test_an_accounts_tokens_per_minute_are_reserved_then_settled(gateway: Gatewa
     assert "tokens per minute for account limited" in str(refused.value)
     slow.join()
     # ...and used a few tokens, not 2000: what it did not use comes back.
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG
     while True:
         try:
             ask(other, max_tokens=2000).parse()

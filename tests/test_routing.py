@@ -18,6 +18,7 @@ from google import genai
 from google.genai import types as genai_types
 
 from conftest import GatewayProcess, ServeOnMock, channel, gateway_toml, key, model, provider
+from waiting import HANG
 
 KEY = "sk-test-routing"
 ADMIN = "test-admin-routing"
@@ -237,7 +238,7 @@ def test_live_statistics_order_by_throughput_and_quality(
                         model=f"route/speed:{pinned}", messages=ask(), stream=True
                     )
                 )
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG
     while len([r for r in gateway.usage() if r.model == "route/speed"]) < 72:
         assert time.monotonic() < deadline, "the traffic was never metered"
         time.sleep(0.1)
@@ -251,7 +252,7 @@ def test_live_statistics_order_by_throughput_and_quality(
     assert republished.status_code == 200, republished.text
     throughput = {"provider": {"routing": {"type": "priority", "primary_factor": "throughput"}}}
     quality = {"provider": {"routing": {"type": "priority", "primary_factor": "quality"}}}
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG
     while served(gpt, "route/speed", **throughput)[0] != "speed@bedrock":
         assert time.monotonic() < deadline, "the live figures never reached the gateway"
         time.sleep(0.2)

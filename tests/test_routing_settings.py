@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from conftest import GatewayProcess, ServeOnMock, channel, gateway_toml, key, model, provider
+from waiting import HANG
 
 TEAM = "sk-test-routing-settings-team"
 SOLO = "sk-test-routing-settings-solo"
@@ -73,7 +74,7 @@ def ask(gpt: openai.OpenAI, model: str, **extra: Any) -> tuple[str, str, str]:
     return completion.model, raw.headers["x-muxgate-channel"], text
 
 
-def eventually(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+def eventually(check: Callable[[], bool], what: str, timeout: float = HANG) -> None:
     """The gateway follows a change within a second of the control plane publishing it."""
     deadline = time.monotonic() + timeout
     while not check():
@@ -175,7 +176,7 @@ def admin_patch(gateway: GatewayProcess, path: str, body: dict[str, Any]) -> Non
 
 
 def generation(gateway: GatewayProcess, request_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG
     while True:
         r = httpx.get(
             f"{gateway.url}/api/v1/management/generation",

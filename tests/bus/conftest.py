@@ -11,13 +11,13 @@ import redis.asyncio as aioredis
 
 from muxgate.bus import LocalBus, UsageBus
 from muxgate.bus.redis import RedisBus
-from servers import RedisServer, redis_server_binary
+from servers import RedisServer, redis_server_binary, unavailable
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     if redis_server_binary() is None:
-        pytest.skip("redis-server binary not found on PATH (install the redis-server package)")
+        unavailable("redis-server binary not found on PATH (install the redis-server package)")
     server = RedisServer(tmp_path / "redis")
     server.start()
     try:

@@ -11,6 +11,7 @@ from bus.helpers import eventually, usage_lines
 from muxgate.bus import BusUnavailable
 from muxgate.bus.redis import RedisBus
 from servers import RedisServer
+from waiting import HANG
 
 
 async def test_pointer_never_moves_backwards(
@@ -47,11 +48,11 @@ async def test_hints_start_with_the_current_version_then_follow_publishes(
             seen.append(version)
 
     task = asyncio.create_task(listen())
-    await eventually(lambda: seen == [1], within=2)
+    await eventually(lambda: seen == [1], within=HANG)
     await redis_bus.publish_snapshot(2, b"two")
     await redis_bus.publish_snapshot(1, b"stale")  # refused: no hint
     await redis_bus.publish_snapshot(5, b"five")
-    await eventually(lambda: seen == [1, 2, 5], within=2)
+    await eventually(lambda: seen == [1, 2, 5], within=HANG)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

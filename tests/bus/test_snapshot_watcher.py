@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from muxgate.bus import LocalBus
 from muxgate.bus.redis import RedisBus
 from muxgate.gateway.snapshots import SnapshotWatcher
 from servers import RedisServer
+from waiting import HANG
 
 
 def loader(engine: Engine) -> Callable[[bytes], None]:
@@ -38,18 +38,16 @@ async def watched(redis_bus: RedisBus) -> AsyncIterator[tuple[Engine, SnapshotWa
         await watcher.stop()
 
 
-async def test_published_snapshot_is_loaded_within_a_second(
+async def test_a_published_snapshot_is_loaded_on_its_hint(
     redis_bus: RedisBus, watched: tuple[Engine, SnapshotWatcher]
 ) -> None:
     engine, watcher = watched
-    watcher.poll_interval = 60.0  # the hint alone must do it
+    watcher.poll_interval = 3600.0  # the hint alone must do it: no poll comes in time
     await redis_bus.publish_snapshot(1, snapshot_bytes(1))
-    await eventually(lambda: engine.routing_version == 1, within=1.0)
-    started = time.monotonic()
+    await eventually(lambda: engine.routing_version == 1, within=HANG)
     await redis_bus.publish_snapshot(2, snapshot_bytes(2))
-    assert await watcher.wait_for_version(2, wait_s=1.0)
+    assert await watcher.wait_for_version(2, wait_s=HANG)
     assert engine.routing_version == 2
-    assert time.monotonic() - started < 1.0
 
 
 async def test_a_missed_hint_is_caught_by_polling(
@@ -57,13 +55,11 @@ async def test_a_missed_hint_is_caught_by_polling(
 ) -> None:
     engine, watcher = watched
     await redis_bus.publish_snapshot(1, snapshot_bytes(1))
-    assert await watcher.wait_for_version(1, wait_s=1.0)
+    assert await watcher.wait_for_version(1, wait_s=HANG)
     # The pointer moves with no PUBLISH: what a subscriber sees when the message is lost.
     await raw_redis.set("muxgate:routing:snap:2", snapshot_bytes(2))
     await raw_redis.set("muxgate:routing:current", 2)
-    started = time.monotonic()
-    assert await watcher.wait_for_version(2, wait_s=1.5)
-    assert time.monotonic() - started <= 1.2  # one poll interval, plus the fetch
+    assert await watcher.wait_for_version(2, wait_s=HANG)
     assert engine.routing_version == 2
 
 
@@ -76,15 +72,15 @@ async def test_keeps_serving_through_an_outage_and_catches_up(
     engine, watcher = watched
     watcher.poll_interval = 0.05
     await redis_bus.publish_snapshot(1, snapshot_bytes(1))
-    assert await watcher.wait_for_version(1, wait_s=1.0)
+    assert await watcher.wait_for_version(1, wait_s=HANG)
     with caplog.at_level(logging.INFO, logger="muxgate.gateway.snapshots"):
         redis_server.stop()
         await asyncio.sleep(0.6)  # many failed polls and reconnects
         assert engine.routing_version == 1
         redis_server.start()  # empty: the control plane publishes again
         await redis_bus.publish_snapshot(2, snapshot_bytes(2))
-        assert await watcher.wait_for_version(2, wait_s=1.0)
-        await eventually(lambda: "reachable again" in caplog.text, within=1.0)
+        assert await watcher.wait_for_version(2, wait_s=HANG)
+        await eventually(lambda: "reachable again" in caplog.text, within=HANG)
     lost = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(lost) == 1, [r.getMessage() for r in caplog.records]
     assert engine.routing_version == 2
@@ -95,11 +91,11 @@ async def test_a_snapshot_the_engine_rejects_is_skipped(
 ) -> None:
     engine, watcher = watched
     await redis_bus.publish_snapshot(1, snapshot_bytes(1))
-    assert await watcher.wait_for_version(1, wait_s=1.0)
+    assert await watcher.wait_for_version(1, wait_s=HANG)
     await redis_bus.publish_snapshot(2, b"\xc1 not msgpack")
     assert not await watcher.wait_for_version(2, wait_s=0.3)
     await redis_bus.publish_snapshot(3, snapshot_bytes(3))
-    assert await watcher.wait_for_version(3, wait_s=1.0)
+    assert await watcher.wait_for_version(3, wait_s=HANG)
     assert engine.routing_version == 3
 
 
@@ -110,9 +106,9 @@ async def test_local_bus_delivers_snapshots(tmp_path: Path) -> None:
     watcher = SnapshotWatcher(bus, loader(engine), poll_interval=60.0)
     watcher.start()
     try:
-        assert await watcher.wait_for_version(1, wait_s=1.0)
+        assert await watcher.wait_for_version(1, wait_s=HANG)
         await bus.publish_snapshot(2, snapshot_bytes(2))
-        assert await watcher.wait_for_version(2, wait_s=1.0)
+        assert await watcher.wait_for_version(2, wait_s=HANG)
         assert engine.routing_version == 2
     finally:
         await watcher.stop()

@@ -11,6 +11,7 @@ from bus.helpers import eventually, usage_lines
 from muxgate.bus import UsageBus
 from muxgate.control.metering.consumer import UsageConsumer
 from muxgate.wire import UsageEvent
+from waiting import HANG
 
 
 def ids(events: list[UsageEvent]) -> list[str]:
@@ -40,7 +41,7 @@ async def test_consumer_killed_before_ack_loses_nothing(usage_bus: UsageBus) -> 
     heir = UsageConsumer(usage_bus, collect, consumer="heir", block_ms=50, claim_min_idle_ms=200)
     heir.start()
     try:
-        await eventually(lambda: set(ids(received)) == expected, within=3)
+        await eventually(lambda: set(ids(received)) == expected, within=HANG)
         # Nothing is left pending: a third consumer finds nothing to claim.
         await asyncio.sleep(0.25)
         assert await usage_bus.claim_stale_usage("control", "third", 200, 100) == []
@@ -62,7 +63,7 @@ async def test_restart_under_the_same_name_reads_its_pending_entries_first(
     consumer = UsageConsumer(usage_bus, collect, consumer="c1", block_ms=50)
     consumer.start()
     try:
-        await eventually(lambda: ids(received) == ["a", "b"], within=2)
+        await eventually(lambda: ids(received) == ["a", "b"], within=HANG)
     finally:
         await consumer.stop()
 
@@ -79,9 +80,9 @@ async def test_a_failing_handler_gets_the_same_events_again(usage_bus: UsageBus)
     consumer = UsageConsumer(usage_bus, flaky, block_ms=50, retry_initial=0.02)
     consumer.start()
     try:
-        await eventually(lambda: len(calls) >= 3, within=2)
+        await eventually(lambda: len(calls) >= 3, within=HANG)
         await usage_bus.append_usage(usage_lines("c"))
-        await eventually(lambda: calls[-1] == ["c"], within=2)
+        await eventually(lambda: calls[-1] == ["c"], within=HANG)
     finally:
         await consumer.stop()
     assert calls[:3] == [["a", "b"]] * 3
@@ -101,7 +102,7 @@ async def test_malformed_lines_go_to_dead_letters_and_do_not_wedge(usage_bus: Us
     consumer = UsageConsumer(usage_bus, collect, block_ms=50)
     consumer.start()
     try:
-        await eventually(lambda: sorted(ids(received)) == ["a", "b", "c"], within=2)
+        await eventually(lambda: sorted(ids(received)) == ["a", "b", "c"], within=HANG)
         dead = await usage_bus.dead_usage()
         assert len(dead) == 1
         assert dead[0].lines == bad + garbage
@@ -126,11 +127,11 @@ async def test_consumer_waits_out_a_redis_outage(
     consumer.start()
     try:
         await usage_bus.append_usage(usage_lines("a"))
-        await eventually(lambda: ids(received) == ["a"], within=2)
+        await eventually(lambda: ids(received) == ["a"], within=HANG)
         server.stop()
         await asyncio.sleep(0.3)
         server.start()
         await usage_bus.append_usage(usage_lines("b"))
-        await eventually(lambda: ids(received) == ["a", "b"], within=3)
+        await eventually(lambda: ids(received) == ["a", "b"], within=HANG)
     finally:
         await consumer.stop()

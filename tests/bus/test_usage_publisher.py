@@ -19,6 +19,7 @@ from muxgate.control.metering.consumer import UsageConsumer
 from muxgate.gateway.publisher import UsagePublisher, split_lines
 from muxgate.wire import UsageEvent
 from servers import RedisServer
+from waiting import HANG
 
 
 class Collected:
@@ -65,7 +66,7 @@ async def test_nothing_is_lost_while_redis_is_stopped(
     expected = {f"before-{i}" for i in range(10)}
     for i in range(10):
         worker.write(usage_lines(f"before-{i}"))
-    await eventually(lambda: set(consumer.records) == expected, within=3)
+    await eventually(lambda: set(consumer.records) == expected, within=HANG)
     caplog.set_level(logging.INFO, logger="muxgate.gateway.publisher")
     redis_server.stop()
     for i in range(200):
@@ -76,8 +77,8 @@ async def test_nothing_is_lost_while_redis_is_stopped(
     await asyncio.sleep(0.3)
     assert worker.queued_bytes > 0
     redis_server.start()
-    await eventually(lambda: set(consumer.records) == expected, within=5)
-    assert await worker.flush(wait_s=1)
+    await eventually(lambda: set(consumer.records) == expected, within=HANG)
+    assert await worker.flush(wait_s=HANG)
     await worker.aclose()
     assert spill_files(tmp_path / "spill") == []
     messages = [r.getMessage() for r in caplog.records if r.name == "muxgate.gateway.publisher"]
@@ -98,8 +99,8 @@ async def test_a_full_queue_spills_to_disk_and_is_replayed(
     assert worker.queued_bytes <= 4096
     assert spill_files(spill_dir), "the queue should have spilled"
     redis_server.start()
-    await eventually(lambda: set(consumer.records) == expected, within=5)
-    assert await worker.flush(wait_s=1)
+    await eventually(lambda: set(consumer.records) == expected, within=HANG)
+    assert await worker.flush(wait_s=HANG)
     assert spill_files(spill_dir) == []
     await worker.aclose()
 
@@ -121,8 +122,8 @@ async def test_closing_with_redis_down_leaves_files_a_new_publisher_replays(
     second = publisher(redis_bus, spill_dir, "w2")
     second.start()
     expected = {f"r{i}" for i in range(5)} | {"after-close"}
-    await eventually(lambda: set(consumer.records) == expected, within=5)
-    assert await second.flush(wait_s=1)
+    await eventually(lambda: set(consumer.records) == expected, within=HANG)
+    assert await second.flush(wait_s=HANG)
     assert spill_files(spill_dir) == []
     await second.aclose()
 
@@ -138,7 +139,7 @@ async def test_two_workers_never_replay_the_same_file(
     for worker in workers:
         worker.start()
     for worker in workers:
-        assert await worker.flush(wait_s=3)
+        assert await worker.flush(wait_s=HANG)
         await worker.aclose()
     entries = await raw_redis.xrange("muxgate:usage")
     assert sorted(fields[b"lines"] for _, fields in entries) == sorted(
@@ -162,8 +163,8 @@ async def test_a_file_claimed_by_a_dead_process_is_taken_over(
     (spill_dir / f"w9-000001.jsonl.claimed-{dead.stdout.strip()}").write_bytes(usage_lines("x"))
     worker = publisher(redis_bus, spill_dir, "w1")
     worker.start()
-    await eventually(lambda: set(consumer.records) == {"x"}, within=3)
-    assert await worker.flush(wait_s=1)
+    await eventually(lambda: set(consumer.records) == {"x"}, within=HANG)
+    assert await worker.flush(wait_s=HANG)
     assert spill_files(spill_dir) == []
     await worker.aclose()
 
@@ -175,7 +176,7 @@ async def test_batches_are_coalesced_into_few_entries(
     for i in range(300):
         worker.write(usage_lines(f"r{i}"))  # ~1 KiB each
     worker.start()
-    assert await worker.flush(wait_s=3)
+    assert await worker.flush(wait_s=HANG)
     entries = await raw_redis.xrange("muxgate:usage")
     assert 1 < len(entries) <= 10
     assert all(len(fields[b"lines"]) <= 64 * 1024 for _, fields in entries)

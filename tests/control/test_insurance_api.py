@@ -25,6 +25,7 @@ from muxgate.bus import LocalBus
 from muxgate.control.plane import ControlPlane
 from muxgate.store import Store, accounts, catalog, keys, ledger, policies, settings
 from muxgate.wire import Answer, Case, RoutingSnapshot, UsageEvent, Verdict
+from waiting import HANG
 
 ADMIN_TOKEN = "admin-test-token"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -390,7 +391,7 @@ async def test_verdicts_travel_the_consumer_path_once(
         r = await client.get("/api/v1/management/insurance/claims", headers=keyed.alice)
         return list(decimal_json(r)["data"]["claims"])
 
-    await eventually(lambda: _count(credited, 3), within=5)
+    await eventually(lambda: _count(credited, 3), within=HANG)
     balance = decimal_json(
         await client.get("/api/v1/management/payg/balance", headers=keyed.alice)
     )["data"]
@@ -400,7 +401,7 @@ async def test_verdicts_travel_the_consumer_path_once(
     # Once more, followed by a new request: when that one is booked, the replay was read.
     await plane.usage.append_usage(lines)
     await plane.usage.append_usage(msgspec.json.encode(claim("a9", "alice", FAILED)) + b"\n")
-    await eventually(lambda: _count(credited, 4), within=5)
+    await eventually(lambda: _count(credited, 4), within=HANG)
     assert sorted(c["request_id"] for c in await credited()) == ["a1", "a2", "a2", "a9"]
 
 

@@ -17,7 +17,7 @@ import pytest
 from deployment.helpers import Admin, StoreReader
 from deployment.processes import ControlNode, GatewayNode
 from muxgate.mock import MockProvider
-from servers import RedisServer, free_port, redis_server_binary
+from servers import RedisServer, free_port, redis_server_binary, unavailable
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -80,7 +80,7 @@ def postgres_url() -> Iterator[str]:
     try:
         asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+        unavailable(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
     yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     asyncio.run(_pg(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
@@ -93,7 +93,7 @@ def deploy(tmp_path: Path, mock_url: str, request: pytest.FixtureRequest) -> Ite
     """`deploy(database=None, workers=(2, 1))`: Redis, a control plane (SQLite in tmp unless
     `database` is given) and one gateway per entry of `workers`, all healthy."""
     if redis_server_binary() is None:
-        pytest.skip("redis-server binary not found on PATH (install the redis-server package)")
+        unavailable("redis-server binary not found on PATH (install the redis-server package)")
     redises: list[RedisServer] = []
     controls: list[ControlNode] = []
     made: list[Deployment] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,10 @@ import time
 from pathlib import Path
 
 import httpx
+
+from waiting import HANG
+
+LOADED = re.compile(r"muxgate\.gateway\.snapshots\[(\d+)\]: routing snapshot (\d+) loaded")
 
 ADMIN_TOKEN = "deployment-admin-token"
 
@@ -95,7 +100,7 @@ class Node:
     def _wait(self, ready: httpx.Request, want: int | None, timeout: float) -> None:
         """Until `ready` answers `want` (any status when None) or the process exits."""
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=10.0) as client:
             while time.monotonic() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise AssertionError(
@@ -128,7 +133,7 @@ class ControlNode(Node):
             str(self.port),
         ]
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = HANG) -> None:
         request = httpx.Request(
             "GET",
             f"{self.url}/admin/v1/accounts",
@@ -171,7 +176,7 @@ class GatewayNode(Node):
             return []
         return sorted(p for p in self.spill_dir.iterdir() if ".jsonl" in p.name)
 
-    def spill_drained(self, timeout: float = 5.0) -> bool:
+    def spill_drained(self, timeout: float = HANG) -> bool:
         """True once every spill file has been replayed and removed."""
         deadline = time.monotonic() + timeout
         while self.spill_files():
@@ -180,12 +185,12 @@ class GatewayNode(Node):
             time.sleep(0.05)
         return True
 
-    def wait_listening(self, timeout: float = 30.0) -> None:
+    def wait_listening(self, timeout: float = HANG) -> None:
         """Accepting requests, whatever /healthz says."""
         self._wait(httpx.Request("GET", f"{self.url}/healthz"), None, timeout)
         self._wait_workers(timeout)
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = HANG) -> None:
         """Serving a routing table (/healthz 200) with every worker up: granian ignores a
         SIGINT that arrives while a worker is still starting, so stopping any earlier hangs."""
         self._wait(httpx.Request("GET", f"{self.url}/healthz"), 200, timeout)
@@ -197,6 +202,23 @@ class GatewayNode(Node):
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name}: workers did not start:\n{self.log()}")
             time.sleep(0.02)
+
+    def wait_routing(self, version: int, timeout: float = HANG) -> None:
+        """Until every worker has logged loading routing snapshot `version` or a later one:
+        /healthz answers from whichever worker takes the connection, this asks each of them."""
+        deadline = time.monotonic() + timeout
+        while len(self.workers_with_routing(version)) < self.workers:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: snapshot {version} not loaded:\n{self.log()}")
+            time.sleep(0.02)
+
+    def workers_with_routing(self, version: int) -> set[str]:
+        """The worker PIDs that loaded routing snapshot `version` or later since the last start."""
+        current = self.log().rpartition("--- start ")[2]
+        loaded = re.findall(
+            r"muxgate\.gateway\.snapshots\[(\d+)\]: routing snapshot (\d+) loaded", current
+        )
+        return {pid for pid, v in loaded if int(v) >= version}
 
     def workers_started(self) -> int:
         """Workers that reported their start since the last `start()` (from the log)."""

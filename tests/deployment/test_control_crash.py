@@ -13,6 +13,7 @@ import redis
 
 from deployment.conftest import Deploy
 from deployment.helpers import converge, load
+from waiting import HANG
 
 REQUESTS = 300
 
@@ -33,7 +34,7 @@ def test_control_plane_killed_mid_load_loses_and_doubles_nothing(
     d.admin.catalog(d.mock_url)
     d.admin.account("acme")
     _, secret = d.admin.key("acme")
-    assert converge(d.gateways, secret, (200, None), 1.0, time.monotonic()) <= 1.0
+    converge(d.gateways, secret, (200, None), time.monotonic())
 
     sent: list[str] = []
     failure: list[BaseException] = []
@@ -47,7 +48,7 @@ def test_control_plane_killed_mid_load_loses_and_doubles_nothing(
     loader = threading.Thread(target=run)
     loader.start()
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + HANG
         while len(d.store.record_ids()) < REQUESTS // 4 and time.monotonic() < deadline:
             time.sleep(0.02)
         # Aim the kill at a batch in hand: read by the consumer, not yet acknowledged.
@@ -66,7 +67,7 @@ def test_control_plane_killed_mid_load_loses_and_doubles_nothing(
     assert len(set(sent)) == REQUESTS
     assert at_kill < REQUESTS, "the kill came after the whole load was recorded"
 
-    missing = d.store.wait_for(set(sent), timeout=20)
+    missing = d.store.wait_for(set(sent), timeout=HANG)
     assert not missing, f"{len(missing)} requests have no usage record"
     audit = d.store.audit()
     assert set(audit.records) == set(sent)

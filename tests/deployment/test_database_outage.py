@@ -11,8 +11,7 @@ import asyncpg
 
 from deployment.conftest import PG_ADMIN, Deploy
 from deployment.helpers import converge, load
-
-RECOVERY = 3.0
+from waiting import HANG
 
 
 async def _admin(*statements: str) -> None:
@@ -30,7 +29,7 @@ def test_control_plane_outlives_a_database_outage(postgres_url: str, deploy: Dep
     d.admin.catalog(d.mock_url)
     d.admin.account("acme")
     _, secret = d.admin.key("acme")
-    assert converge(d.gateways, secret, (200, None), 1.0, time.monotonic()) <= 1.0
+    converge(d.gateways, secret, (200, None), time.monotonic())
 
     asyncio.run(
         _admin(
@@ -43,12 +42,12 @@ def test_control_plane_outlives_a_database_outage(postgres_url: str, deploy: Dep
         time.sleep(2.5)  # a few ticks of the control plane's watch (1 s) against the outage
     finally:
         asyncio.run(_admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
-    assert not d.store.wait_for(sent, timeout=10), "usage from the outage was not recorded"
+    assert not d.store.wait_for(sent, timeout=HANG), "usage from the outage was not recorded"
 
     d.redis.stop()
     d.redis.start()
     back = time.monotonic()
     late = d.add_gateway(1, healthy=False)
-    assert converge(d.gateways, secret, (200, None), RECOVERY, back) <= RECOVERY
-    late.wait_healthy(timeout=1)
+    converge(d.gateways, secret, (200, None), back)
+    late.wait_healthy()
     assert "reading the stored routing snapshot failed" in d.control.log()

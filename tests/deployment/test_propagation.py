@@ -1,4 +1,5 @@
-"""Admin changes and balance crossings reach every gateway process within a second: key
+"""Admin changes and balance crossings reach every gateway process (how fast is measured by
+`bench/control_propagation.py`, a second at most on a quiet machine): key
 creation, rotation and revocation, an operator's block, a balance that runs out and the top-up
 that ends it."""
 
@@ -11,14 +12,14 @@ import pytest
 
 from deployment.conftest import Deploy
 from deployment.helpers import chat, converge, error_type, sdk
+from waiting import HANG
 
-WITHIN = 1.0
 OK = (200, None)
 INVALID_KEY = (401, "invalid_api_key")
 NO_CREDIT = (402, "insufficient_credit")
 
 
-def test_keys_and_blocks_reach_every_gateway_within_a_second(deploy: Deploy) -> None:
+def test_keys_and_blocks_reach_every_gateway(deploy: Deploy) -> None:
     d = deploy(workers=(2, 1))
     d.admin.catalog(d.mock_url)
     d.admin.account("acme")
@@ -26,26 +27,26 @@ def test_keys_and_blocks_reach_every_gateway_within_a_second(deploy: Deploy) -> 
 
     key_id, secret = d.admin.key("acme")
     created = time.monotonic()
-    assert converge(gateways, secret, OK, WITHIN, created) <= WITHIN
+    converge(gateways, secret, OK, created)
     with sdk(gateways[1], secret) as client:
         assert chat(client)
 
     rotated = d.admin.call("POST", f"/keys/{key_id}/rotate")["secret"]
     since = time.monotonic()
-    assert converge(gateways, secret, INVALID_KEY, WITHIN, since) <= WITHIN
-    assert converge(gateways, rotated, OK, WITHIN, since) <= WITHIN
+    converge(gateways, secret, INVALID_KEY, since)
+    converge(gateways, rotated, OK, since)
 
     d.admin.revoke(key_id)
     revoked = time.monotonic()
-    assert converge(gateways, rotated, INVALID_KEY, WITHIN, revoked) <= WITHIN
+    converge(gateways, rotated, INVALID_KEY, revoked)
 
     _, other = d.admin.key("acme")
-    assert converge(gateways, other, OK, WITHIN, time.monotonic()) <= WITHIN
+    converge(gateways, other, OK, time.monotonic())
     d.admin.block("acme", True)
     blocked = time.monotonic()
-    assert converge(gateways, other, NO_CREDIT, WITHIN, blocked) <= WITHIN
+    converge(gateways, other, NO_CREDIT, blocked)
     d.admin.block("acme", False)
-    assert converge(gateways, other, OK, WITHIN, time.monotonic()) <= WITHIN
+    converge(gateways, other, OK, time.monotonic())
 
 
 def test_exhausted_balance_blocks_everywhere_and_a_top_up_unblocks(deploy: Deploy) -> None:
@@ -55,11 +56,11 @@ def test_exhausted_balance_blocks_everywhere_and_a_top_up_unblocks(deploy: Deplo
     d.admin.account("thrifty")
     _, secret = d.admin.key("thrifty")
     gateways = d.gateways
-    assert converge(gateways, secret, OK, WITHIN, time.monotonic()) <= WITHIN
+    converge(gateways, secret, OK, time.monotonic())
 
     with sdk(gateways[0], secret) as client:
         request_id = chat(client)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG
     recorded = None
     while time.monotonic() < deadline:
         charges = [e for e in d.admin.ledger("thrifty") if e["kind"] == "charge"]
@@ -69,7 +70,7 @@ def test_exhausted_balance_blocks_everywhere_and_a_top_up_unblocks(deploy: Deplo
             break
         time.sleep(0.02)
     assert recorded is not None, "the charge was never recorded"
-    assert converge(gateways, secret, NO_CREDIT, WITHIN, recorded) <= WITHIN
+    converge(gateways, secret, NO_CREDIT, recorded)
 
     account = d.admin.call("GET", "/accounts/thrifty")
     assert account["effectively_blocked"] and account["balance"]["total_nano"] <= 0
@@ -80,6 +81,6 @@ def test_exhausted_balance_blocks_everywhere_and_a_top_up_unblocks(deploy: Deplo
 
     d.admin.top_up("thrifty", "1000")
     topped = time.monotonic()
-    assert converge(gateways, secret, OK, WITHIN, topped) <= WITHIN
+    converge(gateways, secret, OK, topped)
     with sdk(gateways[1], secret) as client:
         assert chat(client)

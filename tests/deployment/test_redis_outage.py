@@ -13,9 +13,9 @@ import pytest
 
 from deployment.conftest import Deploy
 from deployment.helpers import chat, converge, load, sdk
+from waiting import HANG
 
 SPILL_ENV = {"MUXGATE_USAGE_QUEUE_BYTES": "4096"}
-RECOVERY = 3.0
 
 
 def test_gateway_started_without_redis_waits_then_serves(deploy: Deploy) -> None:
@@ -23,7 +23,7 @@ def test_gateway_started_without_redis_waits_then_serves(deploy: Deploy) -> None
     d.admin.catalog(d.mock_url)
     d.admin.account("acme")
     _, secret = d.admin.key("acme")
-    assert converge(d.gateways, secret, (200, None), 1.0, time.monotonic()) <= 1.0
+    converge(d.gateways, secret, (200, None), time.monotonic())
 
     d.redis.stop()
     # Changed while Redis is down: the control plane must publish it once Redis is back.
@@ -41,11 +41,11 @@ def test_gateway_started_without_redis_waits_then_serves(deploy: Deploy) -> None
 
     d.redis.start()
     back = time.monotonic()
-    # The control plane notices the empty Redis within its watch interval (1 s) and
-    # republishes; workers poll every second: 3 s bounds both.
+    # The control plane notices the empty Redis at its next watch (every second) and
+    # republishes; the workers take it at their next poll.
     for key in (secret, late_secret):
-        assert converge(d.gateways, key, (200, None), RECOVERY, back) <= RECOVERY
-    late.wait_healthy(timeout=1)
+        converge(d.gateways, key, (200, None), back)
+    late.wait_healthy()
     for gateway in d.gateways:
         for key in (secret, late_secret):
             with sdk(gateway, key) as client:
@@ -59,9 +59,9 @@ def test_usage_survives_an_outage_through_queues_and_spill_files(deploy: Deploy)
     d.admin.catalog(d.mock_url)
     d.admin.account("acme")
     _, secret = d.admin.key("acme")
-    assert converge(d.gateways, secret, (200, None), 1.0, time.monotonic()) <= 1.0
+    converge(d.gateways, secret, (200, None), time.monotonic())
     warm = set(load(d.gateways, secret, 4))
-    assert not d.store.wait_for(warm, timeout=10)
+    assert not d.store.wait_for(warm, timeout=HANG)
 
     d.redis.stop()
     sent = load(d.gateways, secret, 200)
@@ -70,7 +70,7 @@ def test_usage_survives_an_outage_through_queues_and_spill_files(deploy: Deploy)
     assert not big.spill_files(), "the default queue spilled 100 requests' usage"
     d.redis.start()
 
-    assert not d.store.wait_for(set(sent), timeout=20), "usage lost in the outage"
+    assert not d.store.wait_for(set(sent), timeout=HANG), "usage lost in the outage"
     audit = d.store.audit()
     assert set(audit.records) == warm | set(sent)
     assert all(n == 1 for n in audit.records.values())
@@ -85,23 +85,23 @@ def test_gateway_stopped_during_outage_replays_its_spill_files(deploy: Deploy) -
     d.admin.catalog(d.mock_url)
     d.admin.account("acme")
     _, secret = d.admin.key("acme")
-    assert converge(d.gateways, secret, (200, None), 1.0, time.monotonic()) <= 1.0
+    converge(d.gateways, secret, (200, None), time.monotonic())
 
     d.redis.stop()
     on_stopped = set(load([stopped], secret, 60))
     on_running = set(load([running], secret, 60))
-    took = stopped.stop()
-    assert took < 5.0, f"shutdown during the outage took {took:.1f} s"
+    took = stopped.stop(timeout=HANG)
+    assert not stopped.hung, f"shutdown during the outage hung ({took:.1f} s)"
     writers = {p.name.partition("-")[0] for p in stopped.spill_files()}
     assert len(writers) == stopped.workers, f"spilled at shutdown by {writers} only"
 
     d.redis.start()
-    assert not d.store.wait_for(on_running, timeout=20)
+    assert not d.store.wait_for(on_running, timeout=HANG)
     assert not d.store.record_ids() & on_stopped, "usage appeared from a stopped gateway"
 
     stopped.start()
     stopped.wait_healthy()
-    assert not d.store.wait_for(on_stopped, timeout=20), "spilled usage was not replayed"
+    assert not d.store.wait_for(on_stopped, timeout=HANG), "spilled usage was not replayed"
     audit = d.store.audit()
     assert set(audit.records) == on_stopped | on_running
     assert audit.charges == dict.fromkeys(on_stopped | on_running, 1)

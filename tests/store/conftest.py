@@ -18,6 +18,7 @@ import factories
 from muxgate.store import Store
 from muxgate.store import tables as t
 from muxgate.wire import UsageEvent
+from servers import unavailable
 
 SECRET_KEY = "hFSN0DgkcDuoDUQRZ1Zk5ZsJ23hDk3n7tVx7vsdLRx8="
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -47,7 +48,7 @@ def pg_url() -> Iterator[str]:
     try:
         _admin(f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+        unavailable(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
     yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     _admin(f'DROP DATABASE "{name}" WITH (FORCE)')
 
