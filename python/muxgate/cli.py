@@ -12,6 +12,7 @@ from pathlib import Path
 
 from muxgate import __version__
 from muxgate import config as configuration
+from muxgate.datadir import DEFAULT_DATA_DIR, STORE_FILE, store_url
 from muxgate.demo import demo_config, demo_key
 from muxgate.mock import MockConfig, run, start
 
@@ -20,9 +21,10 @@ muxgate {version} — embedded mode
   OpenAI endpoint  http://{host}:{port}/api/v1   (alias http://{host}:{port}/v1)
   Anthropic        http://{host}:{port}/api/anthropic
   Gemini (Vertex)  http://{host}:{port}/api/vertex-ai
-  admin API        http://{host}:{port}/admin/v1   (docs /admin/v1/schema, token in {token_file})
+  admin API        http://{host}:{port}/admin/v1   (token in {token_file})
+  admin API docs   http://{host}:{port}/admin/v1/schema   (OpenAPI /admin/v1/schema/openapi.json)
   models           {models}
-  data directory   {data_dir}   (SQLite store muxgate.db)
+  data directory   {data_dir}   (SQLite store {store_file})
 {demo}"""
 
 DEMO = """\
@@ -36,6 +38,11 @@ DEMO = """\
 
 ADMIN_TOKEN_ENV = "MUXGATE_ADMIN_TOKEN"
 JUDGE_URL_ENV = "MUXGATE_JUDGE_URL"
+DATABASE_FORMS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db or "
+    "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (the password may instead come from "
+    "$PGPASSWORD or ~/.pgpass)"
+)
 
 
 def own_url(host: str, port: int) -> str:
@@ -67,6 +74,35 @@ def embedded_admin_token(data_dir: Path) -> str:
     return token
 
 
+def database_of(args: argparse.Namespace) -> str:
+    """`--database`, else the store `muxgate serve` keeps in `--data-dir`."""
+    database: str = args.database or store_url(Path(args.data_dir))
+    return database
+
+
+def add_database_options(parser: argparse.ArgumentParser, uses: str) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"data directory of `muxgate serve` (default {DEFAULT_DATA_DIR}); {uses} its "
+        f"SQLite store {STORE_FILE} unless --database is given",
+    )
+    parser.add_argument(
+        "--database", metavar="URL", help=f"the store to use instead: {DATABASE_FORMS}"
+    )
+
+
+def make_data_dir(path: str) -> Path:
+    data_dir = Path(path).resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise configuration.ConfigError(
+            f"cannot create the data directory {data_dir}: {exc.strerror}"
+        ) from exc
+    return data_dir
+
+
 async def import_into(database: str, config: configuration.ConfigFile) -> None:
     from muxgate.store import Store  # noqa: PLC0415 (keeps `mock-provider` light)
     from muxgate.store.config_io import import_config  # noqa: PLC0415
@@ -78,19 +114,29 @@ async def import_into(database: str, config: configuration.ConfigFile) -> None:
         await store.close()
 
 
+async def check_store(database: str) -> None:
+    """Open the store once (migrating it), so a database that cannot be opened fails the
+    command in one line before any server starts."""
+    from muxgate.store import Store  # noqa: PLC0415
+
+    store = await Store.open(database)
+    await store.close()
+
+
 def serve(args: argparse.Namespace) -> int:
-    from muxgate.embedded import database_url  # noqa: PLC0415
     from muxgate.gateway import server  # noqa: PLC0415
-    from muxgate.store import StoreError  # noqa: PLC0415
+    from muxgate.store import DatabaseUnavailable, StoreError  # noqa: PLC0415
 
     if args.workers not in (None, 1):
         return fail(
             "embedded mode runs one worker; for more, run `muxgate control` and "
             "`muxgate gateway --workers N` with Redis (see the README)"
         )
-    data_dir = Path(args.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    database = args.database or database_url(data_dir)
+    try:
+        data_dir = make_data_dir(args.data_dir)
+    except configuration.ConfigError as exc:
+        return fail(str(exc))
+    database = args.database or store_url(data_dir)
     mock = None
     if args.config:
         try:
@@ -104,6 +150,10 @@ def serve(args: argparse.Namespace) -> int:
         cfg = demo_config(mock_url, key, configuration.GatewaySection())
     try:
         asyncio.run(import_into(database, cfg))
+    except DatabaseUnavailable as exc:
+        if mock is not None:
+            mock.stop()
+        return fail(str(exc))
     except (configuration.ConfigError, StoreError) as exc:
         if mock is not None:
             mock.stop()
@@ -123,6 +173,7 @@ def serve(args: argparse.Namespace) -> int:
             token_file=token_file,
             models=", ".join(m.slug for m in cfg.models) or "(none)",
             data_dir=data_dir,
+            store_file=STORE_FILE,
             demo=demo,
         ),
         flush=True,
@@ -147,10 +198,15 @@ def serve(args: argparse.Namespace) -> int:
 
 def control(args: argparse.Namespace) -> int:
     from muxgate.gateway import server  # noqa: PLC0415
+    from muxgate.store import StoreError  # noqa: PLC0415
 
     token = os.environ.get(ADMIN_TOKEN_ENV)
     if not token:
         return fail(f"set {ADMIN_TOKEN_ENV} to the admin token the admin API must require")
+    try:
+        asyncio.run(check_store(args.database))
+    except StoreError as exc:
+        return fail(str(exc))
     env = {"MUXGATE_DATABASE": args.database, "MUXGATE_REDIS": args.redis}
     if args.consumer:
         env["MUXGATE_CONSUMER"] = args.consumer
@@ -187,7 +243,9 @@ def config_import(args: argparse.Namespace) -> int:
 
     try:
         cfg = configuration.load(args.file)
-        asyncio.run(import_into(args.database, cfg))
+        if args.database is None:
+            make_data_dir(args.data_dir)
+        asyncio.run(import_into(database_of(args), cfg))
     except (configuration.ConfigError, StoreError) as exc:
         return fail(str(exc))
     print(f"imported {args.file}; a running control plane publishes it on its next change")
@@ -195,17 +253,28 @@ def config_import(args: argparse.Namespace) -> int:
 
 
 def config_export(args: argparse.Namespace) -> int:
-    from muxgate.store import Store  # noqa: PLC0415
+    from muxgate.store import Store, StoreError  # noqa: PLC0415
     from muxgate.store.config_io import export_config  # noqa: PLC0415
 
     async def export() -> str:
-        store = await Store.open(args.database)
+        # Reading a mistyped SQLite path must not export the defaults of a new, empty store.
+        store = await Store.open(database_of(args), create=False)
         try:
             return await export_config(store)
         finally:
             await store.close()
 
-    text = asyncio.run(export())
+    if args.database is None:
+        path = Path(args.data_dir).resolve() / STORE_FILE
+        if not path.exists():
+            return fail(
+                f"no store at {path}: `muxgate serve` creates it in its data directory "
+                f"({args.data_dir} here); give --data-dir or --database to read another"
+            )
+    try:
+        text = asyncio.run(export())
+    except StoreError as exc:
+        return fail(str(exc))
     if args.output:
         Path(args.output).write_text(text)
     else:
@@ -229,8 +298,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", help="listen address (default from config, else 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default from config, else 8080)")
     p.add_argument("--workers", type=int, help="must be 1 in embedded mode")
-    p.add_argument("--data-dir", default=".muxgate", help="state directory (default .muxgate)")
-    p.add_argument("--database", help="database URL (default: SQLite in the data directory)")
+    p.add_argument(
+        "--data-dir",
+        default=DEFAULT_DATA_DIR,
+        help=f"state directory (default {DEFAULT_DATA_DIR}): the SQLite store {STORE_FILE}, "
+        "the admin token, the demo key",
+    )
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help=f"store to use instead of the data directory's SQLite file: {DATABASE_FORMS}",
+    )
     p.add_argument(
         "--judge-url",
         help="gateway the hallucination judge asks its model through (default $MUXGATE_JUDGE_URL, "
@@ -239,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=serve)
 
     p = commands.add_parser("control", help="run the control plane (admin API, metering)")
-    p.add_argument("--database", required=True, help="sqlite:///path or postgresql://...")
+    p.add_argument("--database", metavar="URL", required=True, help=f"the store: {DATABASE_FORMS}")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
@@ -279,10 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     config_commands = p.add_subparsers(dest="config_command", required=True)
     c = config_commands.add_parser("import", help="create or update what a TOML file declares")
     c.add_argument("file")
-    c.add_argument("--database", required=True)
+    add_database_options(c, "imports into")
     c.set_defaults(func=config_import)
     c = config_commands.add_parser("export", help="write the stored configuration as TOML")
-    c.add_argument("--database", required=True)
+    add_database_options(c, "exports")
     c.add_argument("--output", "-o", help="file to write (default: standard output)")
     c.set_defaults(func=config_export)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from muxgate.bus.local import LocalBus
 from muxgate.control.insurance.judge import JudgeSettings
 from muxgate.control.plane import ControlPlane
+from muxgate.datadir import store_url
 from muxgate.gateway.metering import UsageSink
 from muxgate.gateway.mount import MountedASGI
 from muxgate.gateway.publisher import UsagePublisher
@@ -24,10 +25,6 @@ from muxgate.store import Store
 
 if TYPE_CHECKING:
     from muxgate.gateway.app import Gateway
-
-
-def database_url(data_dir: Path) -> str:
-    return f"sqlite:///{data_dir / 'muxgate.db'}"
 
 
 class EmbeddedRuntime:
@@ -55,7 +52,7 @@ class EmbeddedRuntime:
     def from_env(cls) -> EmbeddedRuntime:
         data_dir = Path(os.environ["MUXGATE_DATA_DIR"])
         return cls(
-            os.environ.get("MUXGATE_DATABASE") or database_url(data_dir),
+            os.environ.get("MUXGATE_DATABASE") or store_url(data_dir),
             data_dir,
             os.environ["MUXGATE_ADMIN_TOKEN"],
             JudgeSettings.from_env(),

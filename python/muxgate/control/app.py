@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from muxgate.control.accounts.controllers import AccountController
@@ -20,6 +19,7 @@ from muxgate.control.catalog.controllers import (
     ProviderController,
 )
 from muxgate.control.deps import RoutingChanged, provide_changed, provide_store
+from muxgate.control.docs import docs_assets, docs_page
 from muxgate.control.errors import EXCEPTION_HANDLERS
 from muxgate.control.guards import admin_guard
 from muxgate.control.insurance.controllers import CaseController, InsuranceController
@@ -34,6 +34,7 @@ from muxgate.control.settings.controllers import SettingsController
 from muxgate.store import Store
 
 API_PREFIX = "/admin/v1"
+SCHEMA_PATH = f"{API_PREFIX}/schema"
 
 
 def create_app(
@@ -59,8 +60,8 @@ def create_app(
     openapi = OpenAPIConfig(
         title="muxgate admin API",
         version="1",
-        path=f"{API_PREFIX}/schema",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        path=SCHEMA_PATH,
+        render_plugins=[docs_page(SCHEMA_PATH)],
         components=Components(
             security_schemes={
                 "adminToken": SecurityScheme(
@@ -80,6 +81,7 @@ def create_app(
             InsuranceController,
             CaseController,
             RoutingSettingsController,
+            docs_assets(SCHEMA_PATH),
         ],
         dependencies={
             "store": Provide(provide_store, sync_to_thread=False),

@@ -31,3 +31,9 @@ class Invalid(StoreError):
 
 class SecretKeyMissing(Invalid):
     """An encrypted credential was given but no encryption key is configured."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot be opened: a malformed or unsupported URL, a missing driver, a server
+    that does not answer, refused credentials, a missing database or file. The message names
+    the problem and the URL with its password hidden, for the one line a command prints."""
