@@ -19,6 +19,8 @@ import httpx
 import pytest
 
 from conftest import free_port
+from servers import unavailable
+from waiting import HANG
 
 PASSWORD = "pw-" + secrets.token_hex(8)
 CONFIG = """
@@ -44,7 +46,7 @@ def muxgate(
         capture_output=True,
         text=True,
         env={**os.environ, "MUXGATE_ADMIN_TOKEN": "admin-token", **(env or {})},
-        timeout=60,
+        timeout=HANG,
         check=False,
     )
 
@@ -60,17 +62,12 @@ def assert_one_line(result: subprocess.CompletedProcess[str], *phrases: str) -> 
     assert PASSWORD not in result.stderr + result.stdout
 
 
-def postgres_reachable() -> bool:
+@pytest.fixture
+def needs_postgres() -> None:
     try:
-        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
-needs_postgres = pytest.mark.skipif(
-    not postgres_reachable(), reason="PostgreSQL at 127.0.0.1:5432 is not reachable"
-)
+        socket.create_connection(("127.0.0.1", 5432), timeout=5).close()
+    except OSError as exc:
+        unavailable(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
 
 
 def commands(tmp: Path, database: str) -> dict[str, list[str]]:
@@ -127,7 +124,7 @@ def test_a_wrong_database_url_is_one_line(case: str, tmp_path: Path) -> None:
     assert_one_line(muxgate(*commands(tmp_path, url)["config import"], cwd=tmp_path), *phrases)
 
 
-@needs_postgres
+@pytest.mark.usefixtures("needs_postgres")
 @pytest.mark.parametrize("case", list(PG_URLS))
 def test_refused_credentials_and_a_missing_database_are_one_line(case: str, tmp_path: Path) -> None:
     url, phrases = PG_URLS[case]
@@ -197,10 +194,10 @@ def test_export_reads_what_serve_stored_and_the_banner_names_the_docs(tmp_path: 
         page_url, schema_path = docs.groups()
         assert page_url == f"http://127.0.0.1:{port}/admin/v1/schema"
         assert schema_path == "/admin/v1/schema/openapi.json"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
