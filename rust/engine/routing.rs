@@ -22,6 +22,9 @@ pub struct KeyEntry {
     pub account: String,
     pub models: Vec<String>,
     pub enabled: bool,
+    /// Unix milliseconds from which the key is refused.
+    pub expires_at: Option<u64>,
+    pub credit_exhausted: bool,
     pub account_blocked: bool,
     /// The account keeps insurance cases with their content.
     pub retain_content: bool,
@@ -54,6 +57,9 @@ pub struct ModelRoute {
     pub ttft_p50_ms: Option<f64>,
     /// Attempts across the channels, the first included (at least 1).
     pub max_attempts: usize,
+    /// Why enabled channels of the model are left out (their provider cannot be used), told to
+    /// clients when no channel is left: names of environment variables, never their values.
+    pub disabled: Vec<String>,
 }
 
 pub struct Routing {
@@ -101,12 +107,21 @@ impl Routing {
         let mut warnings = Vec::new();
         let mut pools = HashMap::new();
         let mut providers: HashMap<&str, Arc<ProviderRoute>> = HashMap::new();
+        // Providers that cannot be used, with the reason a client may be told.
+        let mut unusable: HashMap<&str, String> = HashMap::new();
         for p in &snapshot.providers {
             let Some(protocol) = Protocol::from_name(&p.protocol) else {
                 warnings.push(format!(
                     "provider {}: protocol {:?} is not supported by this worker; its channels are disabled",
                     p.id, p.protocol
                 ));
+                unusable.insert(
+                    &p.id,
+                    format!(
+                        "provider {} speaks protocol {}, which this gateway does not support",
+                        p.id, p.protocol
+                    ),
+                );
                 continue;
             };
             let secret = match (credentials.get(&p.id), &p.credential_env) {
@@ -118,6 +133,10 @@ impl Routing {
                             "provider {}: environment variable {var} is not set; its channels are disabled",
                             p.id
                         ));
+                        unusable.insert(
+                            &p.id,
+                            format!("{var} is not set (the credential of provider {})", p.id),
+                        );
                         continue;
                     }
                 },
@@ -139,7 +158,14 @@ impl Routing {
                     pools.insert(pool_key, route.pool.clone());
                     providers.insert(p.id.as_str(), Arc::new(route));
                 }
-                Err(e) => warnings.push(e),
+                Err(e) => {
+                    warnings.push(e);
+                    // The details (a URL, a header) stay in the gateway's log.
+                    unusable.insert(
+                        &p.id,
+                        format!("provider {} is misconfigured (see the gateway's log)", p.id),
+                    );
+                }
             }
         }
 
@@ -148,7 +174,13 @@ impl Routing {
         let policy = HealthPolicy::default();
         for m in &snapshot.models {
             let mut channels = Vec::new();
+            let mut disabled: Vec<String> = Vec::new();
             for c in m.channels.iter().filter(|c| c.enabled && c.weight > 0) {
+                if let Some(reason) = unusable.get(c.provider.as_str()) {
+                    if !disabled.contains(reason) {
+                        disabled.push(reason.clone());
+                    }
+                }
                 match providers.get(c.provider.as_str()) {
                     Some(provider) => channels.push(ChannelRoute {
                         id: c.id.clone(),
@@ -188,6 +220,7 @@ impl Routing {
                     .max_attempts
                     .unwrap_or(snapshot.settings.max_attempts)
                     .max(1) as usize,
+                disabled,
             });
             for alias in &m.aliases {
                 models.insert(alias.clone(), route.clone());
@@ -214,6 +247,8 @@ impl Routing {
                     account: k.account.clone(),
                     models: k.models.clone(),
                     enabled: k.enabled,
+                    expires_at: k.expires_at,
+                    credit_exhausted: k.credit_exhausted,
                     account_blocked: accounts.get(k.account.as_str()).is_some_and(|a| a.blocked),
                     retain_content: accounts
                         .get(k.account.as_str())
@@ -331,6 +366,10 @@ mod tests {
         // channel b is disabled by the missing credential, c by config
         assert_eq!(m.channels.len(), 1);
         assert_eq!(m.selector.len(), 1);
+        assert_eq!(
+            m.disabled,
+            ["MUXGATE_TEST_UNSET_VAR_1 is not set (the credential of provider real)"]
+        );
     }
 
     #[test]
