@@ -306,7 +306,10 @@ mod tests {
         );
         assert!(spent.message.contains("credit limit"), "{}", spent.message);
         let off = refusal(Some("sk-off"));
-        assert_eq!((off.status(), off.message.as_str()), (401, "This API key is disabled"));
+        assert_eq!(
+            (off.status(), off.message.as_str()),
+            (401, "This API key is disabled")
+        );
         assert_eq!(refusal(Some("sk-owing")).status(), 402);
         assert_eq!(refusal(Some("sk-none")).message, "Invalid API key");
         assert_eq!(refusal(None).status(), 401);

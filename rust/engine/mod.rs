@@ -259,7 +259,11 @@ impl Engine {
     ) -> Response {
         let routing = self.routing.load();
         let request_id = new_request_id();
-        let key = match authenticate(&routing, bearer(authorization, api_key).as_deref(), unix_ms()) {
+        let key = match authenticate(
+            &routing,
+            bearer(authorization, api_key).as_deref(),
+            unix_ms(),
+        ) {
             Ok(k) => k,
             Err(e) => return error_response(&e, &request_id, surface),
         };
@@ -336,24 +340,28 @@ impl Engine {
         let routing = self.routing.load();
         let request_id = new_request_id();
         let surface = Surface::Messages;
-        let counted =
-            authenticate(&routing, bearer(authorization, api_key).as_deref(), unix_ms()).and_then(|key| {
-                let request = crate::translate::anthropic::decode_count_request(body)
-                    .map_err(|e| surface.invalid(&e))?;
-                let model = routing.model(&request.model).ok_or_else(|| {
-                    GatewayError::new(
-                        ErrorKind::InvalidModel,
-                        format!("Model {} is not valid", request.model),
-                    )
-                })?;
-                if !key.allows(&model.slug) {
-                    return Err(GatewayError::new(
-                        ErrorKind::AccessDenied,
-                        format!("This API key may not use model {}", model.slug),
-                    ));
-                }
-                Ok(request::prompt_tokens(model.encoding, &request))
-            });
+        let counted = authenticate(
+            &routing,
+            bearer(authorization, api_key).as_deref(),
+            unix_ms(),
+        )
+        .and_then(|key| {
+            let request = crate::translate::anthropic::decode_count_request(body)
+                .map_err(|e| surface.invalid(&e))?;
+            let model = routing.model(&request.model).ok_or_else(|| {
+                GatewayError::new(
+                    ErrorKind::InvalidModel,
+                    format!("Model {} is not valid", request.model),
+                )
+            })?;
+            if !key.allows(&model.slug) {
+                return Err(GatewayError::new(
+                    ErrorKind::AccessDenied,
+                    format!("This API key may not use model {}", model.slug),
+                ));
+            }
+            Ok(request::prompt_tokens(model.encoding, &request))
+        });
         match counted {
             Ok(tokens) => Response {
                 status: 200,
