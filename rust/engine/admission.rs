@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::error::{ErrorKind, GatewayError};
-use super::routing::{KeyEntry, Routing};
+use super::routing::{KeyEntry, Routing, Standing};
 use crate::limits::{Limiter, Rate, Verdict};
 use crate::snapshot::{RateLimit, model_allowed};
 
@@ -36,7 +36,7 @@ pub fn authenticate<'r>(
             "Invalid API key",
         ));
     };
-    if !key.enabled {
+    if key.standing == Standing::Disabled {
         return Err(GatewayError::new(
             ErrorKind::InvalidApiKey,
             "This API key is disabled",
@@ -54,7 +54,7 @@ pub fn authenticate<'r>(
             "Account overdue. To prevent abuse, a non-negative balance is required for all models (including free tiers).",
         ));
     }
-    if key.credit_exhausted {
+    if key.standing == Standing::CreditLimitReached {
         return Err(GatewayError::new(
             ErrorKind::InsufficientCredit,
             "This API key has reached its credit limit; raise the key's limit to use it again",
@@ -253,7 +253,7 @@ mod tests {
     use super::*;
     use crate::snapshot::RoutingSnapshot;
 
-    fn routing(keys: serde_json::Value) -> Routing {
+    fn routing(keys: &serde_json::Value) -> Routing {
         let json = serde_json::json!({
             "version": 1,
             "accounts": [{"id": "acc"}, {"id": "overdue", "blocked": true}],
@@ -272,7 +272,7 @@ mod tests {
     fn an_expired_key_is_refused_from_its_expiry_on_by_the_workers_clock() {
         // 2026-01-31T12:00:05Z
         let expiry = 1_769_860_805_000_u64;
-        let routing = routing(serde_json::json!([
+        let routing = routing(&serde_json::json!([
             {"id": "k", "account": "acc", "digest": digest("sk-k"), "expires_at": expiry},
         ]));
         assert_eq!(
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn each_refusal_says_why() {
-        let routing = routing(serde_json::json!([
+        let routing = routing(&serde_json::json!([
             {"id": "spent", "account": "acc", "digest": digest("sk-spent"),
              "credit_exhausted": true},
             {"id": "off", "account": "acc", "digest": digest("sk-off"), "enabled": false},

@@ -17,14 +17,23 @@ use crate::select::{ChannelSpec, ModelSelector};
 use crate::snapshot::{LiveStats, Price, RoutingSnapshot, Settings, Timeouts, model_allowed};
 use crate::tokens::Encoding;
 
+/// Whether the key itself may ask, its expiry aside (that is the clock's to say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Active,
+    Disabled,
+    /// What it spent reached its credit limit.
+    CreditLimitReached,
+}
+
+#[derive(Debug)]
 pub struct KeyEntry {
     pub id: String,
     pub account: String,
     pub models: Vec<String>,
-    pub enabled: bool,
+    pub standing: Standing,
     /// Unix milliseconds from which the key is refused.
     pub expires_at: Option<u64>,
-    pub credit_exhausted: bool,
     pub account_blocked: bool,
     /// The account keeps insurance cases with their content.
     pub retain_content: bool,
@@ -246,9 +255,12 @@ impl Routing {
                     id: k.id.clone(),
                     account: k.account.clone(),
                     models: k.models.clone(),
-                    enabled: k.enabled,
+                    standing: match (k.enabled, k.credit_exhausted) {
+                        (false, _) => Standing::Disabled,
+                        (true, true) => Standing::CreditLimitReached,
+                        (true, false) => Standing::Active,
+                    },
                     expires_at: k.expires_at,
-                    credit_exhausted: k.credit_exhausted,
                     account_blocked: accounts.get(k.account.as_str()).is_some_and(|a| a.blocked),
                     retain_content: accounts
                         .get(k.account.as_str())
