@@ -94,39 +94,47 @@ def refusal(r: httpx.Response, surface: str) -> tuple[int, str, str]:
 
 
 SURFACES = ["openai", "anthropic", "gemini"]
+# The error type of each status on each surface (Google's: its status name).
+TYPES = {
+    401: {
+        "openai": "invalid_api_key",
+        "anthropic": "authentication_error",
+        "gemini": "UNAUTHENTICATED",
+    },
+    402: {
+        "openai": "insufficient_credit",
+        "anthropic": "billing_error",
+        "gemini": "FAILED_PRECONDITION",
+    },
+    502: {"openai": "no_provider_available", "anthropic": "api_error", "gemini": "INTERNAL"},
+}
+CASES = {
+    "expired": (EXPIRED, "test/mini", 401, "This API key expired at 2020-01-01T00:00:00Z"),
+    "spent": (
+        SPENT,
+        "test/mini",
+        402,
+        "This API key has reached its credit limit; raise the key's limit to use it again",
+    ),
+    "credential not set": (
+        LIVE,
+        "openai/gpt-4o",
+        502,
+        "No provider is available for model openai/gpt-4o: channels are disabled because "
+        f"{CREDENTIAL} is not set (the credential of provider openai)",
+    ),
+}
 
 
 @pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize("case", list(CASES))
 def test_each_refusal_says_why_in_the_surfaces_format(
-    gateway: GatewayProcess, surface: str
+    gateway: GatewayProcess, surface: str, case: str
 ) -> None:
-    types = {
-        401: {"openai": "invalid_api_key", "anthropic": "authentication_error"},
-        402: {"openai": "insufficient_credit", "anthropic": "billing_error"},
-        502: {"openai": "no_provider_available", "anthropic": "api_error"},
-    }
-    google = {401: "UNAUTHENTICATED", 402: "FAILED_PRECONDITION", 502: "INTERNAL"}
-
-    def expected(status: int) -> str:
-        return google[status] if surface == "gemini" else types[status][surface]
-
-    ok = ask(gateway, surface, LIVE, "test/mini")
-    assert ok.status_code == 200, ok.text
-
-    status, kind, message = refusal(ask(gateway, surface, EXPIRED, "test/mini"), surface)
-    assert (status, kind) == (401, expected(401))
-    assert message == "This API key expired at 2020-01-01T00:00:00Z"
-
-    status, kind, message = refusal(ask(gateway, surface, SPENT, "test/mini"), surface)
-    assert (status, kind) == (402, expected(402))
-    assert "credit limit" in message
-
-    status, kind, message = refusal(ask(gateway, surface, LIVE, "openai/gpt-4o"), surface)
-    assert (status, kind) == (502, expected(502))
-    assert message == (
-        "No provider is available for model openai/gpt-4o: channels are disabled because "
-        f"{CREDENTIAL} is not set (the credential of provider openai)"
-    )
+    secret, slug, status, message = CASES[case]
+    assert ask(gateway, surface, LIVE, "test/mini").status_code == 200
+    r = ask(gateway, surface, secret, slug)
+    assert refusal(r, surface) == (status, TYPES[status][surface], message), r.text
 
 
 ADMIN = "mxa-test-refusals-admin"
