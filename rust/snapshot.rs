@@ -207,6 +207,13 @@ pub struct ApiKey {
     pub models: Vec<String>,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// When the key stops working, in Unix milliseconds. The worker compares it with its own
+    /// clock at admission, so expiry holds to the second without waiting for a new snapshot.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// What the key spent reached its credit limit: refused (402) until the limit is raised.
+    #[serde(default)]
+    pub credit_exhausted: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

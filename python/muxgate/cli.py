@@ -103,13 +103,22 @@ def make_data_dir(path: str) -> Path:
     return data_dir
 
 
-async def import_into(database: str, config: configuration.ConfigFile) -> None:
+async def import_into(
+    database: str, config: configuration.ConfigFile, *, compile_routing: bool = False
+) -> tuple[list[str], int | None]:
+    """Import `config`; its warnings and, with `compile_routing`, the version of the routing
+    snapshot compiled from the result. A running control plane publishes a stored snapshot
+    newer than the one on the bus (it watches for that), so compiling is how an import made
+    from outside it reaches the workers."""
+    from muxgate.control.routing import compile_snapshot  # noqa: PLC0415
     from muxgate.store import Store  # noqa: PLC0415 (keeps `mock-provider` light)
     from muxgate.store.config_io import import_config  # noqa: PLC0415
 
     store = await Store.open(database)
     try:
-        await import_config(store, config)
+        warnings = await import_config(store, config)
+        version = (await compile_snapshot(store)).version if compile_routing else None
+        return warnings, version
     finally:
         await store.close()
 
@@ -121,6 +130,11 @@ async def check_store(database: str) -> None:
 
     store = await Store.open(database)
     await store.close()
+
+
+def warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        print(f"muxgate: warning: {warning}", file=sys.stderr)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -149,7 +163,7 @@ def serve(args: argparse.Namespace) -> int:
         key = demo_key(data_dir)
         cfg = demo_config(mock_url, key, configuration.GatewaySection())
     try:
-        asyncio.run(import_into(database, cfg))
+        warnings, _ = asyncio.run(import_into(database, cfg))
     except DatabaseUnavailable as exc:
         if mock is not None:
             mock.stop()
@@ -158,6 +172,7 @@ def serve(args: argparse.Namespace) -> int:
         if mock is not None:
             mock.stop()
         return fail(f"{args.config or 'demo configuration'}: {exc}")
+    warn(warnings)
     gateway = cfg.gateway
     host = args.host or gateway.host
     port = args.port if args.port is not None else gateway.port
@@ -245,10 +260,14 @@ def config_import(args: argparse.Namespace) -> int:
         cfg = configuration.load(args.file)
         if args.database is None:
             make_data_dir(args.data_dir)
-        asyncio.run(import_into(database_of(args), cfg))
+        warnings, version = asyncio.run(import_into(database_of(args), cfg, compile_routing=True))
     except (configuration.ConfigError, StoreError) as exc:
         return fail(str(exc))
-    print(f"imported {args.file}; a running control plane publishes it on its next change")
+    warn(warnings)
+    print(
+        f"imported {args.file} as routing snapshot {version}; a running control plane "
+        "publishes it within a second"
+    )
     return 0
 
 

@@ -316,8 +316,14 @@ def _key_to_wire(k: KeySection) -> wire.ApiKey:
     else:
         assert k.secret is not None
         digest = key_digest(k.secret)
+    expires_at = None if k.expires_at is None else int(k.expires_at.timestamp() * 1000)
     return wire.ApiKey(
-        id=k.id, account=k.account, digest=digest, models=k.models, enabled=k.enabled
+        id=k.id,
+        account=k.account,
+        digest=digest,
+        models=k.models,
+        enabled=k.enabled,
+        expires_at=expires_at,
     )
 
 

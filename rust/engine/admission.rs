@@ -1,12 +1,89 @@
-//! Rate limits at the door: which of the snapshot's limits a request falls under (per key and
-//! per account, requests and tokens), taking from their buckets before anything is sent, and
-//! settling the token buckets with what the request really used once it is metered.
+//! The door: who may ask (the key, checked against the worker's own clock for its expiry), and
+//! rate limits: which of the snapshot's limits a request falls under (per key and per account,
+//! requests and tokens), taking from their buckets before anything is sent, and settling the
+//! token buckets with what the request really used once it is metered.
 
 use std::time::Duration;
 
 use super::error::{ErrorKind, GatewayError};
+use super::routing::{KeyEntry, Routing, Standing};
 use crate::limits::{Limiter, Rate, Verdict};
 use crate::snapshot::{RateLimit, model_allowed};
+
+/// The key a request is made with, if it may ask now (`now_ms`: the worker's clock in Unix
+/// milliseconds, given so tests can set it). An expired key is refused from the millisecond of
+/// its expiry on, whatever snapshot the worker holds.
+pub fn authenticate<'r>(
+    routing: &'r Routing,
+    secret: Option<&str>,
+    now_ms: u64,
+) -> Result<&'r KeyEntry, GatewayError> {
+    if !routing.is_ready() {
+        return Err(GatewayError::new(
+            ErrorKind::Unavailable,
+            "The gateway has no routing table yet; try again shortly",
+        ));
+    }
+    let Some(secret) = secret else {
+        return Err(GatewayError::new(
+            ErrorKind::InvalidApiKey,
+            "Missing API key: send it as 'Authorization: Bearer <key>'",
+        ));
+    };
+    let Some(key) = routing.key(secret) else {
+        return Err(GatewayError::new(
+            ErrorKind::InvalidApiKey,
+            "Invalid API key",
+        ));
+    };
+    if key.standing == Standing::Disabled {
+        return Err(GatewayError::new(
+            ErrorKind::InvalidApiKey,
+            "This API key is disabled",
+        ));
+    }
+    if let Some(expiry) = key.expires_at.filter(|&at| now_ms >= at) {
+        return Err(GatewayError::new(
+            ErrorKind::InvalidApiKey,
+            format!("This API key expired at {}", utc_timestamp(expiry)),
+        ));
+    }
+    if key.account_blocked {
+        return Err(GatewayError::new(
+            ErrorKind::InsufficientCredit,
+            "Account overdue. To prevent abuse, a non-negative balance is required for all models (including free tiers).",
+        ));
+    }
+    if key.standing == Standing::CreditLimitReached {
+        return Err(GatewayError::new(
+            ErrorKind::InsufficientCredit,
+            "This API key has reached its credit limit; raise the key's limit to use it again",
+        ));
+    }
+    Ok(key)
+}
+
+/// `2026-01-31T12:00:05Z` for Unix milliseconds (whole seconds: expiries are set to the second).
+fn utc_timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
 
 /// Tokens reserved for the answer of a request that sets no `max_tokens`.
 pub const DEFAULT_ANSWER_TOKENS: u64 = 1024;
@@ -169,7 +246,74 @@ fn refusal(taken: &Taken, verdict: &Verdict) -> Refusal {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use sha2::{Digest, Sha256};
+
     use super::*;
+    use crate::snapshot::RoutingSnapshot;
+
+    fn routing(keys: &serde_json::Value) -> Routing {
+        let json = serde_json::json!({
+            "version": 1,
+            "accounts": [{"id": "acc"}, {"id": "overdue", "blocked": true}],
+            "keys": keys,
+        });
+        let snapshot: RoutingSnapshot =
+            rmp_serde::from_slice(&rmp_serde::to_vec_named(&json).unwrap()).unwrap();
+        Routing::compile(&snapshot, &Routing::empty(), &HashMap::new()).0
+    }
+
+    fn digest(secret: &str) -> String {
+        format!("{:x}", Sha256::digest(secret.as_bytes()))
+    }
+
+    #[test]
+    fn an_expired_key_is_refused_from_its_expiry_on_by_the_workers_clock() {
+        // 2026-01-31T12:00:05Z
+        let expiry = 1_769_860_805_000_u64;
+        let routing = routing(&serde_json::json!([
+            {"id": "k", "account": "acc", "digest": digest("sk-k"), "expires_at": expiry},
+        ]));
+        assert_eq!(
+            authenticate(&routing, Some("sk-k"), expiry - 1).unwrap().id,
+            "k"
+        );
+        for now in [expiry, expiry + 60_000] {
+            let refused = authenticate(&routing, Some("sk-k"), now).unwrap_err();
+            assert_eq!(refused.status(), 401);
+            assert_eq!(refused.type_name(), "invalid_api_key");
+            assert_eq!(
+                refused.message,
+                "This API key expired at 2026-01-31T12:00:05Z"
+            );
+        }
+    }
+
+    #[test]
+    fn each_refusal_says_why() {
+        let routing = routing(&serde_json::json!([
+            {"id": "spent", "account": "acc", "digest": digest("sk-spent"),
+             "credit_exhausted": true},
+            {"id": "off", "account": "acc", "digest": digest("sk-off"), "enabled": false},
+            {"id": "owing", "account": "overdue", "digest": digest("sk-owing")},
+        ]));
+        let refusal = |secret| authenticate(&routing, secret, 0).unwrap_err();
+        let spent = refusal(Some("sk-spent"));
+        assert_eq!(
+            (spent.status(), spent.type_name()),
+            (402, "insufficient_credit")
+        );
+        assert!(spent.message.contains("credit limit"), "{}", spent.message);
+        let off = refusal(Some("sk-off"));
+        assert_eq!(
+            (off.status(), off.message.as_str()),
+            (401, "This API key is disabled")
+        );
+        assert_eq!(refusal(Some("sk-owing")).status(), 402);
+        assert_eq!(refusal(Some("sk-none")).message, "Invalid API key");
+        assert_eq!(refusal(None).status(), 401);
+    }
 
     fn limit(id: &str, scope: &str, rpm: Option<u64>, priority: i64) -> RateLimit {
         RateLimit {

@@ -20,7 +20,7 @@ use super::upstream::{self, AttemptError};
 use super::usage::UsageEvent;
 use super::{
     ATTEMPTS_HEADER, CHANNEL_HEADER, DROPPED_HEADER, Deliver, Engine, Headers, OVERHEAD_HEADER,
-    REQUEST_ID_HEADER, Reply, Response, authenticate, error_response, new_request_id, unix_ms,
+    REQUEST_ID_HEADER, Reply, Response, error_response, new_request_id, unix_ms,
 };
 use crate::client::{self, Body};
 use crate::health::Outcome;
@@ -498,7 +498,7 @@ fn prepare<'a>(
     request_id: String,
     received: Instant,
 ) -> Result<(Context<'a>, Count), (GatewayError, String)> {
-    let key = match authenticate(routing, secret) {
+    let key = match admission::authenticate(routing, secret, unix_ms()) {
         Ok(k) => k,
         Err(e) => return Err((e, request_id)),
     };
@@ -861,10 +861,12 @@ fn request_error(e: &AttemptError) -> GatewayError {
 
 fn all_failed(model: &ModelRoute, failures: &[(usize, AttemptError)]) -> GatewayError {
     if failures.is_empty() {
-        return GatewayError::new(
-            ErrorKind::NoProviderAvailable,
-            format!("No provider is available for model {}", model.slug),
-        );
+        let mut message = format!("No provider is available for model {}", model.slug);
+        if !model.disabled.is_empty() {
+            message.push_str(": channels are disabled because ");
+            message.push_str(&model.disabled.join("; "));
+        }
+        return GatewayError::new(ErrorKind::NoProviderAvailable, message);
     }
     let detail = failures
         .iter()

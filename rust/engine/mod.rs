@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
+use self::admission::authenticate;
 use self::error::{ErrorKind, GatewayError};
 use self::protocol::{Call, Surface};
 use self::routing::{Routing, bearer};
@@ -258,7 +259,11 @@ impl Engine {
     ) -> Response {
         let routing = self.routing.load();
         let request_id = new_request_id();
-        let key = match authenticate(&routing, bearer(authorization, api_key).as_deref()) {
+        let key = match authenticate(
+            &routing,
+            bearer(authorization, api_key).as_deref(),
+            unix_ms(),
+        ) {
             Ok(k) => k,
             Err(e) => return error_response(&e, &request_id, surface),
         };
@@ -335,24 +340,28 @@ impl Engine {
         let routing = self.routing.load();
         let request_id = new_request_id();
         let surface = Surface::Messages;
-        let counted =
-            authenticate(&routing, bearer(authorization, api_key).as_deref()).and_then(|key| {
-                let request = crate::translate::anthropic::decode_count_request(body)
-                    .map_err(|e| surface.invalid(&e))?;
-                let model = routing.model(&request.model).ok_or_else(|| {
-                    GatewayError::new(
-                        ErrorKind::InvalidModel,
-                        format!("Model {} is not valid", request.model),
-                    )
-                })?;
-                if !key.allows(&model.slug) {
-                    return Err(GatewayError::new(
-                        ErrorKind::AccessDenied,
-                        format!("This API key may not use model {}", model.slug),
-                    ));
-                }
-                Ok(request::prompt_tokens(model.encoding, &request))
-            });
+        let counted = authenticate(
+            &routing,
+            bearer(authorization, api_key).as_deref(),
+            unix_ms(),
+        )
+        .and_then(|key| {
+            let request = crate::translate::anthropic::decode_count_request(body)
+                .map_err(|e| surface.invalid(&e))?;
+            let model = routing.model(&request.model).ok_or_else(|| {
+                GatewayError::new(
+                    ErrorKind::InvalidModel,
+                    format!("Model {} is not valid", request.model),
+                )
+            })?;
+            if !key.allows(&model.slug) {
+                return Err(GatewayError::new(
+                    ErrorKind::AccessDenied,
+                    format!("This API key may not use model {}", model.slug),
+                ));
+            }
+            Ok(request::prompt_tokens(model.encoding, &request))
+        });
         match counted {
             Ok(tokens) => Response {
                 status: 200,
@@ -373,44 +382,6 @@ pub const OVERHEAD_HEADER: &str = "x-muxgate-overhead-us";
 pub const ATTEMPTS_HEADER: &str = "x-muxgate-attempts";
 /// Request parameters the answering channel's protocol has no field for, left out on purpose.
 pub const DROPPED_HEADER: &str = "x-muxgate-dropped-params";
-
-fn authenticate<'r>(
-    routing: &'r Routing,
-    secret: Option<&str>,
-) -> Result<&'r routing::KeyEntry, GatewayError> {
-    if !routing.is_ready() {
-        return Err(GatewayError::new(
-            ErrorKind::Unavailable,
-            "The gateway has no routing table yet; try again shortly",
-        ));
-    }
-    let Some(secret) = secret else {
-        return Err(GatewayError::new(
-            ErrorKind::InvalidApiKey,
-            "Missing API key: send it as 'Authorization: Bearer <key>'",
-        ));
-    };
-    match routing.key(secret) {
-        Some(k) if k.enabled => {
-            if k.account_blocked {
-                Err(GatewayError::new(
-                    ErrorKind::InsufficientCredit,
-                    "Account overdue. To prevent abuse, a non-negative balance is required for all models (including free tiers).",
-                ))
-            } else {
-                Ok(k)
-            }
-        }
-        Some(_) => Err(GatewayError::new(
-            ErrorKind::InvalidApiKey,
-            "This API key is disabled",
-        )),
-        None => Err(GatewayError::new(
-            ErrorKind::InvalidApiKey,
-            "Invalid API key",
-        )),
-    }
-}
 
 pub fn error_response(error: &GatewayError, request_id: &str, surface: Surface) -> Response {
     let mut headers = vec![

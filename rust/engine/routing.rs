@@ -17,11 +17,23 @@ use crate::select::{ChannelSpec, ModelSelector};
 use crate::snapshot::{LiveStats, Price, RoutingSnapshot, Settings, Timeouts, model_allowed};
 use crate::tokens::Encoding;
 
+/// Whether the key itself may ask, its expiry aside (that is the clock's to say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Active,
+    Disabled,
+    /// What it spent reached its credit limit.
+    CreditLimitReached,
+}
+
+#[derive(Debug)]
 pub struct KeyEntry {
     pub id: String,
     pub account: String,
     pub models: Vec<String>,
-    pub enabled: bool,
+    pub standing: Standing,
+    /// Unix milliseconds from which the key is refused.
+    pub expires_at: Option<u64>,
     pub account_blocked: bool,
     /// The account keeps insurance cases with their content.
     pub retain_content: bool,
@@ -54,6 +66,9 @@ pub struct ModelRoute {
     pub ttft_p50_ms: Option<f64>,
     /// Attempts across the channels, the first included (at least 1).
     pub max_attempts: usize,
+    /// Why enabled channels of the model are left out (their provider cannot be used), told to
+    /// clients when no channel is left: names of environment variables, never their values.
+    pub disabled: Vec<String>,
 }
 
 pub struct Routing {
@@ -101,12 +116,21 @@ impl Routing {
         let mut warnings = Vec::new();
         let mut pools = HashMap::new();
         let mut providers: HashMap<&str, Arc<ProviderRoute>> = HashMap::new();
+        // Providers that cannot be used, with the reason a client may be told.
+        let mut unusable: HashMap<&str, String> = HashMap::new();
         for p in &snapshot.providers {
             let Some(protocol) = Protocol::from_name(&p.protocol) else {
                 warnings.push(format!(
                     "provider {}: protocol {:?} is not supported by this worker; its channels are disabled",
                     p.id, p.protocol
                 ));
+                unusable.insert(
+                    &p.id,
+                    format!(
+                        "provider {} speaks protocol {}, which this gateway does not support",
+                        p.id, p.protocol
+                    ),
+                );
                 continue;
             };
             let secret = match (credentials.get(&p.id), &p.credential_env) {
@@ -118,6 +142,10 @@ impl Routing {
                             "provider {}: environment variable {var} is not set; its channels are disabled",
                             p.id
                         ));
+                        unusable.insert(
+                            &p.id,
+                            format!("{var} is not set (the credential of provider {})", p.id),
+                        );
                         continue;
                     }
                 },
@@ -139,7 +167,14 @@ impl Routing {
                     pools.insert(pool_key, route.pool.clone());
                     providers.insert(p.id.as_str(), Arc::new(route));
                 }
-                Err(e) => warnings.push(e),
+                Err(e) => {
+                    warnings.push(e);
+                    // The details (a URL, a header) stay in the gateway's log.
+                    unusable.insert(
+                        &p.id,
+                        format!("provider {} is misconfigured (see the gateway's log)", p.id),
+                    );
+                }
             }
         }
 
@@ -148,7 +183,13 @@ impl Routing {
         let policy = HealthPolicy::default();
         for m in &snapshot.models {
             let mut channels = Vec::new();
+            let mut disabled: Vec<String> = Vec::new();
             for c in m.channels.iter().filter(|c| c.enabled && c.weight > 0) {
+                if let Some(reason) = unusable.get(c.provider.as_str()) {
+                    if !disabled.contains(reason) {
+                        disabled.push(reason.clone());
+                    }
+                }
                 match providers.get(c.provider.as_str()) {
                     Some(provider) => channels.push(ChannelRoute {
                         id: c.id.clone(),
@@ -188,6 +229,7 @@ impl Routing {
                     .max_attempts
                     .unwrap_or(snapshot.settings.max_attempts)
                     .max(1) as usize,
+                disabled,
             });
             for alias in &m.aliases {
                 models.insert(alias.clone(), route.clone());
@@ -213,7 +255,12 @@ impl Routing {
                     id: k.id.clone(),
                     account: k.account.clone(),
                     models: k.models.clone(),
-                    enabled: k.enabled,
+                    standing: match (k.enabled, k.credit_exhausted) {
+                        (false, _) => Standing::Disabled,
+                        (true, true) => Standing::CreditLimitReached,
+                        (true, false) => Standing::Active,
+                    },
+                    expires_at: k.expires_at,
                     account_blocked: accounts.get(k.account.as_str()).is_some_and(|a| a.blocked),
                     retain_content: accounts
                         .get(k.account.as_str())
@@ -331,6 +378,10 @@ mod tests {
         // channel b is disabled by the missing credential, c by config
         assert_eq!(m.channels.len(), 1);
         assert_eq!(m.selector.len(), 1);
+        assert_eq!(
+            m.disabled,
+            ["MUXGATE_TEST_UNSET_VAR_1 is not set (the credential of provider real)"]
+        );
     }
 
     #[test]

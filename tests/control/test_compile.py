@@ -1,5 +1,5 @@
 """compile_snapshot: the routing state from the store, versioned, secrets still encrypted,
-only usable keys; and the engine accepts the result."""
+every key not revoked; and the engine accepts the result."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from factories import usage_event
 from muxgate import wire
 from muxgate._native import Engine
-from muxgate.control import compile_snapshot, next_key_expiry
+from muxgate.control import compile_snapshot
 from muxgate.control.routing import medians_moved, stored_snapshot
 from muxgate.store import Store, accounts, catalog, keys, ledger, policies, settings, usage
 from muxgate.wire import RoutingSnapshot, UsageEvent
@@ -94,17 +94,20 @@ async def test_snapshot_content(store: Store) -> None:
     blocked = {a.id: a.blocked for a in snapshot.accounts}
     assert blocked == {"acme": False, "stopped": True, "empty": True}
 
-    live = {k.id: k for k in snapshot.keys}
-    assert set(live) == {"live", "soon"}
-    assert live["live"].digest == digests["live"]
-    assert live["live"].models == ["openai/*"]
+    # Every key but the revoked one, marked so the engine says why it refuses one.
+    listed = {k.id: k for k in snapshot.keys}
+    assert set(listed) == {"live", "soon", "expired", "disabled", "capped"}
+    assert listed["live"].digest == digests["live"]
+    assert listed["live"].models == ["openai/*"]
+    assert listed["live"].expires_at == int((NOW + timedelta(days=2)).timestamp() * 1000)
+    assert listed["expired"].expires_at == int((NOW - timedelta(seconds=1)).timestamp() * 1000)
+    assert listed["disabled"].expires_at is None
+    assert not listed["disabled"].enabled
+    assert [k for k, v in listed.items() if v.credit_exhausted] == ["capped"]
 
-    assert await next_key_expiry(store, now=NOW) == datetime.fromisoformat(
-        (NOW + timedelta(hours=1)).isoformat()
-    )
     later = await compile_snapshot(store, now=NOW + timedelta(hours=2))
     assert later.version == 2
-    assert {k.id for k in later.keys} == {"live"}
+    assert {k.id for k in later.keys} == set(listed)
     version, stored = await stored_snapshot(store)
     assert version == 2
     assert stored is not None

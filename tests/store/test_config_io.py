@@ -4,6 +4,7 @@ secrets never appear in the export, and a failing import changes nothing."""
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -11,7 +12,7 @@ import pytest
 
 from muxgate import config
 from muxgate.store import Conflict, Invalid, Store, accounts, catalog, keys, policies, settings
-from muxgate.store.config_io import export_config, import_config
+from muxgate.store.config_io import export_config, import_config, models_within
 
 CONFIG = """
 [gateway]
@@ -384,3 +385,100 @@ async def test_a_policy_naming_only_revoked_keys_is_left_out_of_the_export(store
     document = tomllib.loads(exported)
     shown = {p["id"]: p["subjects"] for p in document["rate_limit_policies"]}
     assert shown == {"default-key": [], "dev-and-ci": ["dev"], "team-tokens": ["team"]}
+
+
+async def test_an_import_never_loosens_what_an_operator_restricted(store: Store) -> None:
+    """A restart with the same file must not undo the admin API: a disabled key stays
+    disabled, narrowed models and lowered limits stay, an earlier expiry stays, and a blocked
+    account stays blocked; each loosening left out is a warning."""
+    assert await import_config(store, parse(CONFIG)) == []
+    await keys.update_key(
+        store,
+        "dev",
+        enabled=False,
+        models=["openai/gpt-4o-mini"],
+        rpm_limit=10,
+        credit_limit_nano=1_000_000_000,
+        expires_at=datetime(2030, 6, 1, tzinfo=UTC),
+    )
+    await accounts.update_account(store, "team", blocked=True)
+
+    warnings = await import_config(store, parse(CONFIG))
+
+    dev = await keys.get_key(store, "dev")
+    assert not dev.enabled
+    assert dev.models == ["openai/gpt-4o-mini"]
+    assert (dev.rpm_limit, dev.tpm_limit) == (10, 100_000)
+    assert dev.credit_limit_nano == 1_000_000_000
+    assert dev.expires_at == datetime(2030, 6, 1, tzinfo=UTC)
+    assert (await accounts.get_account(store, "team")).blocked
+    named = sorted(w.split(":")[0] for w in warnings)
+    assert named == [
+        "accounts.team.blocked",
+        "keys.dev.credit_limit",
+        "keys.dev.enabled",
+        "keys.dev.expires_at",
+        "keys.dev.models",
+        "keys.dev.rpm_limit",
+    ]
+    assert "stored $1, file $12.5" in next(w for w in warnings if "credit_limit" in w)
+
+
+async def test_an_import_narrows_a_key_and_leaves_out_only_what_would_loosen(
+    store: Store,
+) -> None:
+    """Each field on its own: the file's value is taken where it restricts the key at least as
+    much as the stored one."""
+    await import_config(store, parse(CONFIG))
+    narrower = (
+        CONFIG.replace('models = ["openai/*"]', 'models = ["openai/gpt-4o", "openai/o3*"]')
+        .replace("rpm_limit = 60", "rpm_limit = 90")
+        .replace("tpm_limit = 100000", "tpm_limit = 500")
+        .replace("expires_at = 2031-01-01T00:00:00Z", "")
+        .replace('name = "developer key"', 'name = "renamed"')
+    )
+    warnings = await import_config(store, parse(narrower))
+    dev = await keys.get_key(store, "dev")
+    assert dev.models == ["openai/gpt-4o", "openai/o3*"]
+    assert dev.name == "renamed"
+    assert (dev.rpm_limit, dev.tpm_limit) == (60, 500)
+    assert dev.expires_at == datetime(2031, 1, 1, tzinfo=UTC)
+    assert sorted(w.split(":")[0] for w in warnings) == [
+        "keys.dev.expires_at",
+        "keys.dev.rpm_limit",
+    ]
+    # Even a key the file itself disabled stays disabled when the file enables it: the store
+    # cannot tell who disabled it, so only the admin API enables a key.
+    await import_config(store, parse(narrower.replace("enabled = false", "enabled = true")))
+    assert not (await keys.get_key(store, "ci")).enabled
+
+
+@pytest.mark.parametrize(
+    ("narrow", "wide", "within"),
+    [
+        (["openai/gpt-4o"], ["openai/*"], True),
+        (["openai/o3*"], ["openai/*"], True),
+        (["openai/*"], ["openai/o3*"], False),
+        (["open*"], ["openai/*"], False),
+        ([], ["openai/*"], False),
+        (["x/y"], [], True),
+        ([], [], True),
+        (["a/b", "c/d"], ["a/b"], False),
+        (["a/b"], ["*"], True),
+    ],
+)
+def test_models_within(narrow: list[str], wide: list[str], within: bool) -> None:
+    assert models_within(narrow, wide) is within
+
+
+async def test_a_revoked_key_in_the_file_is_skipped_with_a_warning(store: Store) -> None:
+    await import_config(store, parse(CONFIG))
+    await keys.revoke_key(store, "dev")
+    changed = CONFIG.replace("weight = 2", "weight = 5")
+    warnings = await import_config(store, parse(changed))
+    assert warnings == ["keys.dev: the key is revoked; skipped (a revoked key stays revoked)"]
+    dev = await keys.get_key(store, "dev")
+    assert dev.revoked_at is not None
+    assert not dev.enabled
+    # The rest of the file was imported.
+    assert (await catalog.get_channel(store, "direct")).weight == 5

@@ -1,6 +1,6 @@
 """The control plane: the admin API (Litestar) and the routing snapshot compiler."""
 
 from muxgate.control.app import create_app
-from muxgate.control.routing import compile_snapshot, next_key_expiry
+from muxgate.control.routing import compile_snapshot
 
-__all__ = ["compile_snapshot", "create_app", "next_key_expiry"]
+__all__ = ["compile_snapshot", "create_app"]

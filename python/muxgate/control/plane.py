@@ -1,6 +1,6 @@
 """The control plane's moving parts besides its HTTP API: publishing the routing snapshot after
 every change, consuming usage into records, ledger entries and insurance claims, and the
-periodic jobs (bonus expiry, usage retention, key expiry, the live figures of models and
+periodic jobs (bonus expiry, usage retention, the live figures of models and
 channels, republishing after Redis lost its data, the hallucination judge).
 
 The same object runs in production (Redis buses) and in embedded mode (the local bus)."""
@@ -22,7 +22,6 @@ from muxgate.control.routing.compile import (
     compile_snapshot,
     live_figures,
     medians_moved,
-    next_key_expiry,
     recent_medians,
     stored_snapshot,
 )
@@ -138,22 +137,12 @@ class ControlPlane:
                     await self._send(version, data)
 
     async def _jobs(self) -> None:
-        next_expiry: datetime | None = None
-        try:
-            next_expiry = await next_key_expiry(self.store)
-        except Exception:
-            log.exception("reading key expiries failed; the jobs recompute them at their interval")
+        # Key expiry needs no job: the snapshot carries each key's expiry and every worker
+        # compares it with its own clock.
         while True:
-            await asyncio.sleep(self.job_interval if next_expiry is None else 0.5)
-            now = now_utc()
+            await asyncio.sleep(self.job_interval)
             try:
-                if next_expiry is not None and next_expiry <= now:
-                    await self.publish()
-                    next_expiry = await next_key_expiry(self.store, now)
-                    continue
-                if next_expiry is None or self._job_due(now):
-                    await self.run_jobs(now)
-                    next_expiry = await next_key_expiry(self.store, now)
+                await self.run_jobs()
             except Exception:
                 log.exception("control plane job failed; retrying at the next interval")
 
@@ -166,17 +155,10 @@ class ControlPlane:
             except Exception:
                 log.exception("hallucination judge failed; retrying at its next interval")
 
-    _last_jobs: datetime | None = None
-
-    def _job_due(self, now: datetime) -> bool:
-        last = self._last_jobs
-        return last is None or (now - last).total_seconds() >= self.job_interval
-
     async def run_jobs(self, now: datetime | None = None) -> None:
         """Expire bonus grants and purge usage past retention; recompile when balances moved
         or, every `medians_interval`, when the live figures did."""
         now = now or now_utc()
-        self._last_jobs = now
         expired = await expire_bonus(self.store, now)
         purged = await purge_usage(self.store)
         if purged:

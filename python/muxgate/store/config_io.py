@@ -1,8 +1,10 @@
 """The TOML configuration file as an import/export format of the store's data.
 
 Import merges: every entity in the file is created or updated by id, nothing absent from the
-file is deleted, and the whole import is one transaction. Export writes what import reads;
-secrets never appear (keys as digests, encrypted provider credentials left out)."""
+file is deleted, and the whole import is one transaction. Access an operator restricted is
+never given back by a file: an existing key is only ever narrowed (see `_narrowed`), a blocked
+account stays blocked, and a revoked key is skipped. Export writes what import reads; secrets
+never appear (keys as digests, encrypted provider credentials left out)."""
 
 from __future__ import annotations
 
@@ -83,7 +85,59 @@ def _hint(key: cfg.KeySection, digest: str) -> str:
     return keys.hint_of(secret) if secret else "digest:" + digest[:8]
 
 
-async def _import_keys(store: Store, config: cfg.ConfigFile, digests: dict[str, str]) -> None:
+def _pattern_covers(wide: str, narrow: str) -> bool:
+    """Whether pattern `wide` admits every model `narrow` does (only a trailing `*` is a
+    wildcard, so a prefix compare decides it)."""
+    return narrow.startswith(wide[:-1]) if wide.endswith("*") else wide == narrow
+
+
+def models_within(narrow: list[str], wide: list[str]) -> bool:
+    """Whether the model list `narrow` admits no model `wide` does not (empty: every model)."""
+    if not wide:
+        return True
+    return bool(narrow) and all(any(_pattern_covers(w, n) for w in wide) for n in narrow)
+
+
+def _at_most(value: Any, stored: Any) -> bool:
+    """A limit or an expiry no looser than the stored one (None: none, the loosest)."""
+    return stored is None or (value is not None and value <= stored)
+
+
+def _narrowed(current: keys.KeyRecord, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The file's fields for a key the store has, each taken only where it restricts the key
+    as much as the stored value or more: the file may disable it, lower its limits, bring its
+    expiry forward and narrow its models, never the reverse (an operator may have restricted
+    it through the admin API, which a restart with the file must not undo). The fields kept,
+    and a warning for each loosening left out."""
+    kept: dict[str, Any] = {}
+    if fields["enabled"] and not current.enabled:
+        kept["enabled"] = False
+    if not models_within(fields["models"], current.models):
+        kept["models"] = current.models
+    for name in ("rpm_limit", "tpm_limit", "credit_limit_nano", "expires_at"):
+        if not _at_most(fields[name], getattr(current, name)):
+            kept[name] = getattr(current, name)
+    warnings = [
+        f"keys.{current.id}.{name.removesuffix('_nano')}: the file would loosen the key "
+        f"(stored {_shown(name, stored)}, file {_shown(name, fields[name])}); the stored value "
+        "stays (loosen a key through the admin API)"
+        for name, stored in kept.items()
+    ]
+    return {**fields, **kept}, warnings
+
+
+def _shown(name: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    if name == "credit_limit_nano":
+        return "$" + nano_to_usd(value)
+    if name == "expires_at":
+        return str(value.isoformat())
+    return str(value)
+
+
+async def _import_keys(store: Store, config: cfg.ConfigFile, digests: dict[str, str]) -> list[str]:
+    warnings: list[str] = []
     for k in config.keys:
         where = f"keys.{k.id}"
         credit = (
@@ -113,16 +167,24 @@ async def _import_keys(store: Store, config: cfg.ConfigFile, digests: dict[str, 
                     **fields,
                 )
             continue
+        if current.revoked_at is not None:
+            warnings.append(f"{where}: the key is revoked; skipped (a revoked key stays revoked)")
+            continue
         if current.account_id != k.account:
             raise Invalid(f"{where}.account: a key cannot move to another account", "account")
+        fields, loosened = _narrowed(current, fields)
+        warnings.extend(loosened)
         await keys.update_key(store, k.id, **fields)
         if current.digest != digest:
             await keys.set_digest(store, k.id, digest, hint)
+    return warnings
 
 
-async def import_config(store: Store, config: cfg.ConfigFile) -> None:
-    """Create or update everything in `config`, atomically. Raises `config.ConfigError` for a
-    file that does not validate and a `StoreError` for one that clashes with the store."""
+async def import_config(store: Store, config: cfg.ConfigFile) -> list[str]:
+    """Create or update everything in `config`, atomically; the warnings about what of the file
+    was not applied (see the module's doc). Raises `config.ConfigError` for a file that does
+    not validate and a `StoreError` for one that clashes with the store."""
+    warnings: list[str] = []
     cfg.validate(config)
     compiled = cfg.compile_snapshot(config, version=0)  # prices, timeouts and key digests
     digests = {k.id: k.digest for k in compiled.keys}
@@ -176,8 +238,14 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> None:
             fallback: dict[str, Any] = {}
             if a.default_fallback is not None:
                 fallback["default_fallback"] = a.default_fallback or None
-            await _upsert(store, _ACCOUNT, a.id, name=a.name, blocked=a.blocked, **fallback)
-        await _import_keys(store, config, digests)
+            blocked = a.blocked or await _blocked(store, a.id)
+            if blocked and not a.blocked:
+                warnings.append(
+                    f"accounts.{a.id}.blocked: the account is blocked in the store and stays "
+                    "blocked (unblock it through the admin API)"
+                )
+            await _upsert(store, _ACCOUNT, a.id, name=a.name, blocked=blocked, **fallback)
+        warnings.extend(await _import_keys(store, config, digests))
         for r in config.insurance_rules:
             await _import_rule(store, r)
         for pol in config.rate_limit_policies:
@@ -194,6 +262,15 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> None:
                 burst=pol.burst,
                 enabled=pol.enabled,
             )
+    return warnings
+
+
+async def _blocked(store: Store, account_id: str) -> bool:
+    """Whether an operator blocked the account (False for a new one)."""
+    try:
+        return (await accounts.get_account(store, account_id)).blocked
+    except NotFound:
+        return False
 
 
 async def _import_rule(store: Store, rule: cfg.InsuranceRuleSection) -> None:

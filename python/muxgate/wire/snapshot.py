@@ -157,6 +157,11 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     """Hex SHA-256 of the secret; workers never hold the secret."""
     models: list[str] = []
     enabled: bool = True
+    expires_at: int | None = None
+    """Unix milliseconds from which the key is refused: each worker compares it with its own
+    clock, so expiry holds to the second without waiting for a new snapshot."""
+    credit_exhausted: bool = False
+    """What the key spent reached its credit limit: refused with a 402."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

@@ -4,7 +4,6 @@ own routing settings (`/api/v1/management/routing/settings`)."""
 from muxgate.control.routing.compile import (
     compile_snapshot,
     medians_moved,
-    next_key_expiry,
     recent_medians,
     stored_snapshot,
 )
@@ -12,7 +11,6 @@ from muxgate.control.routing.compile import (
 __all__ = [
     "compile_snapshot",
     "medians_moved",
-    "next_key_expiry",
     "recent_medians",
     "stored_snapshot",
 ]

@@ -1,5 +1,6 @@
 """Compile the store into a routing snapshot: everything a worker needs, nothing it must not
-hold (no secrets in clear, no keys it may not accept). Each compile takes the next version
+hold (no secrets in clear; revoked keys left out, other keys it may not accept marked so it
+says why). Each compile takes the next version
 and stores the encoded snapshot with it, so a restarted control plane republishes as is.
 
 The snapshot also carries what moves with traffic: each model's recent median time to first
@@ -13,7 +14,7 @@ import logging
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from muxgate import wire
 from muxgate.config import resolve_timeouts
@@ -152,6 +153,20 @@ def usable_fallback(name: str | None, models: list[wire.Model]) -> str | None:
     return name if any(fallbacks.names_channel(c.id, c.provider, pin) for c in live) else None
 
 
+def _key(k: keys.KeyRecord) -> wire.ApiKey:
+    """Every key not revoked, so the engine can tell a disabled, expired or spent key from an
+    unknown one; the expiry travels so each worker enforces it by its own clock."""
+    return wire.ApiKey(
+        id=k.id,
+        account=k.account_id,
+        digest=k.digest,
+        models=k.models,
+        enabled=k.enabled,
+        expires_at=None if k.expires_at is None else int(k.expires_at.timestamp() * 1000),
+        credit_exhausted=k.credit_limit_nano is not None and k.spent_nano >= k.credit_limit_nano,
+    )
+
+
 def _account(a: accounts.AccountRecord, models: list[wire.Model]) -> wire.Account:
     fallback = usable_fallback(a.default_fallback, models)
     if fallback != a.default_fallback:
@@ -200,16 +215,14 @@ async def compile_snapshot(store: Store, now: datetime | None = None) -> wire.Ro
             )
             for m in model_records.values()
         ]
-        live_keys = [k for k in await keys.list_keys(store) if k.usable(now)]
+        key_records = [k for k in await keys.list_keys(store) if k.revoked_at is None]
+        live_keys = [k for k in key_records if k.usable(now)]
         snapshot = wire.RoutingSnapshot(
             version=int(version),
             providers=[_provider(p) for p in await catalog.list_providers(store)],
             models=models,
             accounts=[_account(a, models) for a in await accounts.list_accounts(store)],
-            keys=[
-                wire.ApiKey(id=k.id, account=k.account_id, digest=k.digest, models=k.models)
-                for k in live_keys
-            ],
+            keys=[_key(k) for k in key_records],
             settings=wire.Settings(
                 keepalive_ms=config.keepalive_ms, max_attempts=config.max_attempts
             ),
@@ -229,18 +242,6 @@ async def stored_snapshot(store: Store) -> tuple[int, bytes | None]:
     async with store.read() as conn:
         row = (await conn.execute(select(rv.c.version, rv.c.snapshot).where(rv.c.id == 1))).one()
         return int(row.version), row.snapshot
-
-
-async def next_key_expiry(store: Store, now: datetime | None = None) -> datetime | None:
-    """When the next live key expires: the snapshot must be recompiled then to drop it."""
-    now = now or now_utc()
-    k = t.api_keys
-    query = select(func.min(k.c.expires_at, type_=t.UtcDateTime())).where(
-        k.c.enabled, k.c.revoked_at.is_(None), k.c.expires_at > now
-    )
-    async with store.read() as conn:
-        earliest: datetime | None = (await conn.execute(query)).scalar_one()
-        return earliest
 
 
 def live_figures(snapshot: wire.RoutingSnapshot) -> dict[str, float]:

@@ -1,0 +1,109 @@
+"""Keys across a deployment: an expiring key is refused from its expiry on, by every worker's
+own clock; and `muxgate config import` into the store of a running control plane reaches the
+gateways with no other change."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import openai
+import pytest
+
+from deployment.conftest import Deploy
+from deployment.helpers import MODEL, chat, converge, error_type, outcome, sdk
+
+OK = (200, None)
+
+
+def test_a_key_is_refused_from_its_expiry_on_by_every_worker(deploy: Deploy) -> None:
+    d = deploy(workers=(2, 2))
+    d.admin.catalog(d.mock_url)
+    d.admin.account("acme")
+    # A whole second, as an operator sets it, 3 to 4 s ahead: the key reaches the gateways
+    # within the deployment's usual second, and works until then.
+    expiry = math.ceil(time.time()) + 3
+    created = d.admin.call(
+        "POST",
+        "/keys",
+        {"account": "acme", "expires_at": datetime.fromtimestamp(expiry, UTC).isoformat()},
+    )
+    secret = created["secret"]
+
+    worked = False
+    while not worked and time.time() < expiry - 0.2:
+        with sdk(d.gateways[0], secret) as client:
+            worked = outcome(client.models.list) == OK
+    assert worked, "the key never worked before its expiry"
+
+    # No fixed sleep: the wall clock passing the expiry is the event.
+    while time.time() < expiry:
+        time.sleep(0.01)
+    for gateway in d.gateways:
+        # A new connection each, so every worker answers.
+        for _ in range(2 * gateway.workers + 2):
+            with sdk(gateway, secret) as client, pytest.raises(openai.APIStatusError) as refused:
+                chat(client)
+            assert (refused.value.status_code, error_type(refused.value)) == (
+                401,
+                "invalid_api_key",
+            )
+            message = refused.value.response.json()["error"]["message"]
+            stamp = datetime.fromtimestamp(expiry, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert message == f"This API key expired at {stamp}"
+
+
+IMPORTED = """
+[[providers]]
+id = "mock"
+base_url = "{mock_url}"
+
+[[models]]
+slug = "{model}"
+  [[models.channels]]
+  id = "echo-mock"
+  provider = "mock"
+  upstream_model = "echo"
+
+[[accounts]]
+id = "imported"
+
+[[keys]]
+id = "imported-key"
+account = "imported"
+secret = "sk-imported-by-file"
+"""
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_config_import_reaches_a_running_deployment(
+    deploy: Deploy, tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    d = deploy(database=url, workers=(1,))
+    config = tmp_path / "muxgate.toml"
+    config.write_text(IMPORTED.format(mock_url=d.mock_url, model=MODEL))
+    secret = "sk-imported-by-file"
+    with sdk(d.gateways[0], secret) as client:
+        assert outcome(client.models.list) == (401, "invalid_api_key")
+
+    command = ["config", "import", str(config), "--database", d.control.database]
+    imported = subprocess.run(
+        [sys.executable, "-m", "muxgate.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert imported.returncode == 0, imported.stderr
+    done = time.monotonic()
+
+    # A bound, not a speed: without the import publishing, the key never works.
+    assert converge(d.gateways, secret, OK, 3.0, done) <= 3.0
+    with sdk(d.gateways[0], secret) as client:
+        assert chat(client)
+    assert "routing snapshot" in imported.stdout
