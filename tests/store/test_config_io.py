@@ -162,10 +162,22 @@ async def test_import_updates_in_place(store: Store) -> None:
     changed = CONFIG.replace("weight = 2", "weight = 7").replace(
         'secret = "sk-dev-secret"', 'secret = "sk-dev-rotated"'
     )
-    await import_config(store, parse(changed))
+    warnings = await import_config(store, parse(changed))
     assert (await catalog.get_channel(store, "direct")).weight == 7
-    assert (await keys.get_key(store, "dev")).digest == config.key_digest("sk-dev-rotated")
     assert len(await catalog.list_channels(store)) == 2
+    # A key's secret is never replaced by a file: it could be one an operator rotated away.
+    assert (await keys.get_key(store, "dev")).digest == config.key_digest("sk-dev-secret")
+    assert [w.split(":")[0] for w in warnings] == ["keys.dev.secret"]
+
+
+async def test_an_import_never_brings_back_a_rotated_secret(store: Store) -> None:
+    await import_config(store, parse(CONFIG))
+    _, rotated = await keys.rotate_key(store, "dev")
+
+    warnings = await import_config(store, parse(CONFIG))
+
+    assert (await keys.get_key(store, "dev")).digest == keys.digest_of(rotated)
+    assert [w.split(":")[0] for w in warnings] == ["keys.dev.secret"]
 
 
 async def test_a_failing_import_changes_nothing(store: Store) -> None:

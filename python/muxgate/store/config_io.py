@@ -176,7 +176,12 @@ async def _import_keys(store: Store, config: cfg.ConfigFile, digests: dict[str, 
         warnings.extend(loosened)
         await keys.update_key(store, k.id, **fields)
         if current.digest != digest:
-            await keys.set_digest(store, k.id, digest, hint)
+            # The store cannot tell a secret the file changed from one the operator rotated
+            # (perhaps because it leaked): bringing the file's back could revive that one.
+            warnings.append(
+                f"{where}.secret: the store holds another secret for this key; kept (rotate "
+                "a key through the admin API)"
+            )
     return warnings
 
 

@@ -262,15 +262,3 @@ async def rotate_key(store: Store, key_id: str) -> tuple[KeyRecord, str]:
         await _live(conn, key_id)
         await update(conn, t.api_keys, t.api_keys.c.id, key_id, "key", values=values)
         return await load_key(conn, key_id), secret
-
-
-async def set_digest(store: Store, key_id: str, digest: str, hint: str) -> KeyRecord:
-    """Replace a key's secret by its digest (config import, where the secret is given)."""
-    async with store.transaction() as conn:
-        await _live(conn, key_id)
-        clash = select(exists().where(t.api_keys.c.digest == digest, t.api_keys.c.id != key_id))
-        if (await conn.execute(clash)).scalar():
-            raise Conflict("another key has the same secret", "secret")
-        values = {"digest": digest, "hint": hint}
-        await update(conn, t.api_keys, t.api_keys.c.id, key_id, "key", values=values)
-        return await load_key(conn, key_id)
