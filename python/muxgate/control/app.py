@@ -14,6 +14,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from muxgate.control.accounts.controllers import AccountController
+from muxgate.control.bodies import StrictRequest
 from muxgate.control.catalog.controllers import (
     ChannelController,
     ModelController,
@@ -21,6 +22,7 @@ from muxgate.control.catalog.controllers import (
 )
 from muxgate.control.deps import RoutingChanged, provide_changed, provide_store
 from muxgate.control.errors import EXCEPTION_HANDLERS
+from muxgate.control.fields import DecimalsAreNumbers
 from muxgate.control.guards import admin_guard
 from muxgate.control.insurance.controllers import CaseController, InsuranceController
 from muxgate.control.keys.controllers import KeyController
@@ -34,6 +36,8 @@ from muxgate.control.settings.controllers import SettingsController
 from muxgate.store import Store
 
 API_PREFIX = "/admin/v1"
+MAX_BODY_BYTES = 1024 * 1024
+"""A larger request body is refused with 413 (a control-plane body is a few kilobytes)."""
 
 
 def create_app(
@@ -87,7 +91,9 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
-        request_max_body_size=1024 * 1024,
+        request_max_body_size=MAX_BODY_BYTES,
+        request_class=StrictRequest,
+        plugins=[DecimalsAreNumbers()],
     )
     app.state.store = store
     app.state.routing_changed = RoutingChanged(on_change)
