@@ -139,3 +139,21 @@ async def test_usage_statistics_count_failures_on_every_store(client: Client, st
     assert r.status_code == 200, r.text
     total = r.json()["data"]["total"]
     assert total["requests"] == 3 and total["failed_requests"] == 1, total
+
+
+async def test_a_nul_byte_in_the_path_or_query_is_400(client: Client) -> None:
+    secret = await account_key(client)
+    for path, params in [
+        ("/admin/v1/keys", {"account": "\x00"}),
+        ("/admin/v1/channels", {"model": "a\x00"}),
+        ("/admin/v1/accounts/a%00b", {}),
+        ("/admin/v1/accounts/a%00/ledger", {}),
+        ("/admin/v1/providers/x%00", {}),
+    ]:
+        refused(await client.get(path, params=params))
+    usage = await client.get(
+        "/api/v1/management/usage",
+        params={"model": "m\x00"},
+        headers={"authorization": f"Bearer {secret}"},
+    )
+    refused(usage)

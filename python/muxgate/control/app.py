@@ -14,7 +14,6 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from muxgate.control.accounts.controllers import AccountController
-from muxgate.control.bodies import StrictRequest
 from muxgate.control.catalog.controllers import (
     ChannelController,
     ModelController,
@@ -24,6 +23,7 @@ from muxgate.control.deps import RoutingChanged, provide_changed, provide_store
 from muxgate.control.errors import EXCEPTION_HANDLERS
 from muxgate.control.fields import DecimalsAreNumbers
 from muxgate.control.guards import admin_guard
+from muxgate.control.inputs import StrictRequest, refuse_nul
 from muxgate.control.insurance.controllers import CaseController, InsuranceController
 from muxgate.control.keys.controllers import KeyController
 from muxgate.control.management import ManagementController
@@ -93,6 +93,7 @@ def create_app(
         openapi_config=openapi,
         request_max_body_size=MAX_BODY_BYTES,
         request_class=StrictRequest,
+        before_request=refuse_nul,
         plugins=[DecimalsAreNumbers()],
     )
     app.state.store = store

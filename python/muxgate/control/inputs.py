@@ -1,5 +1,6 @@
-"""JSON request bodies of the control plane: refused when they nest too deep, and checked
-strictly against the handler's schema before Litestar converts them.
+"""What the control plane refuses before a handler runs: a NUL in the path or query (no id
+or name holds one, and PostgreSQL text cannot), and JSON bodies that nest too deep or do not
+match the handler's schema strictly.
 
 Litestar converts request data leniently (a `0` becomes `false`, `"5"` becomes `5`), which
 suits query strings but not JSON, whose types are stated: a body is decoded once strictly
@@ -36,6 +37,12 @@ def nests_within(body: bytes, limit: int = MAX_DEPTH) -> bool:
         else:
             depth -= 1
     return True
+
+
+def refuse_nul(request: Request[Any, Any, Any]) -> None:
+    """Litestar's `before_request` hook: a NUL byte in the path or the query string is a 400."""
+    if "\x00" in request.url.path or "%00" in request.scope["query_string"].decode("latin-1"):
+        raise ValidationException("the path and the query may not contain a NUL byte")
 
 
 def _refused(message: str) -> ValidationException:
