@@ -337,6 +337,7 @@ impl Engine {
         let surface = Surface::Messages;
         let counted =
             authenticate(&routing, bearer(authorization, api_key).as_deref()).and_then(|key| {
+                request::refuse_deep(body)?;
                 let request = crate::translate::anthropic::decode_count_request(body)
                     .map_err(|e| surface.invalid(&e))?;
                 let model = routing.model(&request.model).ok_or_else(|| {
