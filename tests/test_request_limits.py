@@ -34,7 +34,15 @@ def config(mock_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def gateway(serve_on_mock: ServeOnMock) -> GatewayProcess:
-    return serve_on_mock({"plain": {"reply": "Hello."}}, config, env={"MUXGATE_ADMIN_TOKEN": ADMIN})
+    served = serve_on_mock(
+        {"plain": {"reply": "Hello."}}, config, env={"MUXGATE_ADMIN_TOKEN": ADMIN}
+    )
+    # Warm each surface once, so what a test measures is the request, not first-use setup.
+    assert served.admin("GET", "accounts").status_code == 200
+    key = {"authorization": f"Bearer {KEY}"}
+    balance = httpx.get(f"{served.url}/api/v1/management/payg/balance", headers=key)
+    assert balance.status_code == 200
+    return served
 
 
 def _descendants(pid: int) -> Iterator[int]:
