@@ -74,6 +74,47 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
 }
 
+/// How deep arrays and objects may nest in a request body. Deeper input is refused before it is
+/// parsed or forwarded: no real request comes near it, and a provider or a recursive decoder
+/// should never see a body built to exhaust its stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether the arrays and objects of `body` nest at most `limit` deep. A byte scan, not a parse:
+/// strings (most of a request) are skipped with `memchr`, so it costs little beside the parse
+/// that follows; malformed JSON is left for that parse to refuse.
+pub fn nests_within(body: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                i += 1;
+                // To the closing quote, stepping over each escape's next byte.
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &body[i..]) {
+                        None => return true,
+                        Some(at) if body[i + at] == b'\\' => i = (i + at + 2).min(body.len()),
+                        Some(at) => {
+                            i += at;
+                            break;
+                        }
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct FieldsVisitor<'a>(PhantomData<&'a ()>);
@@ -138,5 +179,29 @@ mod tests {
     fn rejects_non_objects() {
         assert!(serde_json::from_str::<Fields>("[1]").is_err());
         assert!(serde_json::from_str::<Fields>("{\"a\":").is_err());
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(nests_within(deep(128).as_bytes(), MAX_DEPTH));
+        assert!(!nests_within(deep(129).as_bytes(), MAX_DEPTH));
+        let body = format!(r#"{{"a":{},"b":"{}"}}"#, deep(127), "[{".repeat(500));
+        assert!(nests_within(body.as_bytes(), MAX_DEPTH));
+        // An escaped quote does not end the string; an escaped backslash before one does.
+        let escaped = format!(
+            r#"{{"s":"\"{}","t":"\\\\","u":{}}}"#,
+            "[".repeat(200),
+            deep(127)
+        );
+        assert!(nests_within(escaped.as_bytes(), MAX_DEPTH));
+        let after = format!(r#"{{"t":"\\\\",{}}}"#, deep(128));
+        assert!(!nests_within(after.as_bytes(), MAX_DEPTH));
+        // Siblings do not add up: depth is how far in, not how many.
+        let wide = format!("[{}]", vec![deep(100); 50].join(","));
+        assert!(nests_within(wide.as_bytes(), MAX_DEPTH));
+        // Unterminated input is the parser's to refuse.
+        assert!(nests_within(br#"{"a":"never closed"#, MAX_DEPTH));
+        assert!(nests_within(br#"{"a":"\"#, MAX_DEPTH));
     }
 }

@@ -65,8 +65,10 @@ pub struct Provider {
     /// so the secret never travels through Redis or the store.
     #[serde(default)]
     pub credential_env: Option<String>,
+    /// Extra headers as (name, environment variable holding the value), resolved by the worker
+    /// like the credential: no header value travels through Redis or the store.
     #[serde(default)]
-    pub headers: Vec<(String, String)>,
+    pub headers_env: Vec<(String, String)>,
     /// Connecting is about the host, not the model, so its timeout lives here.
     #[serde(default = "default_connect_ms")]
     pub connect_timeout_ms: u64,

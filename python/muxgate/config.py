@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 
 from muxgate import wire
+from muxgate.provider_secrets import base_url_problem, headers_env_problem
 
 NANO_PER_USD = Decimal(1_000_000_000)
 MAX_ATTEMPTS = (1, 20)
@@ -41,7 +42,8 @@ class ProviderSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     base_url: str
     protocol: str = "openai"
     credential_env: str | None = None
-    headers: dict[str, str] = {}
+    headers_env: dict[str, str] = {}
+    """Extra headers: name -> the environment variable holding the value."""
     connect_timeout_seconds: float = 5.0
 
 
@@ -232,8 +234,13 @@ def validate(config: ConfigFile) -> None:
         _check_timeouts(m.timeouts, f"models.{m.slug}.timeouts")
     providers = {p.id for p in config.providers}
     for p in config.providers:
-        if not p.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"providers.{p.id}.base_url: must start with http:// or https://")
+        problem = base_url_problem(p.base_url)
+        if problem is not None:
+            raise ConfigError(f"providers.{p.id}.base_url: {problem}")
+        bad_header = headers_env_problem(p.headers_env)
+        if bad_header is not None:
+            header, why = bad_header
+            raise ConfigError(f"providers.{p.id}.headers_env.{header}: {why}")
         if p.protocol not in wire.PROTOCOLS:
             supported = ", ".join(repr(name) for name in wire.PROTOCOLS)
             raise ConfigError(f"providers.{p.id}.protocol: must be one of {supported}")
@@ -359,7 +366,7 @@ def compile_snapshot(config: ConfigFile, version: int) -> wire.RoutingSnapshot:
                 base_url=p.base_url,
                 protocol=p.protocol,
                 credential_env=p.credential_env,
-                headers=sorted(p.headers.items()),
+                headers_env=sorted(p.headers_env.items()),
                 connect_timeout_ms=round(p.connect_timeout_seconds * 1000),
             )
             for p in config.providers

@@ -346,6 +346,7 @@ impl Engine {
             unix_ms(),
         )
         .and_then(|key| {
+            request::refuse_deep(body)?;
             let request = crate::translate::anthropic::decode_count_request(body)
                 .map_err(|e| surface.invalid(&e))?;
             let model = routing.model(&request.model).ok_or_else(|| {

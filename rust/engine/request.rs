@@ -10,7 +10,7 @@ use super::error::GatewayError;
 use super::protocol::{Call, Protocol, Surface};
 use super::steering::{self, Steering};
 use crate::client;
-use crate::json::{Fields, quote};
+use crate::json::{self, Fields, quote};
 use crate::tokens::{self, Encoding};
 use crate::translate::{OutputFormat, Request, Tool};
 
@@ -212,6 +212,17 @@ fn validate_messages(raw: &RawValue) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// A body nesting deeper than `json::MAX_DEPTH`, refused before anything parses or forwards it.
+pub fn refuse_deep(body: &[u8]) -> Result<(), GatewayError> {
+    if json::nests_within(body, json::MAX_DEPTH) {
+        return Ok(());
+    }
+    Err(GatewayError::invalid(format!(
+        "Request body nests arrays and objects deeper than {} levels",
+        json::MAX_DEPTH
+    )))
+}
+
 /// The steering fields of a body other than Chat Completions (whose fields are at hand). Most
 /// bodies name none, which a substring search tells without parsing.
 pub fn steering_of(body: &[u8]) -> Result<Steering, GatewayError> {
@@ -254,6 +265,7 @@ pub struct Inbound<'a> {
 impl<'a> Inbound<'a> {
     pub fn parse(call: &'a Call, body: &'a [u8]) -> Result<Self, GatewayError> {
         let surface = call.surface;
+        refuse_deep(body)?;
         let anthropic_beta = call.anthropic_beta.as_deref();
         if anthropic_beta.is_some_and(|v| !client::is_field_value(v.as_bytes())) {
             return Err(GatewayError::invalid(

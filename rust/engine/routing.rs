@@ -14,7 +14,9 @@ use crate::client::Pool;
 use crate::health::HealthPolicy;
 use crate::insurance::rules::Rule;
 use crate::select::{ChannelSpec, ModelSelector};
-use crate::snapshot::{LiveStats, Price, RoutingSnapshot, Settings, Timeouts, model_allowed};
+use crate::snapshot::{
+    LiveStats, Price, Provider, RoutingSnapshot, Settings, Timeouts, model_allowed,
+};
 use crate::tokens::Encoding;
 
 /// Whether the key itself may ask, its expiry aside (that is the clock's to say).
@@ -151,6 +153,9 @@ impl Routing {
                 },
                 (None, None) => None,
             };
+            let Some(headers) = headers_from_env(p, &mut warnings) else {
+                continue;
+            };
             let pool_key = (p.id.clone(), p.base_url.clone(), p.connect_timeout_ms);
             let inherited = previous.pools.get(&pool_key).cloned();
             let connect_timeout = Duration::from_millis(p.connect_timeout_ms);
@@ -159,7 +164,7 @@ impl Routing {
                 protocol,
                 &p.base_url,
                 secret,
-                &p.headers,
+                &headers,
                 // Same provider and URL: keep its warm connections across the reload.
                 |origin| inherited.unwrap_or_else(|| new_pool(origin, connect_timeout)),
             ) {
@@ -335,6 +340,25 @@ pub fn bearer(authorization: Option<&str>, api_key: Option<&str>) -> Option<Stri
         .map(str::to_owned)
 }
 
+/// The provider's extra headers with their values read from the environment; None (with a
+/// warning naming the variable, never a value) when one is unset, as for the credential.
+fn headers_from_env(p: &Provider, warnings: &mut Vec<String>) -> Option<Vec<(String, String)>> {
+    let mut headers = Vec::with_capacity(p.headers_env.len());
+    for (name, var) in &p.headers_env {
+        match std::env::var(var) {
+            Ok(value) if !value.is_empty() => headers.push((name.clone(), value)),
+            _ => {
+                warnings.push(format!(
+                    "provider {}: environment variable {var} (header {name}) is not set; its channels are disabled",
+                    p.id
+                ));
+                return None;
+            }
+        }
+    }
+    Some(headers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +434,22 @@ mod tests {
         assert_eq!(m.channels.len(), 2);
         let real = m.channels.iter().find(|c| c.provider.id == "real").unwrap();
         assert_eq!(real.provider.scrub("key sk-decrypted"), "key [redacted]");
+    }
+
+    #[test]
+    fn provider_headers_come_from_the_environment() {
+        let mut snap = snapshot("MUXGATE_TEST_SET_VAR_4");
+        // SAFETY: tests in this module use a variable name no other test touches.
+        unsafe { std::env::set_var("MUXGATE_TEST_SET_VAR_4", "sk-upstream") };
+        snap.providers[1].headers_env = vec![("X-Org".to_owned(), "MUXGATE_TEST_VAR_5".to_owned())];
+        let (r, warnings) = Routing::compile(&snap, &Routing::empty(), &HashMap::new());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("MUXGATE_TEST_VAR_5") && warnings[0].contains("X-Org"));
+        assert_eq!(r.model("openai/gpt-4o-mini").unwrap().channels.len(), 1);
+        unsafe { std::env::set_var("MUXGATE_TEST_VAR_5", "org-secret-value") };
+        let (r, warnings) = Routing::compile(&snap, &Routing::empty(), &HashMap::new());
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(r.model("openai/gpt-4o-mini").unwrap().channels.len(), 2);
     }
 
     #[test]

@@ -57,8 +57,8 @@ impl ProviderRoute {
             Protocol::Gemini => "models",
         };
         let url = format!("{}/{endpoint}", base_url.trim_end_matches('/'));
-        let (origin, path) = Origin::parse(&url)
-            .map_err(|e| format!("provider {id}: invalid base_url {base_url:?}: {e}"))?;
+        let (origin, path) =
+            Origin::parse(&url).map_err(|e| format!("provider {id}: invalid base_url: {e}"))?;
         let mut head = format!(
             "host: {}\r\ncontent-type: application/json\r\nuser-agent: muxgate/{}\r\n",
             origin.host_header(),
@@ -364,6 +364,17 @@ mod tests {
         );
         assert!(
             ProviderRoute::new("q".into(), Protocol::OpenAi, "ftp://x", None, &[], pool).is_err()
+        );
+        // The warning a refused URL becomes never repeats what it carries.
+        let with_password = "https://user:hunter2@api.example.com/v1";
+        let Err(warning) =
+            ProviderRoute::new("u".into(), Protocol::OpenAi, with_password, None, &[], pool)
+        else {
+            panic!("a URL with credentials was accepted");
+        };
+        assert!(
+            warning.contains("credentials") && !warning.contains("hunter2"),
+            "{warning}"
         );
     }
 

@@ -11,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from muxgate.control import create_app
 from muxgate.store import Store
+from store.conftest import pg_url  # noqa: F401 (a fixture, for modules that run on both stores)
 
 ADMIN_TOKEN = "admin-test-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -433,3 +433,26 @@ async def test_settings_change_the_trial_of_new_accounts_and_the_snapshot(
         assert refused.status_code == 400, bad
         assert error_of(refused.json())["type"] == "invalid_request"
     assert (await client.get("/admin/v1/settings")).json()["max_attempts"] == 5
+
+
+async def test_provider_secrets_are_never_taken_in_clear(client: Client) -> None:
+    created = await client.post(
+        "/admin/v1/providers",
+        json={
+            "id": "org",
+            "base_url": "https://api.example.com/v1",
+            "headers_env": {"X-Org": "EXAMPLE_ORG"},
+        },
+    )
+    assert created.status_code == 201, created.text
+    listed = await client.get("/admin/v1/providers")
+    assert listed.json()[0]["headers_env"] == {"X-Org": "EXAMPLE_ORG"}
+    assert "headers" not in listed.json()[0]
+    # A header value is not a field: refused, not silently dropped.
+    plain = await client.patch("/admin/v1/providers/org", json={"headers": {"X-Org": "v"}})
+    assert plain.status_code == 400 and "headers" in error_of(plain.json())["message"]
+    for url in ("https://user:hunter2@api.example.com/v1", "https://tok@api.example.com"):
+        refused = await client.post("/admin/v1/providers", json={"id": "p2", "base_url": url})
+        error = error_of(refused.json())
+        assert refused.status_code == 422 and error["field"] == "base_url", error
+        assert "hunter2" not in refused.text and "credentials" in error["message"]

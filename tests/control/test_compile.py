@@ -24,7 +24,11 @@ async def seed(store: Store) -> dict[str, str]:
         store, "openai", base_url="https://api.openai.com/v1", credential_env="OPENAI_API_KEY"
     )
     await catalog.create_provider(
-        store, "vault", base_url="http://127.0.0.1:9/v1", credential="sk-vault", headers={"X": "1"}
+        store,
+        "vault",
+        base_url="http://127.0.0.1:9/v1",
+        credential="sk-vault",
+        headers_env={"X": "X_ENV"},
     )
     await catalog.create_model(store, "openai/gpt-4o-mini", aliases=["mini"], context_length=1000)
     for cid, provider, enabled in (("a", "openai", True), ("b", "vault", False)):
@@ -80,7 +84,7 @@ async def test_snapshot_content(store: Store) -> None:
     assert sealed is not None
     assert "sk-vault" not in sealed
     assert store.cipher.decrypt(sealed) == "sk-vault"
-    assert providers["vault"].headers == [("X", "1")]
+    assert providers["vault"].headers_env == [("X", "X_ENV")]
 
     [model] = snapshot.models
     assert (model.slug, model.aliases, model.context_length) == (

@@ -123,6 +123,34 @@ async def test_providers_keep_credentials_out_of_reach(store: Store) -> None:
         await catalog.create_provider(store, "vault", base_url="https://x")
 
 
+async def test_provider_headers_name_environment_variables_never_values(store: Store) -> None:
+    record = await catalog.create_provider(
+        store, "org", base_url="https://x.example/v1", headers_env={"X-Org": "ORG_ID"}
+    )
+    assert record.headers_env == {"X-Org": "ORG_ID"}
+    updated = await catalog.update_provider(store, "org", headers_env={"X-Team": "TEAM"})
+    assert updated.headers_env == {"X-Team": "TEAM"}
+    for bad in ({"X-Org": "not a name"}, {"X Org": "ORG"}, {"X-Org": ""}):
+        with pytest.raises(Invalid) as refused:
+            await catalog.update_provider(store, "org", headers_env=bad)
+        assert refused.value.field == "headers_env"
+    assert not hasattr(record, "headers")
+
+
+async def test_a_base_url_with_credentials_is_refused_without_repeating_them(
+    store: Store,
+) -> None:
+    for url in ("https://user:hunter2@x.example/v1", "http://token@x.example"):
+        with pytest.raises(Invalid) as refused:
+            await catalog.create_provider(store, "p", base_url=url)
+        assert refused.value.field == "base_url"
+        assert "credential" in refused.value.message and "hunter2" not in refused.value.message
+    await catalog.create_provider(store, "p", base_url="https://x.example/v1/@scope")
+    with pytest.raises(Invalid):
+        await catalog.update_provider(store, "p", base_url="https://u:pw@x.example/v1")
+    assert (await catalog.get_provider(store, "p")).base_url == "https://x.example/v1/@scope"
+
+
 async def test_an_encrypted_credential_needs_the_key(store: Store) -> None:
     store.cipher = CredentialCipher(None)
     with pytest.raises(SecretKeyMissing, match="MUXGATE_SECRET_KEY"):

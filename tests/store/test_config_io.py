@@ -23,7 +23,7 @@ max_attempts = 4
 id = "openai"
 base_url = "https://api.openai.com/v1"
 credential_env = "OPENAI_API_KEY"
-headers = { "OpenAI-Organization" = "org-1" }
+headers_env = { "OpenAI-Organization" = "OPENAI_ORG" }
 connect_timeout_seconds = 2.5
 
 [[providers]]
@@ -131,7 +131,8 @@ async def test_import_export_import_round_trip(store: Store, tmp_path: Path) -> 
     assert (channel.price_prompt_nano, channel.price_cached_nano) == (150_000_000, 75_000_000)
     assert channel.first_byte_timeout_ms == 30_000
     assert (await catalog.get_channel(store, "mirrored")).upstream_model == 'mini "quoted"'
-    assert (await catalog.get_provider(store, "openai")).headers == {"OpenAI-Organization": "org-1"}
+    openai = await catalog.get_provider(store, "openai")
+    assert openai.headers_env == {"OpenAI-Organization": "OPENAI_ORG"}
     dev = await keys.get_key(store, "dev")
     assert dev.digest == config.key_digest("sk-dev-secret")
     assert dev.credit_limit_nano == 12_500_000_000
@@ -194,6 +195,22 @@ async def test_invalid_files_are_refused_before_touching_the_store(store: Store)
     broken = CONFIG.replace('provider = "mirror"', 'provider = "nowhere"')
     with pytest.raises(config.ConfigError, match="nowhere"):
         await import_config(store, parse(broken))
+    assert await catalog.list_providers(store) == []
+
+
+async def test_provider_secrets_in_the_file_are_refused(store: Store) -> None:
+    """A header value or a URL with credentials would be stored and exported in clear: the
+    file names environment variables instead, and the error does not repeat the secret."""
+    plain_headers = CONFIG.replace("headers_env = ", "headers = ")
+    with pytest.raises(msgspec.ValidationError, match="headers"):
+        parse(plain_headers)
+    in_url = CONFIG.replace("https://api.openai.com/v1", "https://org:hunter2@api.openai.com/v1")
+    with pytest.raises(config.ConfigError, match=r"providers\.openai\.base_url") as refused:
+        await import_config(store, parse(in_url))
+    assert "hunter2" not in str(refused.value)
+    bad_env = CONFIG.replace('"OPENAI_ORG"', '"org-1 value"')
+    with pytest.raises(config.ConfigError, match=r"headers_env\.OpenAI-Organization"):
+        await import_config(store, parse(bad_env))
     assert await catalog.list_providers(store) == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -401,6 +402,53 @@ async def test_channels_at_the_default_timeouts_inherit_through_0010(blank_url: 
             assert [tuple(r) for r in rows] == [
                 ("custom", 5000, 30_000, 900_000),
                 ("plain", 60_000, 30_000, 600_000),
+            ]
+    finally:
+        await engine.dispose()
+
+
+async def test_provider_header_values_and_url_credentials_are_dropped_by_0011(
+    blank_url: str,
+) -> None:
+    """Stored header values and `user:password@` in a base URL may be secrets kept in clear:
+    the headers become `headers_env` (empty), the URL loses its credentials, and going back
+    brings the headers column back empty."""
+    engine = create_async_engine(async_url(blank_url))
+    old = "'2030-01-01 00:00:00'"
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade, "0010")
+            await conn.execute(
+                text(
+                    "INSERT INTO providers (id, base_url, protocol, headers, connect_timeout_ms, "
+                    "created_at) VALUES "
+                    "('plain', 'https://p.test/v1/@scope', 'openai', '{}', 5000, "
+                    f"{old}), ('secret', 'https://u:hunter2@p.test:8443/v1', 'openai', "
+                    f'\'{{"X-Org": "org-secret"}}\', 5000, {old})'
+                )
+            )
+    finally:
+        await engine.dispose()
+
+    store = await Store.open(blank_url)
+    try:
+        plain = await catalog.get_provider(store, "plain")
+        secret = await catalog.get_provider(store, "secret")
+        assert (plain.base_url, plain.headers_env) == ("https://p.test/v1/@scope", {})
+        assert (secret.base_url, secret.headers_env) == ("https://p.test:8443/v1", {})
+        async with store.read() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await store.close()
+
+    engine = create_async_engine(async_url(blank_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0010"))
+            rows = await conn.execute(text("SELECT id, headers FROM providers ORDER BY id"))
+            assert [(r[0], r[1] if isinstance(r[1], dict) else json.loads(r[1])) for r in rows] == [
+                ("plain", {}),
+                ("secret", {}),
             ]
     finally:
         await engine.dispose()

@@ -21,7 +21,9 @@ from muxgate.control.catalog.controllers import (
 from muxgate.control.deps import RoutingChanged, provide_changed, provide_store
 from muxgate.control.docs import docs_assets, docs_page
 from muxgate.control.errors import EXCEPTION_HANDLERS
+from muxgate.control.fields import DecimalsAreNumbers
 from muxgate.control.guards import admin_guard
+from muxgate.control.inputs import StrictRequest, refuse_nul
 from muxgate.control.insurance.controllers import CaseController, InsuranceController
 from muxgate.control.keys.controllers import KeyController
 from muxgate.control.management import ManagementController
@@ -35,6 +37,8 @@ from muxgate.store import Store
 
 API_PREFIX = "/admin/v1"
 SCHEMA_PATH = f"{API_PREFIX}/schema"
+MAX_BODY_BYTES = 1024 * 1024
+"""A larger request body is refused with 413 (a control-plane body is a few kilobytes)."""
 
 
 def create_app(
@@ -89,7 +93,10 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
-        request_max_body_size=1024 * 1024,
+        request_max_body_size=MAX_BODY_BYTES,
+        request_class=StrictRequest,
+        before_request=refuse_nul,
+        plugins=[DecimalsAreNumbers()],
     )
     app.state.store = store
     app.state.routing_changed = RoutingChanged(on_change)

@@ -49,11 +49,13 @@ _STORE_STATUS: dict[type[StoreError], int] = {NotFound: 404, Conflict: 409, Inva
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`")
 
 
-def error_response(status: int, message: str, field: str | None = None) -> Response[ApiError]:
+def error_response(
+    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response[ApiError]:
     detail = ApiErrorDetail(
         code=str(status), type=_TYPES.get(status, "error"), message=message, field=field
     )
-    return Response(ApiError(error=detail), status_code=status)
+    return Response(ApiError(error=detail), status_code=status, headers=headers)
 
 
 def store_error(_: Request[Any, Any, Any], exc: StoreError) -> Response[ApiError]:
@@ -85,7 +87,8 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ApiErr
         field, message = _validation_field(exc.extra)
         text = message or exc.detail
         return error_response(400, f"{field}: {text}" if field else text, field)
-    return error_response(status, exc.detail)
+    # A 405 names the methods the path has (`Allow`), as HTTP asks.
+    return error_response(status, exc.detail, headers=exc.headers)
 
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ApiError]:

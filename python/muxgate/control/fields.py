@@ -4,12 +4,19 @@ limits and request decoding enforces them (a violation is a 400 naming the field
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
 
+from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.plugins import OpenAPISchemaPlugin
+from litestar.typing import FieldDefinition
 from msgspec import Meta
 
 from muxgate.store import Invalid
 from muxgate.store.money import nano_to_usd, usd_to_nano
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
 
 # No NUL: PostgreSQL text cannot hold it.
 _PLAIN = r"^[^\x00]*$"
@@ -85,3 +92,17 @@ def nano(value: str | None, field: str) -> int | None:
 
 def usd(value: int | None) -> str | None:
     return None if value is None else nano_to_usd(value)
+
+
+class DecimalsAreNumbers(OpenAPISchemaPlugin):
+    """Documents `Decimal` as a JSON number: the account APIs write amounts as exact decimal
+    numbers (ZenMux's format), where Litestar would document a string."""
+
+    @staticmethod
+    def is_plugin_supported_type(value: Any) -> bool:
+        return value is Decimal
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        return Schema(type=OpenAPIType.NUMBER, description="USD, an exact decimal number")

@@ -2,13 +2,15 @@
 
 Embedded mode runs the control plane (Litestar, an ASGI app) in the same process as the gateway,
 so one port answers both. Control-plane traffic is small, so the adapter buffers each response;
-the inference path never goes through here."""
+the inference path never goes through here. The request body is handed over as it arrives, never
+read ahead: the app authenticates first and caps the size it accepts, so a caller without a token
+cannot make the worker hold a large body."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from granian.rsgi import HTTPProtocol, Scope
@@ -56,7 +58,10 @@ class MountedASGI:
             raise RuntimeError(f"control plane {event} failed: {reply.get('message', '')}")
 
     async def __call__(self, scope: Scope, proto: HTTPProtocol) -> None:
-        body = await proto()
+        # The body is read only when the app asks for it (after authenticating), and only as far
+        # as it reads: a declared length comes in one read, a chunked body chunk by chunk.
+        declared = scope.headers.get("content-length") is not None
+        chunks: AsyncIterator[bytes] | None = None
         asgi_scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -75,17 +80,28 @@ class MountedASGI:
             "server": _address(scope.server),
             "state": {},
         }
-        delivered = False
+        received_all = False
         status = 500
         headers: list[tuple[str, str]] = []
         parts: list[bytes] = []
         answered = asyncio.Event()
 
         async def receive() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
+            nonlocal received_all, chunks
+            if not received_all and declared:
+                received_all = True
+                return {"type": "http.request", "body": await proto(), "more_body": False}
+            if not received_all:
+                if chunks is None:
+                    chunks = aiter(proto)
+                try:
+                    # Not `anext(chunks, None)`: granian's awaitable crashes the builtin's
+                    # wrapper at the end of the body.
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    received_all = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                return {"type": "http.request", "body": bytes(chunk), "more_body": True}
             # Streaming responses listen for the client leaving while they write. The answer
             # is buffered and sent once complete, so the client "leaves" when it is: a listener
             # waiting on the real connection would keep the app from ever returning.

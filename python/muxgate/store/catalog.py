@@ -1,6 +1,7 @@
 """The catalog: providers (where requests go), models (what clients ask for, with aliases)
 and channels (a model served by a provider at a price). Prices are nano-USD per million
-tokens; a provider credential is an environment variable name or an encrypted secret."""
+tokens; a provider credential is an environment variable name or an encrypted secret, and its
+extra headers name environment variables too: no secret is stored in clear."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from muxgate import credentials
+from muxgate.provider_secrets import base_url_problem, headers_env_problem
 from muxgate.store import tables as t
 from muxgate.store.errors import Conflict, Invalid, SecretKeyMissing
 from muxgate.store.fallbacks import check_fallbacks_kept, fallback_users
@@ -38,7 +40,8 @@ class ProviderRecord(msgspec.Struct, frozen=True, kw_only=True):
     protocol: str
     credential_env: str | None
     credential_encrypted: str | None
-    headers: dict[str, str]
+    headers_env: dict[str, str]
+    """Header name -> the environment variable the workers read its value from."""
     connect_timeout_ms: int
     created_at: datetime
 
@@ -91,8 +94,13 @@ def _in_range(values: Mapping[str, Any], names: Sequence[str], low: int, high: i
 def _provider_values(store: Store, given: dict[str, Any]) -> dict[str, Any]:
     """Checks and the credential turned into what is stored (env name or ciphertext)."""
     values = dict(given)
-    if "base_url" in values and not values["base_url"].startswith(("http://", "https://")):
-        raise Invalid("must start with http:// or https://", "base_url")
+    problem = base_url_problem(values["base_url"]) if "base_url" in values else None
+    if problem is not None:
+        raise Invalid(problem, "base_url")
+    bad_header = headers_env_problem(values["headers_env"]) if "headers_env" in values else None
+    if bad_header is not None:
+        header, why = bad_header
+        raise Invalid(f"{header}: {why}", "headers_env")
     if "protocol" in values and values["protocol"] not in PROTOCOLS:
         raise Invalid(f"supported protocols: {', '.join(PROTOCOLS)}", "protocol")
     _in_range(values, ["connect_timeout_ms"], 1, 600_000)
@@ -122,7 +130,7 @@ async def create_provider(
     protocol: str = "openai",
     credential_env: str | None = None,
     credential: str | None = None,
-    headers: Mapping[str, str] | None = None,
+    headers_env: Mapping[str, str] | None = None,
     connect_timeout_ms: int = 5_000,
     now: datetime | None = None,
 ) -> ProviderRecord:
@@ -133,7 +141,7 @@ async def create_provider(
             "protocol": protocol,
             "credential_env": credential_env,
             "credential": credential,
-            "headers": dict(headers or {}),
+            "headers_env": dict(headers_env or {}),
             "connect_timeout_ms": connect_timeout_ms,
         },
     )
@@ -165,8 +173,8 @@ async def list_providers(store: Store) -> list[ProviderRecord]:
 
 async def update_provider(store: Store, provider_id: str, **changes: Any) -> ProviderRecord:
     """Change some fields: base_url, protocol, credential_env, credential (None clears it),
-    headers, connect_timeout_ms; unset fields (msgspec.UNSET) are kept."""
-    allowed = {"base_url", "protocol", "credential_env", "credential", "headers"}
+    headers_env, connect_timeout_ms; unset fields (msgspec.UNSET) are kept."""
+    allowed = {"base_url", "protocol", "credential_env", "credential", "headers_env"}
     allowed.add("connect_timeout_ms")
     unknown = set(changes) - allowed
     if unknown:

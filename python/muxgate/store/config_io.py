@@ -203,7 +203,7 @@ async def import_config(store: Store, config: cfg.ConfigFile) -> list[str]:
             fields: dict[str, Any] = {
                 "base_url": p.base_url,
                 "protocol": p.protocol,
-                "headers": p.headers,
+                "headers_env": p.headers_env,
                 "connect_timeout_ms": wp.connect_timeout_ms,
             }
             # A provider whose credential is stored encrypted keeps it unless the file names
@@ -369,7 +369,7 @@ async def export_config(store: Store) -> str:
                 "base_url": p.base_url,
                 "protocol": p.protocol,
                 "credential_env": p.credential_env,
-                "headers": p.headers,
+                "headers_env": p.headers_env,
                 "connect_timeout_seconds": p.connect_timeout_ms / 1000,
             }
             for p in providers

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -114,7 +115,8 @@ providers = Table(
     Column("credential_env", String(200), nullable=True),
     # Fernet token of the credential; never leaves the control plane except still encrypted.
     Column("credential_encrypted", Text, nullable=True),
-    Column("headers", JSON, nullable=False),
+    # Header name -> environment variable: values, which may be secrets, are never stored.
+    Column("headers_env", JSON, nullable=False, server_default=text("'{}'")),
     Column("connect_timeout_ms", Integer, nullable=False),
     _created(),
     CheckConstraint(

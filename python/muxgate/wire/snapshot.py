@@ -20,7 +20,8 @@ class Provider(msgspec.Struct, frozen=True, kw_only=True):
     protocol: str = "openai"
     # The worker reads the secret from this environment variable itself, so it never travels.
     credential_env: str | None = None
-    headers: list[tuple[str, str]] = []
+    headers_env: list[tuple[str, str]] = []
+    """Extra headers: (name, environment variable the worker reads the value from)."""
     connect_timeout_ms: int = 5_000
     # A credential stored encrypted (Fernet, key `MUXGATE_SECRET_KEY`): it travels still
     # encrypted and the worker decrypts it. The engine ignores this field.

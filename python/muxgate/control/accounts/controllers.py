@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, JSONBody
 
 from muxgate.control.accounts.schemas import (
     Account,
@@ -91,8 +91,8 @@ class AccountController(Controller):
         self,
         store: NamedDependency[Store],
         account_id: FromPath[str],
-        limit: FromQuery[LedgerLimit] = 100,
-        before: FromQuery[LedgerCursor | None] = None,
+        limit: LedgerLimit = 100,
+        before: LedgerCursor = None,
     ) -> list[LedgerEntry]:
         """Newest first; `before` pages to entries with an id below it."""
         entries = await ledger.list_entries(store, account_id, limit=limit, before_id=before)

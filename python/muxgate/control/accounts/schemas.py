@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
-from msgspec import UNSET, Meta, UnsetType
+from litestar.params import QueryParameter
+from msgspec import UNSET, UnsetType
 
 from muxgate.control.fields import FallbackModel, Id, Name, Note, Timestamp, Usd
 from muxgate.store import accounts, ledger
@@ -124,5 +125,7 @@ class LedgerEntryCreate(msgspec.Struct, frozen=True, kw_only=True):
     note: Note = ""
 
 
-LedgerLimit = Annotated[int, Meta(ge=1, le=1000)]
-LedgerCursor = Annotated[int, Meta(ge=1, le=2**62)]
+# Query parameters state their range with QueryParameter: Litestar applies a msgspec `Meta`
+# only inside a body, so a number past the store's 64 bits would reach the query.
+LedgerLimit = Annotated[int, QueryParameter(ge=1, le=1000)]
+LedgerCursor = Annotated[int | None, QueryParameter(ge=1, le=2**62)]

@@ -53,7 +53,7 @@ class ProviderController(Controller):
             protocol=data.protocol,
             credential_env=data.credential_env,
             credential=data.credential,
-            headers=data.headers,
+            headers_env=data.headers_env,
             connect_timeout_ms=data.connect_timeout_ms,
         )
         await changed()
@@ -80,7 +80,7 @@ class ProviderController(Controller):
             protocol=data.protocol,
             credential_env=data.credential_env,
             credential=data.credential,
-            headers=data.headers,
+            headers_env=data.headers_env,
             connect_timeout_ms=data.connect_timeout_ms,
         )
         await changed()

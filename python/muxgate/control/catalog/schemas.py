@@ -1,5 +1,6 @@
 """Providers, models and channels as the admin API shows them. Prices are USD per million
-tokens as decimal strings; a provider's credential is write-only."""
+tokens as decimal strings; a provider's credential is write-only, and its extra headers name
+the environment variables that hold their values, never the values."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ Secret = Annotated[str, Meta(min_length=1, max_length=10_000, pattern=r"^[^\x00]
 HeaderName = Annotated[
     str, Meta(min_length=1, max_length=200, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 ]
-HeaderValue = Annotated[str, Meta(max_length=4000, pattern=r"^[\x20-\x7e\t]*$")]
 ConnectTimeout = Annotated[int, Meta(ge=1, le=600_000)]
 Capability = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]+$")]
 ContextLength = Annotated[int, Meta(ge=1, le=2**32 - 1)]
@@ -42,7 +42,8 @@ class Provider(msgspec.Struct, frozen=True, kw_only=True):
     """Environment variable the workers read the credential from."""
     credential_stored: bool
     """A credential is stored encrypted (it is never returned)."""
-    headers: dict[str, str]
+    headers_env: dict[str, str]
+    """Extra headers sent upstream: name -> the environment variable holding the value."""
     connect_timeout_ms: int
     created_at: datetime
 
@@ -54,30 +55,31 @@ class Provider(msgspec.Struct, frozen=True, kw_only=True):
             protocol=p.protocol,
             credential_env=p.credential_env,
             credential_stored=p.credential_encrypted is not None,
-            headers=p.headers,
+            headers_env=p.headers_env,
             connect_timeout_ms=p.connect_timeout_ms,
             created_at=p.created_at,
         )
 
 
-class ProviderCreate(msgspec.Struct, frozen=True, kw_only=True):
+class ProviderCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     id: Id
     base_url: Url
     protocol: Protocol = "openai"
     credential_env: EnvName | None = None
     credential: Secret | None = None
     """Stored encrypted (needs `MUXGATE_SECRET_KEY`); give this or `credential_env`."""
-    headers: dict[HeaderName, HeaderValue] = {}
+    headers_env: dict[HeaderName, EnvName] = {}
+    """Extra headers: name -> the environment variable the workers read the value from."""
     connect_timeout_ms: ConnectTimeout = 5_000
 
 
-class ProviderUpdate(msgspec.Struct, frozen=True, kw_only=True):
+class ProviderUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     base_url: Url | UnsetType = UNSET
     protocol: Protocol | UnsetType = UNSET
     credential_env: EnvName | UnsetType | None = UNSET
     credential: Secret | UnsetType | None = UNSET
     """A new secret, or null to forget the stored one."""
-    headers: dict[HeaderName, HeaderValue] | UnsetType = UNSET
+    headers_env: dict[HeaderName, EnvName] | UnsetType = UNSET
     connect_timeout_ms: ConnectTimeout | UnsetType = UNSET
 
 

@@ -21,6 +21,7 @@ from muxgate.control.errors import responses
 from muxgate.control.fields import utc
 from muxgate.control.management.controllers import (
     MAX_RANGE,
+    api_key_guard,
     documented,
     exact_json,
     provide_caller,
@@ -69,10 +70,11 @@ def time_range(start: datetime | None, end: datetime | None) -> tuple[datetime, 
 class InsuranceController(Controller):
     path = "/api/v1/management/insurance"
     tags = ("insurance",)
-    dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012 (Litestar's own API)
+    guards = [api_key_guard]  # noqa: RUF012 (Litestar's own API)
+    dependencies = {"caller": Provide(provide_caller, sync_to_thread=False)}  # noqa: RUF012
     security = [{"apiKey": []}]  # noqa: RUF012
 
-    @get("/claims", responses=documented(ClaimPageEnvelope))
+    @get("/claims", responses=documented(ClaimPageEnvelope, 422))
     async def list_claims(
         self,
         *,
@@ -111,7 +113,7 @@ class InsuranceController(Controller):
         )
         return exact_json(ClaimPageEnvelope(data=data))
 
-    @get("/summary", responses=documented(ClaimSummaryEnvelope))
+    @get("/summary", responses=documented(ClaimSummaryEnvelope, 422))
     async def get_summary(
         self,
         *,
@@ -180,7 +182,8 @@ async def _lines(
 class CaseController(Controller):
     path = "/api/v1/insurance"
     tags = ("insurance",)
-    dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012 (Litestar's own API)
+    guards = [api_key_guard]  # noqa: RUF012 (Litestar's own API)
+    dependencies = {"caller": Provide(provide_caller, sync_to_thread=False)}  # noqa: RUF012
     security = [{"apiKey": []}]  # noqa: RUF012
 
     @get(
@@ -191,7 +194,7 @@ class CaseController(Controller):
                 description="One case per line (`jsonl`, application/x-ndjson) or a JSON array",
                 media_type="application/x-ndjson",
             ),
-            **responses(),
+            **responses(422),
         },
     )
     async def export_cases(

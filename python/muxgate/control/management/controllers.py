@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException, NotFoundException, ValidationException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, QueryParameter
 
@@ -36,24 +38,35 @@ def documented(model: type[msgspec.Struct], *errors: int) -> dict[int, ResponseS
     return {200: ResponseSpec(model, generate_examples=False), **responses(*errors)}
 
 
-async def provide_caller(
-    request: Request[Any, Any, Any], store: NamedDependency[Store]
-) -> KeyRecord:
-    scheme, _sep, token = request.headers.get("authorization", "").partition(" ")
+async def api_key_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Any usable API key of the account (`Authorization: Bearer` or `x-api-key`). A guard, so
+    it runs before Litestar reads a body: a caller without a valid key never gets one read. The
+    key's record is left in the connection's state for `provide_caller`."""
+    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
     secret = token.strip() if scheme.lower() == "bearer" else ""
-    secret = secret or request.headers.get("x-api-key", "").strip()
+    secret = secret or connection.headers.get("x-api-key", "").strip()
     if not secret:
         raise NotAuthorizedException("an API key is required (Authorization: Bearer)")
+    store: Store = connection.app.state.store
     key = await usable_key(store, secret)
     if key is None:
         raise NotAuthorizedException("invalid, revoked or expired API key")
+    connection.state.caller = key
+
+
+def provide_caller(request: Request[Any, Any, Any]) -> KeyRecord:
+    """The key `api_key_guard` authenticated."""
+    key: KeyRecord = request.state.caller
     return key
 
 
 class ManagementController(Controller):
     path = "/api/v1/management"
     tags = ("management",)
-    dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012 (Litestar's own API)
+    guards = [api_key_guard]  # noqa: RUF012 (Litestar's own API)
+    dependencies = {"caller": Provide(provide_caller, sync_to_thread=False)}  # noqa: RUF012
     security = [{"apiKey": []}]  # noqa: RUF012
 
     @get("/generation", responses=documented(Generation, 404))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, func, select
+from sqlalchemy import case, func, select
 
 from muxgate.store import Store
 from muxgate.store import tables as t
@@ -173,7 +173,7 @@ async def usage_statistics(
             u.c.model,
             u.c.key_id,
             func.count().label("requests"),
-            func.sum(func.cast(u.c.status != "ok", BigInteger)).label("failed_requests"),
+            func.sum(case((u.c.status != "ok", 1), else_=0)).label("failed_requests"),
             func.sum(u.c.prompt_tokens).label("prompt_tokens"),
             func.sum(u.c.completion_tokens).label("completion_tokens"),
             func.sum(u.c.cached_tokens).label("cached_tokens"),

@@ -41,7 +41,7 @@ def _provider(p: catalog.ProviderRecord) -> wire.Provider:
         base_url=p.base_url,
         protocol=p.protocol,
         credential_env=p.credential_env,
-        headers=sorted(p.headers.items()),
+        headers_env=sorted(p.headers_env.items()),
         connect_timeout_ms=p.connect_timeout_ms,
         credential_encrypted=p.credential_encrypted,
     )

@@ -8,7 +8,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
 from muxgate.control.deps import RoutingChanged
-from muxgate.control.management.controllers import documented, provide_caller
+from muxgate.control.management.controllers import api_key_guard, documented, provide_caller
 from muxgate.store import Store, accounts
 from muxgate.store.keys import KeyRecord
 
@@ -18,7 +18,8 @@ from .schemas import RoutingSettings, RoutingSettingsEnvelope
 class RoutingSettingsController(Controller):
     path = "/api/v1/management/routing"
     tags = ("routing",)
-    dependencies = {"caller": Provide(provide_caller)}  # noqa: RUF012 (Litestar's own API)
+    guards = [api_key_guard]  # noqa: RUF012 (Litestar's own API)
+    dependencies = {"caller": Provide(provide_caller, sync_to_thread=False)}  # noqa: RUF012
     security = [{"apiKey": []}]  # noqa: RUF012
 
     @get("/settings", responses=documented(RoutingSettingsEnvelope))
