@@ -153,8 +153,19 @@ impl Routing {
                 },
                 (None, None) => None,
             };
-            let Some(headers) = headers_from_env(p, &mut warnings) else {
-                continue;
+            let headers = match headers_from_env(p) {
+                Ok(headers) => headers,
+                Err((name, var)) => {
+                    warnings.push(format!(
+                        "provider {}: environment variable {var} (header {name}) is not set; its channels are disabled",
+                        p.id
+                    ));
+                    unusable.insert(
+                        &p.id,
+                        format!("{var} is not set (header {name} of provider {})", p.id),
+                    );
+                    continue;
+                }
             };
             let pool_key = (p.id.clone(), p.base_url.clone(), p.connect_timeout_ms);
             let inherited = previous.pools.get(&pool_key).cloned();
@@ -340,23 +351,16 @@ pub fn bearer(authorization: Option<&str>, api_key: Option<&str>) -> Option<Stri
         .map(str::to_owned)
 }
 
-/// The provider's extra headers with their values read from the environment; None (with a
-/// warning naming the variable, never a value) when one is unset, as for the credential.
-fn headers_from_env(p: &Provider, warnings: &mut Vec<String>) -> Option<Vec<(String, String)>> {
-    let mut headers = Vec::with_capacity(p.headers_env.len());
-    for (name, var) in &p.headers_env {
-        match std::env::var(var) {
-            Ok(value) if !value.is_empty() => headers.push((name.clone(), value)),
-            _ => {
-                warnings.push(format!(
-                    "provider {}: environment variable {var} (header {name}) is not set; its channels are disabled",
-                    p.id
-                ));
-                return None;
-            }
-        }
-    }
-    Some(headers)
+/// The provider's extra headers with their values read from the environment, or the first
+/// header whose variable is unset (its name and the variable's, never a value).
+fn headers_from_env(p: &Provider) -> Result<Vec<(String, String)>, (&str, &str)> {
+    p.headers_env
+        .iter()
+        .map(|(name, var)| match std::env::var(var) {
+            Ok(value) if !value.is_empty() => Ok((name.clone(), value)),
+            _ => Err((name.as_str(), var.as_str())),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -445,7 +449,13 @@ mod tests {
         let (r, warnings) = Routing::compile(&snap, &Routing::empty(), &HashMap::new());
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("MUXGATE_TEST_VAR_5") && warnings[0].contains("X-Org"));
-        assert_eq!(r.model("openai/gpt-4o-mini").unwrap().channels.len(), 1);
+        let m = r.model("openai/gpt-4o-mini").unwrap();
+        assert_eq!(m.channels.len(), 1);
+        // What a 502 says when no channel is left: the variable, never a value.
+        assert_eq!(
+            m.disabled,
+            ["MUXGATE_TEST_VAR_5 is not set (header X-Org of provider real)"]
+        );
         unsafe { std::env::set_var("MUXGATE_TEST_VAR_5", "org-secret-value") };
         let (r, warnings) = Routing::compile(&snap, &Routing::empty(), &HashMap::new());
         assert!(warnings.is_empty(), "{warnings:?}");
