@@ -107,6 +107,8 @@ struct Candidate {
     ejected_until: Option<Instant>,
     /// Expected wait: TTFT × load, see [`set_costs`].
     cost: f64,
+    /// share × latency factor, see [`weighted_draw`].
+    score: f64,
 }
 
 /// Per-selector state of the choice itself; its lock also serializes ejection decisions.
@@ -234,6 +236,7 @@ impl ModelSelector {
                 in_flight,
                 ejected_until: live.health.ejected_until(now),
                 cost: 0.0,
+                score: 0.0,
             });
         }
         // In rotation (`None`) first, by index; then ejected by end of ejection.
@@ -365,31 +368,31 @@ fn smooth_round_robin(pool: &[Candidate], current: &mut [i64]) -> usize {
 fn set_costs(pool: &mut [Candidate]) {
     let total_share: f64 = pool.iter().map(|c| c.share).sum();
     let in_flight: f64 = pool.iter().map(|c| f64::from(c.in_flight)).sum();
+    let per_share = in_flight / total_share;
     for c in pool {
-        let expected = in_flight * c.share / total_share;
-        let load = (f64::from(c.in_flight) + 1.0) / (expected + 1.0);
+        let load = (f64::from(c.in_flight) + 1.0) / (per_share * c.share + 1.0);
         c.cost = c.ttft.unwrap_or(DEFAULT_TTFT_SECS) * load;
     }
 }
 
-/// How much of its share a candidate of cost `cost` keeps beside the best one: all of it
-/// within the tolerance, then the square of the shortfall.
-fn latency_factor(cost: f64, best: f64) -> f64 {
-    let ratio = (cost + LATENCY_SLACK_SECS) / (best + LATENCY_SLACK_SECS);
-    (LATENCY_TOLERANCE / ratio).min(1.0).powi(2)
-}
-
 /// One draw with probabilities `(1 − EXPLORATION) · score / Σ score + EXPLORATION · share /
 /// Σ share`, where score is share × latency factor: exactly proportional to the shares when
-/// the costs are alike. Returns the position chosen.
-fn weighted_draw(pool: &[Candidate], rng: &mut SmallRng) -> usize {
+/// the costs are alike. The factor is 1 within the tolerance of the best cost (after the
+/// slack), then the square of the shortfall. Returns the position chosen.
+fn weighted_draw(pool: &mut [Candidate], rng: &mut SmallRng) -> usize {
     let best = pool.iter().map(|c| c.cost).fold(f64::INFINITY, f64::min);
-    let score = |c: &Candidate| c.share * latency_factor(c.cost, best);
-    let total_share: f64 = pool.iter().map(|c| c.share).sum();
-    let total_score: f64 = pool.iter().map(score).sum();
+    let limit = LATENCY_TOLERANCE * (best + LATENCY_SLACK_SECS);
+    let (mut total_share, mut total_score) = (0.0, 0.0);
+    for c in pool.iter_mut() {
+        let factor = (limit / (c.cost + LATENCY_SLACK_SECS)).min(1.0);
+        c.score = c.share * factor * factor;
+        total_share += c.share;
+        total_score += c.score;
+    }
+    let (by_score, by_share) = ((1.0 - EXPLORATION) / total_score, EXPLORATION / total_share);
     let mut x = rng.random::<f64>();
     for (pos, c) in pool.iter().enumerate() {
-        let p = (1.0 - EXPLORATION) * score(c) / total_score + EXPLORATION * c.share / total_share;
+        let p = by_score * c.score + by_share * c.share;
         if x < p {
             return pos;
         }
