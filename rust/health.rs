@@ -43,6 +43,8 @@ pub enum Outcome {
     /// Upstream 4xx other than 429. 401/403/404 mean the channel itself is misconfigured
     /// (key, permission, model name) and count as failures; the rest are the request's fault.
     ClientError(u16),
+    /// The client went away before the answer ended: nothing is known about the channel.
+    Cancelled,
 }
 
 /// Longest `Retry-After` honoured: a provider asking for more is treated as asking for this.
@@ -82,7 +84,7 @@ impl Outcome {
             Self::RateLimited {
                 retry_after: Some(after),
             } => Verdict::RetryAfter(after),
-            Self::ClientError(_) => Verdict::Neutral,
+            Self::ClientError(_) | Self::Cancelled => Verdict::Neutral,
         }
     }
 }
@@ -130,7 +132,7 @@ impl ChannelHealth {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         if let Some(after) = retry_after {
             return Some(EjectRequest {
-                duration: after.max(policy.base_ejection).min(MAX_RETRY_AFTER),
+                duration: after.min(MAX_RETRY_AFTER),
                 backoff: false,
             });
         }
@@ -365,8 +367,9 @@ mod tests {
         // Beyond max_ejection, up to one hour.
         assert_eq!(h.record(ra(1200), t0, &p).unwrap().duration, secs(1200));
         assert_eq!(h.record(ra(7200), t0, &p).unwrap().duration, secs(3600));
-        // Shorter than the base ejection: the base wins.
-        assert_eq!(h.record(ra(2), t0, &p).unwrap().duration, secs(10));
+        // Shorter than the base ejection: exactly as asked all the same.
+        assert_eq!(h.record(ra(2), t0, &p).unwrap().duration, secs(2));
+        assert_eq!(h.record(ra(0), t0, &p).unwrap().duration, Duration::ZERO);
         // A later, longer Retry-After extends a running ejection; a shorter one keeps it.
         h.eject(
             t0 + secs(1),
@@ -413,6 +416,7 @@ mod tests {
             Outcome::ClientError(400),
             Outcome::ClientError(413),
             Outcome::ClientError(422),
+            Outcome::Cancelled,
         ] {
             let mut h = ChannelHealth::new();
             h.record(Outcome::Timeout, t0, &HealthPolicy::default());

@@ -52,6 +52,11 @@ pub struct Observed {
     pub max_gap: Duration,
     /// Events that were not valid JSON and had to be dropped.
     pub malformed_events: u32,
+    /// Valid events the provider sent, its error events aside: until the first, a broken
+    /// stream is a failure to route around rather than one to report.
+    pub events: u32,
+    /// A malformed event came before the first valid one.
+    pub malformed_first: bool,
     /// The upstream sent `[DONE]` (streams) or a complete body (JSON).
     pub completed: bool,
     /// An error the upstream reported inside a 200 response.
@@ -364,7 +369,11 @@ impl StreamRelay {
             }
             let mark = out.len();
             out.extend_from_slice(b"data: ");
-            match self.rewriter.rewrite(data, now, &mut self.observed, out) {
+            let rewritten = self.rewriter.rewrite(data, now, &mut self.observed, out);
+            if rewritten.is_ok() && self.observed.upstream_error.is_none() {
+                self.observed.events += 1;
+            }
+            match rewritten {
                 Ok(Rewritten::Written) => out.extend_from_slice(b"\n\n"),
                 Ok(Rewritten::WrittenWithUsage) => {
                     // A later usage chunk replaces this one, as usage does.
@@ -376,6 +385,7 @@ impl StreamRelay {
                 Err(_) => {
                     out.truncate(mark);
                     self.observed.malformed_events += 1;
+                    self.observed.malformed_first |= self.observed.events == 0;
                 }
             }
             if self.observed.upstream_error.is_some() {
@@ -626,6 +636,28 @@ mod tests {
         let seen = relay.finish();
         assert_eq!(seen.malformed_events, 1);
         assert!(seen.completed);
+    }
+
+    #[test]
+    fn a_malformed_event_before_any_valid_one_is_told_apart() {
+        let broken = "data: {\"id\":\n\n".to_owned();
+        for (stream, first) in [
+            (format!("{broken}{}", chunk("a", None, true)), true),
+            (format!("{}{broken}", chunk("a", None, true)), false),
+        ] {
+            let mut relay = StreamRelay::new("g", "m", false);
+            relay
+                .feed(stream.as_bytes(), Instant::now(), &mut Vec::new())
+                .unwrap();
+            let seen = relay.observed();
+            assert_eq!((seen.malformed_first, seen.events), (first, 1), "{stream}");
+        }
+        let mut relay = StreamRelay::new("g", "m", false);
+        let error = "data: {\"error\":{\"message\":\"overloaded\"}}\n\n";
+        relay
+            .feed(error.as_bytes(), Instant::now(), &mut Vec::new())
+            .unwrap();
+        assert_eq!(relay.observed().events, 0, "an error is not a valid event");
     }
 
     #[test]

@@ -6,6 +6,7 @@ legacy `provider_routing_strategy` — and invalid values get the documented 400
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
 from typing import Any
@@ -31,6 +32,17 @@ SCRIPTS: dict[str, dict[str, object]] = {
     "slowpoke": {"reply": SPEED_REPLY, "tokens_per_second": 150},
     # Fails every other request: its channel's live error rate is about one half.
     "unreliable": {"reply": "Sometimes.", "error_every": 2, "error_status": 503},
+    # A few milliseconds slower than "ok": noise, not a reason to move traffic off a weight.
+    "lagging": {"reply": "Routed.", "ttft_ms": 10},
+    # Every stream is cut after two chunks of its answer.
+    "cutting": {"reply": SPEED_REPLY, "truncate_after": 2},
+    # A 200 whose stream is broken from its first event, or is no event stream at all.
+    "garbled": {
+        "error_every": 1,
+        "error_status": 200,
+        "error_body": 'data: {"id":"chatcmpl-1","choices":[{"delta":{"content":"Hel\n\n',
+    },
+    "html": {"error_every": 1, "error_status": 200, "error_body": "<html>Bad gateway</html>"},
 }
 
 # One model, three providers (the same mock under three names), priced apart; the mock's
@@ -58,6 +70,26 @@ def config(mock_url: str) -> str:
                 "route/flaky",
                 channel("flaky@anthropic", "anthropic", "down", weight=1000),
                 channel("flaky@vertex", "vertex", "ok", weight=1),
+            ),
+            model(
+                "route/weighted",
+                channel("weighted@anthropic", "anthropic", "lagging", weight=3),
+                channel("weighted@bedrock", "bedrock", "ok", weight=1),
+            ),
+            model(
+                "route/cutting",
+                channel("cutting@anthropic", "anthropic", "cutting", weight=10),
+                channel("cutting@vertex", "vertex", "ok", weight=1),
+            ),
+            model(
+                "route/garbled",
+                channel("garbled@anthropic", "anthropic", "garbled", weight=1000),
+                channel("garbled@vertex", "vertex", "ok", weight=1),
+            ),
+            model(
+                "route/html",
+                channel("html@anthropic", "anthropic", "html", weight=1000),
+                channel("html@vertex", "vertex", "ok", weight=1),
             ),
             model(
                 "route/speed",
@@ -223,6 +255,74 @@ def test_other_surfaces_steer_the_same_way(gateway: GatewayProcess) -> None:
     assert answer.text == "Routed."
     assert answer.sdk_http_response and answer.sdk_http_response.headers
     assert answer.sdk_http_response.headers["x-muxgate-channel"] == "claude@bedrock"
+
+
+def test_traffic_follows_the_weights_when_latencies_are_alike(gateway: GatewayProcess) -> None:
+    # 3:1, the heavier channel 10 ms slower (noise beside any provider's time to first token).
+    n, p = 800, 0.75
+    picks = []
+    with httpx.Client(headers={"authorization": f"Bearer {KEY}"}, timeout=20) as client:
+        for _ in range(n):
+            r = client.post(
+                f"{gateway.url}/api/v1/chat/completions",
+                json={"model": "route/weighted", "messages": ask()},
+            )
+            assert r.status_code == 200, r.text
+            picks.append(r.headers["x-muxgate-channel"])
+    heavy = picks.count("weighted@anthropic")
+    assert heavy + picks.count("weighted@bedrock") == n
+    # Binomial(n, 3/4): 4.5 standard deviations either side fail a correct split once in
+    # about 150 000 runs.
+    slack = 4.5 * math.sqrt(n * p * (1 - p))
+    assert abs(heavy - n * p) <= slack, f"{heavy}/{n} on the weight-3 channel"
+
+
+def stream_text(gateway: GatewayProcess, model: str) -> tuple[int, str, str]:
+    """(status, channel, body) of one streamed chat completion, read to its end."""
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/api/v1/chat/completions",
+        json={"model": model, "messages": ask(), "stream": True},
+        headers={"authorization": f"Bearer {KEY}"},
+        timeout=20,
+    ) as r:
+        return r.status_code, r.headers.get("x-muxgate-channel", ""), r.read().decode()
+
+
+def test_a_channel_whose_streams_break_is_ejected(gateway: GatewayProcess) -> None:
+    # The cutting channel has ten times the weight, and its streams start well.
+    started = time.monotonic()
+    outcomes = []
+    for _ in range(20):
+        status, channel, body = stream_text(gateway, "route/cutting")
+        assert status == 200
+        outcomes.append((channel, "data: [DONE]" in body and '"error"' not in body))
+    elapsed = time.monotonic() - started
+    broken = [channel for channel, ok in outcomes if not ok]
+    assert set(broken) <= {"cutting@anthropic"}
+    assert all(ok for channel, ok in outcomes if channel == "cutting@vertex")
+    # Three broken streams in a row eject it for 10 s, then for longer after each failed probe.
+    assert len(broken) <= 3 + math.ceil(elapsed / 10), outcomes
+
+
+@pytest.mark.parametrize("model", ["route/garbled", "route/html"])
+def test_a_stream_broken_before_its_first_event_fails_over(
+    gpt: openai.OpenAI, gateway: GatewayProcess, model: str
+) -> None:
+    stream = gpt.chat.completions.with_raw_response.create(model=model, messages=ask(), stream=True)
+    request_id = stream.headers["x-muxgate-request-id"]
+    healthy = f"{model.removeprefix('route/')}@vertex"
+    assert stream.headers["x-muxgate-channel"] == healthy
+    text = "".join(c.choices[0].delta.content or "" for c in stream.parse() if c.choices)
+    assert text == "Routed."
+    event = gateway.usage_for(request_id)
+    assert (event.status, event.channel_id, event.attempts) == ("ok", healthy, 2)
+    assert event.failovers == [f"{model.removeprefix('route/')}@anthropic"]
+    # However often it happens, the client gets the healthy channel's answer.
+    for _ in range(10):
+        status, channel, body = stream_text(gateway, model)
+        assert (status, channel) == (200, healthy)
+        assert "Routed." in body and "data: [DONE]" in body and '"error"' not in body
 
 
 def test_live_statistics_order_by_throughput_and_quality(

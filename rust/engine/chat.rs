@@ -1,10 +1,8 @@
 //! One chat-completions request, start to finish: authenticate, validate, route, try channels
-//! in plan order (failing over before the first byte reaches the client), relay, meter.
+//! in plan order (failing over until the provider's first valid event), relay, meter.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use bytes::Bytes;
 
 use super::admission::{self, Asker, Taken};
 use super::auto;
@@ -130,7 +128,18 @@ impl Drop for EndOnDrop {
 /// What a successful attempt brought back.
 enum Answer {
     Json { body: Vec<u8>, observed: Observed },
-    Stream { body: Body, first: Bytes },
+    Stream(Streamed),
+}
+
+/// A stream whose first valid event has arrived, handed from the attempt that opened it to
+/// the pump that relays the rest.
+struct Streamed {
+    body: Body,
+    relay: Box<StreamRelay>,
+    /// What the client gets first.
+    out: Vec<u8>,
+    /// The provider's body has ended already.
+    ended: bool,
 }
 
 struct Success {
@@ -138,6 +147,41 @@ struct Success {
     model: Arc<ModelRoute>,
     index: usize,
     answer: Answer,
+    /// Still open for a stream, whose outcome is known only at its end.
+    attempt: Attempt,
+}
+
+/// One attempt on one channel, counted in flight from its start until its outcome is settled
+/// (for a stream, at the stream's end). Dropped unsettled (the client went away), it ends as
+/// cancelled, so the channel's in-flight count never drifts.
+struct Attempt {
+    model: Arc<ModelRoute>,
+    index: usize,
+    settled: bool,
+}
+
+impl Attempt {
+    fn begin(model: &Arc<ModelRoute>, index: usize) -> Self {
+        model.selector.begin(index);
+        Attempt {
+            model: model.clone(),
+            index,
+            settled: false,
+        }
+    }
+
+    /// Ends the attempt with its outcome; later calls (and the drop) do nothing.
+    fn settle(&mut self, outcome: Outcome, now: Instant) {
+        if !std::mem::replace(&mut self.settled, true) {
+            self.model.selector.end(self.index, outcome, None, now);
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.settle(Outcome::Cancelled, Instant::now());
+    }
 }
 
 struct Failure {
@@ -274,6 +318,7 @@ impl Engine {
                 model,
                 index,
                 answer: Answer::Json { body, observed },
+                ..
             }) => {
                 ctx.model = model;
                 let channel = &ctx.model.channels[index];
@@ -302,10 +347,11 @@ impl Engine {
             Ok(Success {
                 model,
                 index,
-                answer: Answer::Stream { body, first },
+                answer: Answer::Stream(streamed),
+                attempt,
             }) => {
                 ctx.model = model;
-                self.pump(&ctx, prompt, index, body, &first, sink, progress)
+                self.pump(&ctx, prompt, index, streamed, attempt, sink, progress)
                     .await;
             }
         }
@@ -353,24 +399,27 @@ impl Engine {
     }
 
     /// Relay an upstream stream to the client until it completes, fails or the client leaves.
+    /// However it ends, that is the attempt's outcome for its channel's health.
     #[allow(clippy::too_many_arguments)] // the request, its prompt count, then the answer's parts
     async fn pump(
         self: &Arc<Self>,
         ctx: &Context<'_>,
         prompt: Count,
         index: usize,
-        mut body: Body,
-        first: &[u8],
+        streamed: Streamed,
+        mut attempt: Attempt,
         mut sink: Sink,
         progress: Progress,
     ) {
+        let Streamed {
+            mut body,
+            mut relay,
+            mut out,
+            mut ended,
+        } = streamed;
         let channel = &ctx.model.channels[index];
-        let mut relay = stream_relay(ctx, channel);
-        let mut out = Vec::with_capacity(4096);
-        let mut failure = relay
-            .feed(first, Instant::now(), &mut out)
-            .err()
-            .map(|e| format!("the provider sent an invalid event stream ({e})"));
+        let mut failure = None;
+        let mut timed_out = false;
         let overhead = overhead_us(ctx, &progress);
         let buffer = sink.open(|| headers(ctx, Some(channel), &progress, true));
         buffer.push(&out);
@@ -378,7 +427,7 @@ impl Engine {
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + ctx.keepalive, ctx.keepalive);
         let mut cancelled_by_client = false;
-        while failure.is_none() && !relay.completed() {
+        while failure.is_none() && !ended && !relay.completed() {
             out.clear();
             tokio::select! {
                 biased;
@@ -387,8 +436,11 @@ impl Engine {
                     break;
                 }
                 chunk = tokio::time::timeout(idle, body.chunk()) => match chunk {
-                    Err(_) => failure = Some(format!("the provider sent nothing for {} s", idle.as_secs())),
-                    Ok(None) => break,
+                    Err(_) => {
+                        timed_out = true;
+                        failure = Some(format!("the provider sent nothing for {} s", idle.as_secs()));
+                    }
+                    Ok(None) => ended = true,
                     Ok(Some(Err(e))) => {
                         failure = Some(format!("the provider's stream broke off before it completed ({e})"));
                     }
@@ -407,6 +459,8 @@ impl Engine {
         let observed = relay.finish(Instant::now(), &mut out).clone();
         buffer.push(&out);
         let completed = observed.completed && failure.is_none() && !cancelled_by_client;
+        let outcome = stream_outcome(cancelled_by_client, completed, timed_out);
+        attempt.settle(outcome, Instant::now());
         let (counts, prompt) = billed_counts(ctx, prompt, &observed).await;
         let mut event = meter(ctx, counts, Some(channel), Some(&observed), &progress);
         event.gateway_overhead_us = overhead;
@@ -441,9 +495,6 @@ impl Engine {
                 relay.fail(error, &mut out, || ctx.error_event(error));
                 buffer.push(&out);
             }
-            ctx.model
-                .selector
-                .end(index, Outcome::ServerError(502), None, Instant::now());
         }
         buffer.end();
         local_counts(ctx, prompt, &observed, &mut event).await;
@@ -460,28 +511,42 @@ impl Engine {
     }
 }
 
-/// How a provider's stream reaches the client: Chat Completions chunks rewritten in place,
-/// other protocols' events passed through, anything else translated.
-fn stream_relay(ctx: &Context<'_>, channel: &ChannelRoute) -> StreamRelay {
+/// What the way a relayed stream ended says about its channel.
+fn stream_outcome(cancelled_by_client: bool, completed: bool, timed_out: bool) -> Outcome {
+    if cancelled_by_client {
+        Outcome::Cancelled
+    } else if completed {
+        Outcome::Success
+    } else if timed_out {
+        Outcome::Timeout
+    } else {
+        Outcome::ServerError(502)
+    }
+}
+
+/// How a provider's stream reaches the client (naming `slug`, the model that answers): Chat
+/// Completions chunks rewritten in place, other protocols' events passed through, anything
+/// else translated.
+fn stream_relay(ctx: &Context<'_>, slug: &str, channel: &ChannelRoute) -> StreamRelay {
     let protocol = channel.provider.protocol;
     if ctx.req.relayed_to(protocol) && protocol == Protocol::OpenAi {
         StreamRelay::Chat(relay::StreamRelay::new(
             &ctx.request_id,
-            &ctx.model.slug,
+            slug,
             ctx.req.include_usage,
         ))
     } else if ctx.req.relayed_to(protocol) {
         StreamRelay::Events(crate::translate::stream::Relay::passthrough(
             protocol.stream_decoder(),
             &ctx.request_id,
-            &ctx.model.slug,
+            slug,
         ))
     } else {
         StreamRelay::Events(crate::translate::stream::Relay::new(
             channel.provider.protocol.stream_decoder(),
             ctx.req.surface.stream_encoder(
                 &ctx.request_id,
-                &ctx.model.slug,
+                slug,
                 ctx.created_ms / 1000,
                 ctx.req.include_usage,
                 ctx.local_prompt,
@@ -691,8 +756,9 @@ async fn attempt_all(ctx: &Context<'_>, progress: &mut Progress) -> Result<Succe
     Err(last.expect("the requested model is always tried"))
 }
 
-/// Walk one model's attempt plan. Connect errors, timeouts, 5xx, 429 and the channel's own
-/// 401/403/404 move on to the next channel; errors that are the request's fault end the walk.
+/// Walk one model's attempt plan. Connect errors, timeouts, 5xx, 429, the channel's own
+/// 401/403/404 and a stream that breaks before its first valid event move on to the next
+/// channel; errors that are the request's fault end the walk.
 async fn attempt_model(
     ctx: &Context<'_>,
     model: &Arc<ModelRoute>,
@@ -717,23 +783,27 @@ async fn attempt_model(
             Err(error) => return Err(Failure::of(error)),
         }
         progress.attempts += 1;
-        model.selector.begin(index);
+        let mut attempt = Attempt::begin(model, index);
         let started = Instant::now();
         let result = attempt_one(ctx, model, channel, &body).await;
         let now = Instant::now();
         progress.upstream += now - started;
         match result {
             Ok(answer) => {
-                let ttft = now - started;
-                model.selector.end(index, Outcome::Success, Some(ttft), now);
+                model.selector.observe_ttft(index, now - started, now);
+                // A stream's outcome is its end: the pump settles it.
+                if let Answer::Json { .. } = answer {
+                    attempt.settle(Outcome::Success, now);
+                }
                 return Ok(Success {
                     model: model.clone(),
                     index,
                     answer,
+                    attempt,
                 });
             }
             Err(e) => {
-                model.selector.end(index, e.outcome(), None, now);
+                attempt.settle(e.outcome(), now);
                 if !e.fails_over() {
                     return Err(Failure {
                         channel: Some((model.clone(), index)),
@@ -766,21 +836,11 @@ async fn attempt_one(
         body,
     };
     let response = upstream::send(&channel.provider, &request, first_byte).await?;
-    let mut body = response.into_body();
+    let body = response.into_body();
     if ctx.req.stream {
-        // Nothing has reached the client yet: a provider that answers 200 and then stays silent
-        // or closes is still a failure we can route around.
-        let remaining = first_byte.saturating_sub(started.elapsed());
-        return match tokio::time::timeout(remaining, body.chunk()).await {
-            Err(_) => Err(AttemptError::Timeout),
-            Ok(None) => Err(AttemptError::Connect(
-                "the provider closed the stream before sending anything".to_owned(),
-            )),
-            Ok(Some(Err(e))) => Err(AttemptError::Connect(format!(
-                "the provider connection failed: {e}"
-            ))),
-            Ok(Some(Ok(first))) => Ok(Answer::Stream { body, first }),
-        };
+        let first_byte = first_byte.saturating_sub(started.elapsed());
+        let idle = Duration::from_millis(channel.timeouts.idle_ms);
+        return first_event(ctx, &model.slug, channel, body, first_byte, idle).await;
     }
     let total = Duration::from_millis(channel.timeouts.total_ms).saturating_sub(started.elapsed());
     let raw = match tokio::time::timeout(total, body.collect(MAX_RESPONSE_BYTES)).await {
@@ -835,6 +895,77 @@ async fn attempt_one(
             retry_after: None,
             message: "the provider returned a response that is not valid JSON".to_owned(),
         }),
+    }
+}
+
+/// Read a stream until its first valid event. Nothing has reached the client yet, so a
+/// provider that answers 200 and then stays silent, closes, reports an error, or sends
+/// something that is not its protocol's events is a failure to route around. The first read
+/// waits what is left of the first-byte timeout, later ones the idle timeout each.
+async fn first_event(
+    ctx: &Context<'_>,
+    slug: &str,
+    channel: &ChannelRoute,
+    mut body: Body,
+    first_byte: Duration,
+    idle: Duration,
+) -> Result<Answer, AttemptError> {
+    let broken = |message: String| AttemptError::Status {
+        status: 502,
+        retry_after: None,
+        message,
+    };
+    let mut relay = Box::new(stream_relay(ctx, slug, channel));
+    let mut out = Vec::with_capacity(4096);
+    let mut wait = first_byte;
+    loop {
+        let data = match tokio::time::timeout(wait, body.chunk()).await {
+            Err(_) => return Err(AttemptError::Timeout),
+            Ok(Some(Err(e))) => {
+                return Err(AttemptError::Connect(format!(
+                    "the provider connection failed: {e}"
+                )));
+            }
+            Ok(Some(Ok(data))) => data,
+            Ok(None) => {
+                // The end is the pump's to finish: it writes what the end completes.
+                let seen = relay.observed();
+                if seen.events > 0 || seen.completed {
+                    return Ok(Answer::Stream(Streamed {
+                        body,
+                        relay,
+                        out,
+                        ended: true,
+                    }));
+                }
+                return Err(AttemptError::Connect(
+                    "the provider closed the stream before its first event".to_owned(),
+                ));
+            }
+        };
+        wait = idle;
+        relay
+            .feed(&data, Instant::now(), &mut out)
+            .map_err(|e| broken(format!("the provider sent an invalid event stream ({e})")))?;
+        let seen = relay.observed();
+        if seen.malformed_first {
+            return Err(broken(
+                "the provider's stream began with a malformed event".to_owned(),
+            ));
+        }
+        if seen.events == 0
+            && let Some(error) = &seen.upstream_error
+        {
+            return Err(broken(channel.provider.scrub(error)));
+        }
+        if seen.events > 0 || seen.completed {
+            return Ok(Answer::Stream(Streamed {
+                body,
+                relay,
+                out,
+                ended: false,
+            }));
+        }
     }
 }
 

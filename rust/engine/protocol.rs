@@ -375,6 +375,13 @@ impl StreamRelay {
         }
     }
 
+    pub fn observed(&self) -> &Observed {
+        match self {
+            StreamRelay::Chat(r) => r.observed(),
+            StreamRelay::Events(r) => r.observed(),
+        }
+    }
+
     /// The stream's last words once the request's insurance verdicts are known: for Chat
     /// Completions the held usage chunk with an `insurance` object beside `usage` (or, without
     /// one, an SSE comment) and `[DONE]`; for the other event streams a comment naming the

@@ -128,12 +128,16 @@ impl Relay {
             self.events.clear();
             if self.decoder.decode(event, &mut self.events).is_err() {
                 self.observed.malformed_events += 1;
+                self.observed.malformed_first |= self.observed.events == 0;
                 continue;
             }
             if let Output::Relayed { id, model } = &self.output {
                 self.decoder.relay(event, id, model, out);
             }
             self.emit(now, out);
+            if self.observed.upstream_error.is_none() {
+                self.observed.events += 1;
+            }
         }
         self.sse_events = sse_events;
         Ok(())
