@@ -15,6 +15,7 @@ from muxgate._native import Engine
 from muxgate.credentials import CredentialCipher
 from muxgate.gateway.protocols import anthropic, gemini, openai
 from muxgate.gateway.runtime import RedisRuntime, WorkerRuntime
+from muxgate.gateway.server import starting
 from muxgate.wire.snapshot import RoutingSnapshot
 
 log = logging.getLogger("muxgate.gateway")
@@ -87,7 +88,8 @@ class Gateway:
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         loop.add_reader(self.engine.wakeup_fd, self._on_wakeup)
-        self.runtime.start(self, loop)
+        with starting():
+            self.runtime.start(self, loop)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.remove_reader(self.engine.wakeup_fd)
