@@ -123,12 +123,13 @@ async fn establish(origin: &Origin, config: &PoolConfig) -> Result<Conn, Error> 
                 source,
             })?,
         Egress::Proxy(proxy) => {
-            let mut tcp = open_tcp(&proxy.host, proxy.port)
-                .await
-                .map_err(|source| Error::Connect {
-                    authority: format!("the proxy {}", proxy.authority()),
-                    source,
-                })?;
+            let mut tcp =
+                open_tcp(&proxy.host, proxy.port)
+                    .await
+                    .map_err(|source| Error::Connect {
+                        authority: format!("the proxy {}", proxy.authority()),
+                        source,
+                    })?;
             if origin.is_tls() {
                 tunnel(&mut tcp, proxy, origin).await?;
             }

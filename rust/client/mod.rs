@@ -255,7 +255,10 @@ impl fmt::Display for Error {
                 proxy,
                 target,
                 status: 0,
-            } => write!(f, "the proxy {proxy} sent no valid answer to CONNECT {target}"),
+            } => write!(
+                f,
+                "the proxy {proxy} sent no valid answer to CONNECT {target}"
+            ),
             Error::ProxyRefused {
                 proxy,
                 target,

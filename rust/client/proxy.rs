@@ -46,7 +46,11 @@ impl Proxy {
             .map_err(|_| Error::InvalidProxy("the proxy URL's host or port is invalid"))?;
         let authorization = userinfo.map(|userinfo| {
             let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            let credentials = [percent_decode(user), b":".to_vec(), percent_decode(password)];
+            let credentials = [
+                percent_decode(user),
+                b":".to_vec(),
+                percent_decode(password),
+            ];
             format!("Basic {}", base64(&credentials.concat()))
         });
         Ok(Proxy {
@@ -263,8 +267,7 @@ fn percent_decode(text: &str) -> Vec<u8> {
 }
 
 fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let n = chunk

@@ -43,7 +43,8 @@ async fn proxy_server(connect_status: u16) -> (Server, Seen) {
             let target = line.split(' ').nth(1).unwrap().to_owned();
             let mut upstream = if line.starts_with("CONNECT ") {
                 if connect_status != 200 {
-                    let answer = format!("HTTP/1.1 {connect_status} No\r\ncontent-length: 0\r\n\r\n");
+                    let answer =
+                        format!("HTTP/1.1 {connect_status} No\r\ncontent-length: 0\r\n\r\n");
                     let _ = client.write_all(answer.as_bytes()).await;
                     return;
                 }
@@ -88,7 +89,10 @@ async fn https_origins_go_through_a_connect_tunnel_with_basic_auth() {
     for _ in 0..2 {
         let response = pool.send(&post_head(b"{}"), b"{}").await.unwrap();
         assert_eq!(response.status(), 200);
-        assert_eq!(response.into_body().collect(64).await.unwrap(), &b"hello"[..]);
+        assert_eq!(
+            response.into_body().collect(64).await.unwrap(),
+            &b"hello"[..]
+        );
     }
     let target = format!("127.0.0.1:{}", origin.addr.port());
     let basic = format!("Basic {}", base64_for_tests(b"alice:s@cret"));
@@ -110,9 +114,15 @@ async fn http_origins_get_absolute_form_requests() {
     });
     for _ in 0..2 {
         let response = pool.send(&post_head(b"{}"), b"{}").await.unwrap();
-        assert_eq!(response.into_body().collect(64).await.unwrap(), &b"hello"[..]);
+        assert_eq!(
+            response.into_body().collect(64).await.unwrap(),
+            &b"hello"[..]
+        );
     }
-    let line = format!("POST http://127.0.0.1:{}/v1/chat HTTP/1.1", origin.addr.port());
+    let line = format!(
+        "POST http://127.0.0.1:{}/v1/chat HTTP/1.1",
+        origin.addr.port()
+    );
     let basic = format!("Basic {}", base64_for_tests(b"bob:pw"));
     assert_eq!(*seen.lock(), vec![(line, Some(basic))]);
     assert_eq!(proxy.accepted(), 1);
@@ -135,8 +145,14 @@ async fn a_refused_tunnel_names_the_proxy_and_its_status_never_the_credentials()
         "{error}"
     );
     let message = error.to_string();
-    assert!(message.contains(&format!("127.0.0.1:{}", proxy.addr.port())), "{message}");
-    assert!(!message.contains("hunter2") && !message.contains("alice"), "{message}");
+    assert!(
+        message.contains(&format!("127.0.0.1:{}", proxy.addr.port())),
+        "{message}"
+    );
+    assert!(
+        !message.contains("hunter2") && !message.contains("alice"),
+        "{message}"
+    );
     let debug = format!("{:?}", through(&proxy, "alice:hunter2@"));
     assert!(!debug.contains("hunter2"), "{debug}");
     assert_eq!(origin.accepted(), 0);
@@ -155,7 +171,11 @@ async fn an_unreachable_proxy_is_named_as_the_proxy() {
     });
     let error = pool.send(&post_head(b""), b"").await.err().unwrap();
     assert!(matches!(error, Error::Connect { .. }), "{error}");
-    assert!(error.to_string().contains(&format!("the proxy 127.0.0.1:{port}")));
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("the proxy 127.0.0.1:{port}"))
+    );
 }
 
 fn env(vars: &[(&str, &str)]) -> ProxyEnv {
@@ -177,7 +197,10 @@ async fn no_proxy_origins_are_reached_directly() {
     let proxy_url = format!("http://127.0.0.1:{}", proxy.addr.port());
     let listed = env(&[
         ("HTTP_PROXY", &proxy_url),
-        ("NO_PROXY", &format!("example.com, 127.0.0.1:{}", server.addr.port())),
+        (
+            "NO_PROXY",
+            &format!("example.com, 127.0.0.1:{}", server.addr.port()),
+        ),
     ]);
     let url = format!("http://127.0.0.1:{}/v1", server.addr.port());
     let egress = listed.egress(&origin(&url));
@@ -206,9 +229,15 @@ fn the_scheme_picks_the_variable_and_lowercase_wins() {
     assert_eq!(via(&both, "https://api.example.com"), "lower:1");
     assert_eq!(via(&both, "http://api.example.com"), "upper-http:3");
     let none = env(&[]);
-    assert_eq!(none.egress(&origin("https://api.example.com")), Egress::Direct);
+    assert_eq!(
+        none.egress(&origin("https://api.example.com")),
+        Egress::Direct
+    );
     let bad = env(&[("HTTPS_PROXY", "socks5://h:1")]);
-    assert!(matches!(bad.egress(&origin("https://a.b")), Egress::Misconfigured(_)));
+    assert!(matches!(
+        bad.egress(&origin("https://a.b")),
+        Egress::Misconfigured(_)
+    ));
     assert_eq!(bad.egress(&origin("http://a.b")), Egress::Direct);
 }
 
@@ -248,10 +277,22 @@ fn no_proxy_matches_domains_ports_addresses_and_ranges() {
 fn proxy_urls_parse_with_defaults_and_refuse_other_schemes() {
     let proxy = Proxy::parse("proxy.corp:3128").unwrap();
     assert_eq!(proxy.authority(), "proxy.corp:3128");
-    assert_eq!(Proxy::parse("http://proxy.corp/").unwrap().authority(), "proxy.corp:80");
-    assert_eq!(Proxy::parse("http://[::1]:3128").unwrap().authority(), "[::1]:3128");
-    assert!(matches!(Proxy::parse("https://p:1"), Err(Error::InvalidProxy(_))));
-    assert!(matches!(Proxy::parse("http://p:x"), Err(Error::InvalidProxy(_))));
+    assert_eq!(
+        Proxy::parse("http://proxy.corp/").unwrap().authority(),
+        "proxy.corp:80"
+    );
+    assert_eq!(
+        Proxy::parse("http://[::1]:3128").unwrap().authority(),
+        "[::1]:3128"
+    );
+    assert!(matches!(
+        Proxy::parse("https://p:1"),
+        Err(Error::InvalidProxy(_))
+    ));
+    assert!(matches!(
+        Proxy::parse("http://p:x"),
+        Err(Error::InvalidProxy(_))
+    ));
     assert_eq!(base64_for_tests(b"a"), "YQ==");
     assert_eq!(base64_for_tests(b"ab"), "YWI=");
     assert_eq!(base64_for_tests(b"abc"), "YWJj");
