@@ -70,6 +70,7 @@ class UsagePublisher:
         retry_max: float = 2.0,
         fsync: bool = True,
         wal_bytes: int = 8 * MiB,
+        linger: float = 0.05,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.]+", worker_id):
             raise ValueError("worker_id may hold letters, digits, '_' and '.' only")
@@ -94,6 +95,8 @@ class UsagePublisher:
         self._task: asyncio.Task[None] | None = None
         self._seq = self._last_seq()
         self.wal_bytes = wal_bytes
+        self.linger = linger
+        self._lingering: asyncio.TimerHandle | None = None
         self.wal_path = self.spill_dir / f"{worker_id}{WAL}"
         if self.wal_path.exists():  # left by an earlier process with this id (a reused pid)
             self._adopt(self.wal_path)
@@ -131,6 +134,26 @@ class UsagePublisher:
             self._queue.append(lines)
             self._queued += len(lines)
         self._idle.clear()
+        self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        """Wake the sender `linger` seconds after the first unsent batch (at once with a full
+        entry): the journal keeps usage safe meanwhile, and one entry then carries many
+        requests, where sending each batch as it came would cost a Redis round trip apiece."""
+        if self._queued >= self.entry_bytes or self.linger <= 0:
+            self._wake.set()
+            return
+        if self._lingering is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._wake.set()
+            return
+        self._lingering = loop.call_later(self.linger, self._lingered)
+
+    def _lingered(self) -> None:
+        self._lingering = None
         self._wake.set()
 
     async def flush(self, wait_s: float) -> bool:
@@ -165,6 +188,8 @@ class UsagePublisher:
         if self._closed:
             return
         self._closed = True
+        if self._lingering is not None:
+            self._lingering.cancel()
         if self._task is not None:
             self._task.cancel()
         batches = [self._inflight] if self._inflight is not None else []
