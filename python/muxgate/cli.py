@@ -18,11 +18,11 @@ from muxgate.mock import MockConfig, run, start
 
 BANNER = """\
 muxgate {version} — embedded mode
-  OpenAI endpoint  http://{host}:{port}/api/v1   (alias http://{host}:{port}/v1)
-  Anthropic        http://{host}:{port}/api/anthropic
-  Gemini (Vertex)  http://{host}:{port}/api/vertex-ai
-  admin API        http://{host}:{port}/admin/v1   (token in {token_file})
-  admin API docs   http://{host}:{port}/admin/v1/schema   (OpenAPI /admin/v1/schema/openapi.json)
+  OpenAI endpoint  {base}/api/v1   (alias {base}/v1)
+  Anthropic        {base}/api/anthropic
+  Gemini (Vertex)  {base}/api/vertex-ai
+  admin API        {base}/admin/v1   (token in {token_file})
+  admin API docs   {base}/admin/v1/schema   (OpenAPI /admin/v1/schema/openapi.json)
   models           {models}
   data directory   {data_dir}   (SQLite store {store_file})
 {demo}"""
@@ -31,7 +31,7 @@ DEMO = """\
   demo provider    built-in mock at {mock_url}
   demo API key     {key}
 
-  curl http://{host}:{port}/api/v1/chat/completions \\
+  curl {base}/api/v1/chat/completions \\
     -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
     -d '{{"model": "openai/gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello"}}]}}'
 """
@@ -45,7 +45,7 @@ DATABASE_FORMS = (
 )
 
 
-def own_url(host: str, port: int) -> str:
+def own_url(host: str, port: int, scheme: str = "http") -> str:
     """Where this process's gateway answers locally (the hallucination judge's default)."""
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
@@ -53,7 +53,7 @@ def own_url(host: str, port: int) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 def fail(message: str) -> int:
@@ -138,7 +138,6 @@ def warn(warnings: list[str]) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from muxgate.gateway import server  # noqa: PLC0415
     from muxgate.store import DatabaseUnavailable, StoreError  # noqa: PLC0415
 
     if args.workers not in (None, 1):
@@ -152,6 +151,7 @@ def serve(args: argparse.Namespace) -> int:
         return fail(str(exc))
     database = args.database or store_url(data_dir)
     mock = None
+    demo: tuple[str, str] | None = None
     if args.config:
         try:
             cfg = configuration.load(args.config)
@@ -159,37 +159,56 @@ def serve(args: argparse.Namespace) -> int:
             return fail(str(exc))
     else:
         mock = start(MockConfig(), host="127.0.0.1", port=0, threads=1)
-        mock_url = f"http://127.0.0.1:{mock.port}/v1"
-        key = demo_key(data_dir)
-        cfg = demo_config(mock_url, key, configuration.GatewaySection())
+        demo = (f"http://127.0.0.1:{mock.port}/v1", demo_key(data_dir))
+        cfg = demo_config(demo[0], demo[1], configuration.GatewaySection())
     try:
-        warnings, _ = asyncio.run(import_into(database, cfg))
-    except DatabaseUnavailable as exc:
+        try:
+            warnings, _ = asyncio.run(import_into(database, cfg))
+        except DatabaseUnavailable as exc:
+            return fail(str(exc))
+        except (configuration.ConfigError, StoreError) as exc:
+            return fail(f"{args.config or 'demo configuration'}: {exc}")
+        warn(warnings)
+        return serve_embedded(args, cfg, data_dir, database, demo)
+    finally:
         if mock is not None:
             mock.stop()
-        return fail(str(exc))
-    except (configuration.ConfigError, StoreError) as exc:
-        if mock is not None:
-            mock.stop()
-        return fail(f"{args.config or 'demo configuration'}: {exc}")
-    warn(warnings)
+
+
+def serve_embedded(
+    args: argparse.Namespace,
+    cfg: configuration.ConfigFile,
+    data_dir: Path,
+    database: str,
+    demo: tuple[str, str] | None,
+) -> int:
+    """Print the banner and serve until stopped; `demo` is the mock's URL and the demo key."""
+    from muxgate.gateway import server  # noqa: PLC0415
+
     gateway = cfg.gateway
     host = args.host or gateway.host
     port = args.port if args.port is not None else gateway.port
-    demo = "" if mock is None else DEMO.format(mock_url=mock_url, key=key, host=host, port=port)
+    try:
+        tls = server.TLS.of(args.tls_cert or gateway.tls_cert, args.tls_key or gateway.tls_key)
+    except ValueError as exc:
+        return fail(str(exc))
+    scheme = "https" if tls else "http"
+    demo_text = ""
+    if demo is not None:
+        mock_url, key = demo
+        demo_text = DEMO.format(mock_url=mock_url, key=key, base=f"{scheme}://{host}:{port}")
     token = embedded_admin_token(data_dir)
     from_env = bool(os.environ.get(ADMIN_TOKEN_ENV))
     token_file = f"${ADMIN_TOKEN_ENV}" if from_env else data_dir / "admin-token"
     print(
         BANNER.format(
             version=__version__,
-            host=host,
-            port=port,
+            base=f"{scheme}://{host}:{port}",
             token_file=token_file,
             models=", ".join(m.slug for m in cfg.models) or "(none)",
             data_dir=data_dir,
             store_file=STORE_FILE,
-            demo=demo,
+            demo=demo_text,
         ),
         flush=True,
     )
@@ -199,15 +218,18 @@ def serve(args: argparse.Namespace) -> int:
         "MUXGATE_DATABASE": database,
         ADMIN_TOKEN_ENV: token,
         # The judge asks its model through this very gateway unless told otherwise.
-        JUDGE_URL_ENV: args.judge_url or os.environ.get(JUDGE_URL_ENV) or own_url(host, port),
+        JUDGE_URL_ENV: args.judge_url
+        or os.environ.get(JUDGE_URL_ENV)
+        or own_url(host, port, scheme),
     }
-    try:
-        server.run_gateway(
-            env=env, host=host, port=port, workers=1, max_body_bytes=gateway.max_body_bytes
-        )
-    finally:
-        if mock is not None:
-            mock.stop()
+    server.run_gateway(
+        env=env,
+        host=host,
+        port=port,
+        workers=1,
+        max_body_bytes=gateway.max_body_bytes,
+        tls=tls,
+    )
     return 0
 
 
@@ -227,7 +249,11 @@ def control(args: argparse.Namespace) -> int:
         env["MUXGATE_CONSUMER"] = args.consumer
     if args.judge_url:
         env[JUDGE_URL_ENV] = args.judge_url
-    server.run_control(env=env, host=args.host, port=args.port)
+    try:
+        tls = server.TLS.of(args.tls_cert, args.tls_key)
+    except ValueError as exc:
+        return fail(str(exc))
+    server.run_control(env=env, host=args.host, port=args.port, tls=tls)
     return 0
 
 
@@ -243,12 +269,17 @@ def gateway(args: argparse.Namespace) -> int:
         if args.usage_queue_bytes < 1:
             return fail("--usage-queue-bytes must be positive")
         env["MUXGATE_USAGE_QUEUE_BYTES"] = str(args.usage_queue_bytes)
+    try:
+        tls = server.TLS.of(args.tls_cert, args.tls_key)
+    except ValueError as exc:
+        return fail(str(exc))
     server.run_gateway(
         env=env,
         host=args.host,
         port=args.port,
         workers=args.workers,
         max_body_bytes=args.max_body_bytes,
+        tls=tls,
     )
     return 0
 
@@ -306,6 +337,13 @@ def mock_provider(args: argparse.Namespace) -> int:
     return 0
 
 
+def tls_options(parser: argparse.ArgumentParser, default: str = "") -> None:
+    parser.add_argument(
+        "--tls-cert", help=f"serve HTTPS with this PEM certificate (chain) {default}".strip()
+    )
+    parser.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="muxgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -333,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         help="gateway the hallucination judge asks its model through (default $MUXGATE_JUDGE_URL, "
         "else this gateway); the judge's API key comes from $MUXGATE_JUDGE_KEY",
     )
+    tls_options(p, "(default [gateway] tls_cert / tls_key of --config)")
     p.set_defaults(func=serve)
 
     p = commands.add_parser("control", help="run the control plane (admin API, metering)")
@@ -351,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a gateway's base URL (http://host:port) the hallucination judge asks its model "
         "through (default $MUXGATE_JUDGE_URL); the judge's API key comes from $MUXGATE_JUDGE_KEY",
     )
+    tls_options(p)
     p.set_defaults(func=control)
 
     p = commands.add_parser("gateway", help="run gateway workers fed by Redis")
@@ -370,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         "to the spill directory (default $MUXGATE_USAGE_QUEUE_BYTES, else 64 MiB)",
     )
     p.add_argument("--max-body-bytes", type=int, default=10 * 1024 * 1024)
+    tls_options(p)
     p.set_defaults(func=gateway)
 
     p = commands.add_parser("config", help="import or export the configuration as TOML")
@@ -393,7 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=mock_provider)
 
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        # A Ctrl-C before the server took signals over (or while the demo is set up).
+        return 130
     return result
 
 

@@ -35,6 +35,9 @@ class GatewaySection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_body_bytes: int = 10 * 1024 * 1024
     keepalive_seconds: float = 10.0
     max_attempts: int = 3
+    # HTTPS for `muxgate serve`: PEM certificate (chain) and key paths; --tls-cert/--tls-key win.
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 class ProviderSection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -8,6 +8,7 @@ watches them, usage goes through the publisher and the consumer into the store. 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ from muxgate.store import Store
 
 if TYPE_CHECKING:
     from muxgate.gateway.app import Gateway
+
+log = logging.getLogger("muxgate.embedded")
 
 
 class EmbeddedRuntime:
@@ -66,6 +69,7 @@ class EmbeddedRuntime:
         loop.run_until_complete(self._start(gateway))
 
     async def _start(self, gateway: Gateway) -> None:
+        log.info("starting the control plane")
         self.store = await Store.open(self.database)
         self.plane = ControlPlane(
             self.store,

@@ -1,4 +1,4 @@
-//! One connection to an origin: establishing it (DNS, TCP, TLS), writing a request in one
+//! One connection to an origin: establishing it (DNS, TCP, a proxy's tunnel, TLS), writing a request in one
 //! vectored write, and reading the response head into the connection's own buffer.
 
 use std::io::{self, IoSlice};
@@ -13,12 +13,14 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::head::Head;
-use super::{Error, Origin, PoolConfig};
+use super::{Egress, Error, Origin, PoolConfig, Proxy};
 
 /// Room made in the read buffer before each read: one TLS record's worth.
 const READ_SPARE: usize = 16 * 1024;
 /// Lets the kernel notice a peer that vanished while the connection sat idle in the pool.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// A proxy's answer to CONNECT longer than this is not one.
+const MAX_TUNNEL_HEAD: usize = 16 * 1024;
 
 enum Stream {
     Plain(TcpStream),
@@ -113,10 +115,28 @@ impl Conn {
 }
 
 async fn establish(origin: &Origin, config: &PoolConfig) -> Result<Conn, Error> {
-    let tcp = open_tcp(origin).await.map_err(|source| Error::Connect {
-        authority: origin.authority(),
-        source,
-    })?;
+    let tcp = match &config.egress {
+        Egress::Direct => open_tcp(&origin.host, origin.port)
+            .await
+            .map_err(|source| Error::Connect {
+                authority: origin.authority(),
+                source,
+            })?,
+        Egress::Proxy(proxy) => {
+            let mut tcp =
+                open_tcp(&proxy.host, proxy.port)
+                    .await
+                    .map_err(|source| Error::Connect {
+                        authority: format!("the proxy {}", proxy.authority()),
+                        source,
+                    })?;
+            if origin.is_tls() {
+                tunnel(&mut tcp, proxy, origin).await?;
+            }
+            tcp
+        }
+        Egress::Misconfigured(why) => return Err(Error::InvalidProxy(why)),
+    };
     let stream = match &origin.tls {
         None => Stream::Plain(tcp),
         Some(name) => {
@@ -137,10 +157,46 @@ async fn establish(origin: &Origin, config: &PoolConfig) -> Result<Conn, Error> 
     })
 }
 
+/// Ask the proxy for a tunnel to `origin` (CONNECT) and read its answer's head, which ends
+/// before any byte of the origin's: TLS has the client speak first.
+async fn tunnel(tcp: &mut TcpStream, proxy: &Proxy, origin: &Origin) -> Result<(), Error> {
+    let refused = |status| Error::ProxyRefused {
+        proxy: proxy.authority(),
+        target: origin.authority(),
+        status,
+    };
+    tcp.write_all(&proxy.connect_head(origin))
+        .await
+        .map_err(Error::Io)?;
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= MAX_TUNNEL_HEAD {
+            return Err(refused(0));
+        }
+        // Byte by byte: nothing past the head may be consumed (it is not ours to read).
+        let mut byte = [0u8; 1];
+        if tcp.read(&mut byte).await.map_err(Error::Io)? == 0 {
+            return Err(refused(0));
+        }
+        head.push(byte[0]);
+    }
+    let status = head
+        .strip_prefix(b"HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| std::str::from_utf8(code).ok())
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| refused(0))?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(refused(status))
+    }
+}
+
 /// Try each resolved address in turn; the last failure is the one reported.
-async fn open_tcp(origin: &Origin) -> io::Result<TcpStream> {
+async fn open_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
     let mut last = None;
-    for addr in tokio::net::lookup_host((origin.host.as_str(), origin.port)).await? {
+    for addr in tokio::net::lookup_host((host, port)).await? {
         match TcpStream::connect(addr).await {
             Ok(tcp) => {
                 // Requests are written whole; waiting to coalesce them only adds latency.

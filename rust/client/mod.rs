@@ -1,13 +1,15 @@
 //! A lean HTTP/1.1 client for upstream providers: one keep-alive pool per origin, requests as
 //! pre-rendered heads, bodies handed out as slices of the connection's read buffer. It does
-//! only what the engine needs (no redirects, proxies, cookies or HTTP/2), which is what makes
-//! it cheaper per request than a general-purpose client.
+//! only what the engine needs (no redirects, cookies or HTTP/2; an HTTP egress proxy from the
+//! environment, see `proxy`), which is what makes it cheaper per request than a
+//! general-purpose client.
 
 mod body;
 mod chunked;
 mod conn;
 mod head;
 mod pool;
+mod proxy;
 
 #[cfg(test)]
 mod tests;
@@ -22,6 +24,7 @@ use rustls::pki_types::ServerName;
 pub use self::body::Body;
 pub use self::head::Response;
 pub use self::pool::Pool;
+pub use self::proxy::{Egress, NoProxy, Proxy, ProxyEnv};
 
 /// Where requests go: scheme, host and port. Paths travel in the request heads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +179,8 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     pub max_idle: usize,
     pub tls: Arc<rustls::ClientConfig>,
+    /// Direct, or through a proxy: a pool's connections all go one way.
+    pub egress: Egress,
 }
 
 /// Public web roots and the ring provider, built once and shared by every pool.
@@ -208,6 +213,14 @@ pub fn tls_with_roots(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig>
 #[derive(Debug)]
 pub enum Error {
     InvalidUrl(&'static str),
+    /// The proxy setting (`HTTPS_PROXY`...) cannot be used.
+    InvalidProxy(&'static str),
+    /// The proxy did not open a tunnel to `target`: `status` is its answer (0: none readable).
+    ProxyRefused {
+        proxy: String,
+        target: String,
+        status: u16,
+    },
     /// DNS or TCP failed; `authority` is `host:port`.
     Connect {
         authority: String,
@@ -237,6 +250,20 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
+            Error::InvalidProxy(why) => write!(f, "invalid proxy setting: {why}"),
+            Error::ProxyRefused {
+                proxy,
+                target,
+                status: 0,
+            } => write!(
+                f,
+                "the proxy {proxy} sent no valid answer to CONNECT {target}"
+            ),
+            Error::ProxyRefused {
+                proxy,
+                target,
+                status,
+            } => write!(f, "the proxy {proxy} refused CONNECT {target} ({status})"),
             Error::Connect { authority, source } => {
                 write!(f, "could not connect to {authority}: {source}")
             }

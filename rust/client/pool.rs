@@ -1,4 +1,4 @@
-//! The keep-alive pool of one origin: idle connections reused newest first, a fresh one when
+//! The keep-alive pool of one origin (reached directly or through one proxy): idle connections reused newest first, a fresh one when
 //! none is idle, and one transparent retry when a reused connection turns out to be stale.
 
 use std::collections::VecDeque;
@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use super::body::Body;
 use super::conn::{Conn, Failure};
 use super::head::{Head, Response};
-use super::{Error, Origin, PoolConfig};
+use super::{Egress, Error, Origin, PoolConfig};
 
 /// Connections to one origin. Cheap to clone; clones share the idle connections.
 #[derive(Clone)]
@@ -45,6 +45,14 @@ impl Pool {
     /// arrived.
     pub async fn send(&self, head: &[u8], body: &[u8]) -> Result<Response, Error> {
         let bodiless = head.starts_with(b"HEAD ");
+        let absolute;
+        let head = match &self.inner.config.egress {
+            Egress::Proxy(proxy) if !self.inner.origin.is_tls() => {
+                absolute = proxy.absolute_head(&self.inner.origin, head);
+                &absolute[..]
+            }
+            _ => head,
+        };
         if let Some(conn) = self.take_idle() {
             match conn.round_trip(head, body).await {
                 Ok((response, conn)) => return self.respond(response, conn, bodiless),

@@ -293,9 +293,8 @@ impl Engine {
             .await;
         match result {
             Err(failure) => {
-                if !failure.cancelled {
-                    sink.fail(&failure.error, &ctx, &progress);
-                }
+                // The usage goes out before the answer does (see `emit_usage`).
+                let model = ctx.model.clone();
                 let index = failure.channel.map(|(model, index)| {
                     ctx.model = model;
                     index
@@ -311,8 +310,12 @@ impl Engine {
                 event.cancelled = failure.cancelled;
                 event.http_status = failure.error.status();
                 event.error_type = Some(failure.error.type_name());
-                event.error_message = Some(failure.error.message);
+                event.error_message = Some(failure.error.message.clone());
                 self.emit_metered(&ctx, &event);
+                if !failure.cancelled {
+                    ctx.model = model;
+                    sink.fail(&failure.error, &ctx, &progress);
+                }
             }
             Ok(Success {
                 model,
@@ -331,6 +334,11 @@ impl Engine {
                     headers.push((INSURANCE_HEADER.to_owned(), insurance::describe(&verdicts)));
                 }
                 let overhead = overhead_us(&ctx, &progress);
+                local_counts(&ctx, prompt, &observed, &mut event).await;
+                event.gateway_overhead_us = overhead;
+                event.case = insurance::case(&facts, !verdicts.is_empty(), &judge);
+                event.insurance = verdicts;
+                self.emit_metered(&ctx, &event);
                 if let Sink::Pending(deliver) = std::mem::replace(&mut sink, Sink::Spent) {
                     deliver(Reply::Complete(Response {
                         status: 200,
@@ -338,11 +346,6 @@ impl Engine {
                         body,
                     }));
                 }
-                local_counts(&ctx, prompt, &observed, &mut event).await;
-                event.gateway_overhead_us = overhead;
-                event.case = insurance::case(&facts, !verdicts.is_empty(), &judge);
-                event.insurance = verdicts;
-                self.emit_metered(&ctx, &event);
             }
             Ok(Success {
                 model,
@@ -496,11 +499,11 @@ impl Engine {
                 buffer.push(&out);
             }
         }
-        buffer.end();
         local_counts(ctx, prompt, &observed, &mut event).await;
         event.case = insurance::case(&facts, !verdicts.is_empty(), &judge);
         event.insurance = verdicts;
         self.emit_metered(ctx, &event);
+        buffer.end();
         if completed {
             // Read to the end so the connection returns to the pool; the client is done already.
             let _ = tokio::time::timeout(DRAIN_AFTER_DONE, async {
@@ -1052,8 +1055,8 @@ async fn billed_counts(
     ((prompt.get().await, output), None)
 }
 
-/// The local counts, kept beside the provider's as a cross-check, once the client has its
-/// answer.
+/// The local counts, kept beside the provider's as a cross-check (taken before the answer's
+/// end is released: the usage event leaves first).
 async fn local_counts(
     ctx: &Context<'_>,
     prompt: Option<Count>,

@@ -219,6 +219,9 @@ impl Engine {
         std::mem::take(&mut *self.usage.lock())
     }
 
+    /// Queue a request's usage event. Called before the request's answer is delivered (and
+    /// before a stream is ended), so whoever takes the answer finds its usage already queued:
+    /// the worker writes it to its usage journal before the answer's bytes go out.
     fn emit_usage(&self, event: &UsageEvent) {
         let first = {
             let mut queue = self.usage.lock();

@@ -12,7 +12,9 @@ use crate::health::Outcome;
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// A pool for one provider origin, with the engine's keep-alive policy.
+/// It goes through the proxy the environment names for the origin, if any.
 pub fn new_pool(origin: Origin, connect_timeout: Duration) -> Pool {
+    let egress = client::ProxyEnv::global().egress(&origin);
     Pool::new(
         origin,
         PoolConfig {
@@ -20,6 +22,7 @@ pub fn new_pool(origin: Origin, connect_timeout: Duration) -> Pool {
             idle_timeout: Duration::from_secs(90),
             max_idle: 1024,
             tls: client::default_tls(),
+            egress,
         },
     )
 }
@@ -266,7 +269,9 @@ fn connect_reason(e: &client::Error) -> String {
     let kind = match e {
         client::Error::Connect { .. }
         | client::Error::ConnectTimeout { .. }
-        | client::Error::Tls { .. } => "connection failed",
+        | client::Error::Tls { .. }
+        | client::Error::InvalidProxy(_)
+        | client::Error::ProxyRefused { .. } => "connection failed",
         _ => "request failed",
     };
     format!("{kind}: {e}")

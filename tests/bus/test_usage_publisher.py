@@ -17,6 +17,7 @@ from bus.helpers import eventually, usage_lines
 from muxgate.bus.redis import RedisBus
 from muxgate.control.metering.consumer import UsageConsumer
 from muxgate.gateway.publisher import UsagePublisher, split_lines
+from muxgate.gateway.runtime import worker_id
 from muxgate.wire import UsageEvent
 from servers import RedisServer
 from waiting import HANG
@@ -51,7 +52,19 @@ def publisher(bus: RedisBus, spill_dir: Path, worker_id: str, **options: int) ->
 
 
 def spill_files(spill_dir: Path) -> list[str]:
-    return sorted(p.name for p in spill_dir.iterdir())
+    """Spill files (and their claims): a running worker's own journal (`.wal`) is not one."""
+    return sorted(p.name for p in spill_dir.iterdir() if not p.name.endswith(".wal"))
+
+
+async def dead_pid() -> int:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout)
 
 
 async def test_nothing_is_lost_while_redis_is_stopped(
@@ -191,3 +204,51 @@ def test_split_lines_cuts_on_line_ends() -> None:
     assert list(split_lines(data, 8)) == [b"aaaa\nbb\n", b"cccccccccc\n", b"d\n"]
     assert b"".join(split_lines(data, 3)) == data
     assert list(split_lines(b"", 8)) == []
+
+
+async def test_a_killed_workers_journal_is_sent_by_the_next_worker_without_repeats(
+    redis_server: RedisServer, redis_bus: RedisBus, consumer: Collected, tmp_path: Path
+) -> None:
+    spill_dir = tmp_path / "spill"
+    host = worker_id().rpartition(".")[0]
+    killed = publisher(redis_bus, spill_dir, f"{host}.{await dead_pid()}")
+    killed.start()
+    sent = {f"sent-{i}" for i in range(5)}
+    for request_id in sorted(sent):
+        killed.write(usage_lines(request_id))
+    await eventually(lambda: set(consumer.records) == sent, within=3)
+    assert await killed.flush(wait_s=1)
+    redis_server.stop()
+    unsent = {f"unsent-{i}" for i in range(5)}
+    for request_id in sorted(unsent):
+        killed.write(usage_lines(request_id))
+    # The kill: the task is gone, nothing is closed or spilled; a batch was torn mid-write.
+    assert killed._task is not None
+    killed._task.cancel()
+    with killed.wal_path.open("ab") as wal:
+        wal.write(b'{"request_id": "torn')
+    redis_server.start()
+    deliveries = consumer.deliveries
+    successor = publisher(redis_bus, spill_dir, worker_id())
+    successor.start()
+    await eventually(lambda: set(consumer.records) == sent | unsent, within=5)
+    assert await successor.flush(wait_s=1)
+    assert consumer.deliveries - deliveries == len(unsent), "sent usage was sent again"
+    assert spill_files(spill_dir) == []
+    assert not killed.wal_path.exists()
+    await successor.aclose()
+
+
+async def test_the_journal_holds_only_what_is_unsent(
+    redis_server: RedisServer, redis_bus: RedisBus, consumer: Collected, tmp_path: Path
+) -> None:
+    worker = publisher(redis_bus, tmp_path / "spill", "w1")
+    worker.start()
+    header = 8
+    worker.write(usage_lines("a"))
+    assert worker.wal_path.stat().st_size == header + len(usage_lines("a"))  # before any send
+    await eventually(lambda: set(consumer.records) == {"a"}, within=3)
+    assert await worker.flush(wait_s=1)
+    assert worker.wal_path.stat().st_size == header
+    await worker.aclose()
+    assert not worker.wal_path.exists()

@@ -13,9 +13,9 @@ from granian.rsgi import HTTPProtocol, Scope
 
 from muxgate._native import Engine
 from muxgate.credentials import CredentialCipher
-from muxgate.gateway.metering import Meter
 from muxgate.gateway.protocols import anthropic, gemini, openai
 from muxgate.gateway.runtime import RedisRuntime, WorkerRuntime
+from muxgate.gateway.server import starting
 from muxgate.wire.snapshot import RoutingSnapshot
 
 log = logging.getLogger("muxgate.gateway")
@@ -54,7 +54,6 @@ class Gateway:
         self.engine = Engine()
         self.cipher = CredentialCipher.from_env()
         self.loop: asyncio.AbstractEventLoop
-        self.meter: Meter
 
     @classmethod
     def from_env(cls) -> Gateway:
@@ -88,21 +87,26 @@ class Gateway:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.meter = Meter(self.runtime.sink, loop)
         loop.add_reader(self.engine.wakeup_fd, self._on_wakeup)
-        self.runtime.start(self, loop)
+        with starting():
+            self.runtime.start(self, loop)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.remove_reader(self.engine.wakeup_fd)
         self._on_wakeup()
-        self.meter.flush()
         self.runtime.stop(loop)
 
     def _on_wakeup(self) -> None:
         self.engine.drain()
+        # After the drain: the usage of every answer it resolved is queued already, and is
+        # journaled here before any of those answers runs on (see `gateway.metering`).
+        self.take_usage()
+
+    def take_usage(self) -> None:
+        """Journal the usage the engine has queued; called before an answer's bytes are sent."""
         batch = self.engine.take_usage()
         if batch is not None:
-            self.meter.publish(batch)
+            self.runtime.sink.write(batch)
 
     async def __rsgi__(self, scope: Scope, proto: HTTPProtocol) -> None:
         if scope.proto != "http":

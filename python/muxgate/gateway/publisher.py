@@ -1,10 +1,14 @@
 """Usage batches from a worker to the bus, never dropped.
 
-Batches wait in a queue bounded by bytes and go out from a background task, coalesced into
-entries of about `entry_bytes`. While the bus is down the task retries with back-off; a queue
-that fills up, and whatever is unsent at shutdown, goes to a spill file. Spill files are replayed
-on start and on reconnect, by this worker or any other sharing the directory: a file is claimed by
-renaming it, so two workers never send the same file."""
+Every batch is first appended to the worker's usage journal (`<worker>.wal` in the spill
+directory: one write(2), so it survives a SIGKILL of the process; not fsynced, so a machine
+crash can lose what the page cache held). Batches then wait in a queue bounded by bytes and go
+out from a background task, coalesced into entries of about `entry_bytes`; the journal's header
+says how far it has been sent. While the bus is down the task retries with back-off; a queue
+that fills up, and whatever is unsent at shutdown, goes to a spill file. Spill files, and the
+journals of workers that died, are replayed on start and on reconnect, by this worker or any
+other sharing the directory: a file is claimed by renaming it, so two workers never send the
+same file."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import asyncio
 import logging
 import os
 import re
+import struct
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +28,9 @@ log = logging.getLogger("muxgate.gateway.publisher")
 
 MiB = 1024 * 1024
 CLAIM = ".claimed-"
+WAL = ".wal"
+# The journal's header: the offset up to which its lines have reached the bus.
+SENT = struct.Struct(">Q")
 
 
 def split_lines(data: bytes, size: int) -> Iterator[bytes]:
@@ -61,6 +69,8 @@ class UsagePublisher:
         retry_initial: float = 0.05,
         retry_max: float = 2.0,
         fsync: bool = True,
+        wal_bytes: int = 8 * MiB,
+        linger: float = 0.05,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.]+", worker_id):
             raise ValueError("worker_id may hold letters, digits, '_' and '.' only")
@@ -84,6 +94,16 @@ class UsagePublisher:
         self._down = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._seq = self._last_seq()
+        self.wal_bytes = wal_bytes
+        self.linger = linger
+        self._lingering: asyncio.TimerHandle | None = None
+        self.wal_path = self.spill_dir / f"{worker_id}{WAL}"
+        if self.wal_path.exists():  # left by an earlier process with this id (a reused pid)
+            self._adopt(self.wal_path)
+        self._wal = -1
+        self._wal_end = self._wal_sent = SENT.size
+        self._wal_failed = False
+        self._open_wal()
 
     @property
     def queued_bytes(self) -> int:
@@ -107,11 +127,33 @@ class UsagePublisher:
             self._queue.clear()
             self._queued = 0
             self._spill(batches)
+            self._rewrite_wal()  # the spill file holds them now
             self._replay = True
         else:
+            self._journal(lines)
             self._queue.append(lines)
             self._queued += len(lines)
         self._idle.clear()
+        self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        """Wake the sender `linger` seconds after the first unsent batch (at once with a full
+        entry): the journal keeps usage safe meanwhile, and one entry then carries many
+        requests, where sending each batch as it came would cost a Redis round trip apiece."""
+        if self._queued >= self.entry_bytes or self.linger <= 0:
+            self._wake.set()
+            return
+        if self._lingering is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._wake.set()
+            return
+        self._lingering = loop.call_later(self.linger, self._lingered)
+
+    def _lingered(self) -> None:
+        self._lingering = None
         self._wake.set()
 
     async def flush(self, wait_s: float) -> bool:
@@ -146,6 +188,8 @@ class UsagePublisher:
         if self._closed:
             return
         self._closed = True
+        if self._lingering is not None:
+            self._lingering.cancel()
         if self._task is not None:
             self._task.cancel()
         batches = [self._inflight] if self._inflight is not None else []
@@ -155,6 +199,10 @@ class UsagePublisher:
         self._queued = 0
         if batches:
             self._spill(batches)
+        if self._wal >= 0:
+            os.close(self._wal)
+            self._wal = -1
+            self.wal_path.unlink(missing_ok=True)
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -179,6 +227,7 @@ class UsagePublisher:
                         continue
                     self._inflight = self._take_entry()
                 await self.bus.append_usage(self._inflight)
+                self._sent(len(self._inflight))
                 self._inflight = None
                 self._reached()
                 delay = self.retry_initial
@@ -213,6 +262,89 @@ class UsagePublisher:
             self._reachable = True
             self._replay = True  # files spilled during the outage, here or by other workers
             log.info("usage bus reachable again; sending buffered usage")
+
+    # --- the usage journal --------------------------------------------------------------------
+
+    def _open_wal(self) -> None:
+        fd = os.open(self.wal_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, SENT.pack(SENT.size))
+        self._wal, self._wal_end, self._wal_sent = fd, SENT.size, SENT.size
+
+    def _journal(self, lines: bytes) -> None:
+        """Append to the journal before the batch is queued (its answers are not sent yet)."""
+        if self._wal < 0:
+            return
+        try:
+            view = memoryview(lines)
+            while view:
+                written = os.pwrite(self._wal, view, self._wal_end)
+                self._wal_end += written
+                view = view[written:]
+        except OSError as exc:
+            # E.g. a full disk: the batch is still queued, only a kill could lose it now.
+            if not self._wal_failed:
+                self._wal_failed = True
+                log.error("usage journal %s cannot be written (%s)", self.wal_path, exc)
+
+    def _sent(self, size: int) -> None:
+        """`size` more journal bytes reached the bus: move the header, or start the journal
+        over once nothing in it is unsent (or its sent part outgrew `wal_bytes`)."""
+        if self._wal < 0 or self._wal_failed:
+            return
+        self._wal_sent += size
+        if self._wal_sent >= self._wal_end:
+            # Cut first: a kill in between leaves a header past the end, which reads as empty.
+            os.ftruncate(self._wal, SENT.size)
+            os.pwrite(self._wal, SENT.pack(SENT.size), 0)
+            self._wal_end = self._wal_sent = SENT.size
+        elif self._wal_sent - SENT.size >= self.wal_bytes:
+            self._rewrite_wal()
+        else:
+            os.pwrite(self._wal, SENT.pack(self._wal_sent), 0)
+
+    def _rewrite_wal(self) -> None:
+        """Replace the journal, atomically, with what is unsent in memory."""
+        if self._wal < 0 or self._wal_failed:
+            return
+        unsent = b"".join([self._inflight or b"", *self._queue])
+        temp = self.wal_path.with_name(f"{self.wal_path.name}.tmp")
+        with temp.open("wb") as f:
+            f.write(SENT.pack(SENT.size) + unsent)
+        os.close(self._wal)
+        temp.replace(self.wal_path)
+        self._wal = os.open(self.wal_path, os.O_RDWR)
+        self._wal_sent, self._wal_end = SENT.size, SENT.size + len(unsent)
+
+    def _adopt(self, path: Path) -> None:
+        """Turn the unsent part of a dead worker's journal into a spill file of ours."""
+        claimed = path.with_name(f"{path.name.partition(CLAIM)[0]}{CLAIM}{os.getpid()}")
+        try:
+            path.rename(claimed)
+        except FileNotFoundError:
+            return  # another worker adopted it first
+        data = claimed.read_bytes()
+        sent = SENT.unpack(data[: SENT.size])[0] if len(data) >= SENT.size else len(data)
+        unsent = data[max(sent, SENT.size) :]
+        # A batch torn by the kill mid-write: its answers were never sent.
+        unsent = unsent[: unsent.rfind(b"\n") + 1]
+        if unsent:
+            self._spill([unsent])
+        claimed.unlink()
+
+    def _orphaned_wals(self) -> Iterator[Path]:
+        """Journals of dead workers on this host (or adoptions they died in)."""
+        host = self.worker_id.rpartition(".")[0]
+        for path in self.spill_dir.iterdir():
+            name, claim, owner = path.name.partition(CLAIM)
+            if not name.endswith(WAL) or path == self.wal_path:
+                continue
+            if claim:
+                if owner.isdigit() and not _alive(int(owner)):
+                    yield path
+                continue
+            worker_host, _, pid = name.removesuffix(WAL).rpartition(".")
+            if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+                yield path
 
     # --- spill files -------------------------------------------------------------------------
 
@@ -259,6 +391,8 @@ class UsagePublisher:
     async def _replay_spills(self) -> int:
         """Send every spill file that can be claimed; the number of entries sent."""
         entries = 0
+        for orphan in list(self._orphaned_wals()):
+            self._adopt(orphan)
         for claimed, original in self._claim():
             data = await asyncio.to_thread(claimed.read_bytes)
             chunks = list(split_lines(data, self.entry_bytes))

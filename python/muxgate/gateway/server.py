@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any
+import signal
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, NamedTuple
 
 from granian import Granian
-from granian.constants import HTTPModes, Interfaces, Loops
+from granian.constants import HTTPModes, Interfaces, Loops, SSLProtocols
 from granian.log import LOGGING_CONFIG
 
 
@@ -31,7 +37,59 @@ def logging_config() -> dict[str, Any]:
     return config
 
 
-def _serve(target: str, interface: Interfaces, host: str, port: int, workers: int) -> None:
+class TLS(NamedTuple):
+    """A PEM certificate (chain) and its private key: the listener serves HTTPS."""
+
+    cert: Path
+    key: Path
+
+    @classmethod
+    def of(cls, cert: str | None, key: str | None) -> TLS | None:
+        """From the two paths (both or neither); ValueError saying what is wrong with them."""
+        if cert is None and key is None:
+            return None
+        if cert is None or key is None:
+            raise ValueError("HTTPS needs both a certificate and its key (--tls-cert, --tls-key)")
+        tls = cls(Path(cert).resolve(), Path(key).resolve())
+        try:
+            # Loaded here so a wrong file is one line at start-up, not a worker's traceback.
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls.cert, tls.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot use {tls.cert} with {tls.key}: {exc}") from None
+        return tls
+
+
+def _stop_starting_worker(signum: int, frame: FrameType | None) -> None:
+    os._exit(0)  # nothing is served yet; usage and the store are safe from a kill anyway
+
+
+def _starting_signals() -> None:
+    """How a worker that is not serving yet takes signals: SIGTERM (its main process stopping
+    it) ends it at once; SIGINT (a Ctrl-C, which the main process also gets and answers with
+    SIGTERM) is left to the main process. Without this a worker keeps the handlers its fork
+    inherited from granian's main process, which swallow both, and a shutdown requested while
+    it starts waits for it forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_starting_worker)
+
+
+@contextmanager
+def starting() -> Iterator[None]:
+    """Around a worker's own start-up (`__rsgi_init__`): granian's handlers, installed by then,
+    lose a signal that arrives before the worker serves, so ours stand in until it does."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _starting_signals()
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _serve(
+    target: str, interface: Interfaces, *, host: str, port: int, workers: int, tls: TLS | None
+) -> None:
+    os.register_at_fork(after_in_child=_starting_signals)
     Granian(
         target,
         address=host,
@@ -42,18 +100,29 @@ def _serve(target: str, interface: Interfaces, host: str, port: int, workers: in
         http=HTTPModes.http1,
         log_access=False,
         log_dictconfig=logging_config(),
+        ssl_cert=tls.cert if tls else None,
+        ssl_key=tls.key if tls else None,
+        ssl_protocol_min=SSLProtocols.tls12,
     ).serve()
 
 
 def run_gateway(
-    *, env: dict[str, str], host: str, port: int, workers: int, max_body_bytes: int
+    *,
+    env: dict[str, str],
+    host: str,
+    port: int,
+    workers: int,
+    max_body_bytes: int,
+    tls: TLS | None = None,
 ) -> None:
     os.environ.update(env)
     os.environ["MUXGATE_MAX_BODY_BYTES"] = str(max_body_bytes)
-    _serve("muxgate.gateway.app:app", Interfaces.RSGI, host, port, workers)
+    _serve(
+        "muxgate.gateway.app:app", Interfaces.RSGI, host=host, port=port, workers=workers, tls=tls
+    )
 
 
-def run_control(*, env: dict[str, str], host: str, port: int) -> None:
+def run_control(*, env: dict[str, str], host: str, port: int, tls: TLS | None = None) -> None:
     os.environ.update(env)
     # One process: it is the only writer of the store and the single metering consumer here.
-    _serve("muxgate.control.server:app", Interfaces.ASGI, host, port, 1)
+    _serve("muxgate.control.server:app", Interfaces.ASGI, host=host, port=port, workers=1, tls=tls)

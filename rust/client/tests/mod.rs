@@ -4,6 +4,7 @@
 mod bodies;
 mod origin;
 mod pool;
+mod proxy;
 mod tls;
 
 use std::future::Future;
@@ -73,6 +74,7 @@ fn config() -> PoolConfig {
         idle_timeout: Duration::from_secs(30),
         max_idle: 8,
         tls: default_tls(),
+        egress: super::Egress::Direct,
     }
 }
 

@@ -11,7 +11,7 @@ use super::super::{Error, Origin, Pool, PoolConfig, default_tls, tls_with_roots}
 use super::{OK_HELLO, Server, config, post_head, read_request};
 
 /// A TLS server for 127.0.0.1 answering every request with `OK_HELLO`, and its certificate.
-async fn tls_server() -> (Server, CertificateDer<'static>) {
+pub(super) async fn tls_server() -> (Server, CertificateDer<'static>) {
     let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
     let cert = generated.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
@@ -41,7 +41,7 @@ async fn tls_server() -> (Server, CertificateDer<'static>) {
     (server, cert)
 }
 
-fn https_pool(server: &Server, config: PoolConfig) -> Pool {
+pub(super) fn https_pool(server: &Server, config: PoolConfig) -> Pool {
     let (origin, _) =
         Origin::parse(&format!("https://127.0.0.1:{}/v1", server.addr.port())).unwrap();
     Pool::new(origin, config)

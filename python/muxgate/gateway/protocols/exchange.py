@@ -42,6 +42,7 @@ async def answer(gateway: Gateway, proto: HTTPProtocol, future: asyncio.Future[o
         await relay(gateway, proto, reply)
     else:
         status, headers, payload = cast(Response, reply)
+        gateway.take_usage()
         proto.response_bytes(status, headers, payload)
 
 
@@ -60,6 +61,7 @@ async def relay(gateway: Gateway, proto: HTTPProtocol, stream: Stream) -> None:
                 await ready
                 continue
             if not chunk:
+                gateway.take_usage()  # before the stream's last bytes (its end) are sent
                 break
             await transport.send_bytes(chunk)
     except (ProtocolClosed, ConnectionError):
