@@ -46,13 +46,20 @@ def split_lines(data: bytes, size: int) -> Iterator[bytes]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs; a killed worker nobody reaped yet (a zombie) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc here: the signal's answer stands
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 class UsagePublisher:
