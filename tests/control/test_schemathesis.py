@@ -23,20 +23,18 @@ from schemathesis.specs.openapi.checks import (
 
 from muxgate.control import create_app
 from muxgate.store import Store, accounts, catalog, keys
-from muxgate.store.keys import digest_of, hint_of
 
 ADMIN_TOKEN = "admin-test-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-KEY_SECRET = "sk-schemathesis-key-1"
 SECRET_KEY = "hFSN0DgkcDuoDUQRZ1Zk5ZsJ23hDk3n7tVx7vsdLRx8="
 
 
-async def _seeded(url: str) -> Store:
-    """A store with a few rows, so generated requests also hit existing resources."""
+async def _seeded(url: str) -> tuple[Store, str]:
+    """A store with a few rows, so generated requests also hit existing resources, and the
+    secret of its API key."""
     store = await Store.open(url, secret_key=SECRET_KEY)
     await accounts.create_account(store, "acme")
-    key = await keys.create_key(store, account_id="acme", key_id="ci", name="ci")
-    await keys.set_digest(store, key[0].id, digest_of(KEY_SECRET), hint_of(KEY_SECRET))
+    _, secret = await keys.create_key(store, account_id="acme", key_id="ci", name="ci")
     await catalog.create_provider(store, "openai", base_url="https://api.openai.com/v1")
     await catalog.create_model(store, "openai/gpt-4o-mini", aliases=["gpt-4o-mini"])
     await catalog.create_channel(
@@ -44,21 +42,21 @@ async def _seeded(url: str) -> Store:
     )
     # The app runs on the schemathesis event loop: it opens its own connections there.
     await store.engine.dispose()
-    return store
+    return store, secret
 
 
-def _admin_app() -> tuple[Litestar, tempfile.TemporaryDirectory[str]]:
+def _admin_app() -> tuple[Litestar, tempfile.TemporaryDirectory[str], str]:
     # Built at import: schemathesis parametrizes the test from the schema at collection time.
     workdir = tempfile.TemporaryDirectory(prefix="muxgate-schemathesis-")
-    store = asyncio.run(_seeded(f"sqlite:///{Path(workdir.name) / 'admin.db'}"))
+    store, secret = asyncio.run(_seeded(f"sqlite:///{Path(workdir.name) / 'admin.db'}"))
 
     async def ignore() -> None:
         return None
 
-    return create_app(store, admin_token=ADMIN_TOKEN, on_change=ignore), workdir
+    return create_app(store, admin_token=ADMIN_TOKEN, on_change=ignore), workdir, secret
 
 
-APP, WORKDIR = _admin_app()
+APP, WORKDIR, KEY_SECRET = _admin_app()
 schema = schemathesis.openapi.from_asgi("/admin/v1/schema/openapi.json", APP)
 
 

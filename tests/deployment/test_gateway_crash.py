@@ -11,6 +11,7 @@ import openai
 
 from deployment.conftest import Deploy
 from deployment.helpers import chat, converge, sdk
+from waiting import HANG
 
 CLIENTS = 6
 
@@ -21,7 +22,7 @@ def test_gateway_killed_mid_load_meters_every_answered_request(deploy: Deploy) -
     d.admin.catalog(d.mock_url)
     d.admin.account("acme")
     _, secret = d.admin.key("acme")
-    assert converge(d.gateways, secret, (200, None), 1.0, time.monotonic()) <= 1.0
+    converge(d.gateways, secret, (200, None), time.monotonic())
 
     answered: list[str] = []
     lock = threading.Lock()
@@ -41,7 +42,7 @@ def test_gateway_killed_mid_load_meters_every_answered_request(deploy: Deploy) -
     for thread in threads:
         thread.start()
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG
         while len(answered) < 200 and time.monotonic() < deadline:
             time.sleep(0.01)
         gateway.kill()  # the whole process group, mid-load
@@ -50,12 +51,12 @@ def test_gateway_killed_mid_load_meters_every_answered_request(deploy: Deploy) -
     finally:
         stop.set()
         for thread in threads:
-            thread.join(timeout=30)
+            thread.join(timeout=HANG)
     assert at_kill >= 200, "the load never got going"
 
     gateway.start()
     gateway.wait_healthy()
-    missing = d.store.wait_for(set(answered), timeout=20)
+    missing = d.store.wait_for(set(answered), timeout=HANG)
     assert not missing, f"{len(missing)} of {len(answered)} answered requests were never metered"
     records = d.store.audit().records
     assert all(records[request_id] == 1 for request_id in answered)
