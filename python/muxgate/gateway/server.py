@@ -86,6 +86,12 @@ def starting() -> Iterator[None]:
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
+WORKERS_KILL_TIMEOUT_S = 30
+"""A worker still running this long after its main process asked it to stop is killed: a stop
+signal that reaches it in the instant its server starts can be missed, and a shutdown must not
+hang on that. Usage is journaled before answers leave, so a kill loses no answered request."""
+
+
 def _serve(
     target: str, interface: Interfaces, *, host: str, port: int, workers: int, tls: TLS | None
 ) -> None:
@@ -96,6 +102,7 @@ def _serve(
         port=port,
         interface=interface,
         workers=workers,
+        workers_kill_timeout=WORKERS_KILL_TIMEOUT_S,
         loop=Loops.uvloop,
         http=HTTPModes.http1,
         log_access=False,
