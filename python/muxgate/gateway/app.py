@@ -88,7 +88,7 @@ class Gateway:
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         loop.add_reader(self.engine.wakeup_fd, self._on_wakeup)
-        with starting():
+        with starting(loop):
             self.runtime.start(self, loop)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -4,6 +4,7 @@ their settings from the environment set here."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import signal
@@ -74,22 +75,29 @@ def _starting_signals() -> None:
 
 
 @contextmanager
-def starting() -> Iterator[None]:
-    """Around a worker's own start-up (`__rsgi_init__`): granian's handlers, installed by then,
-    lose a signal that arrives before the worker serves, so ours stand in until it does."""
+def starting(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Around a worker's own start-up (`__rsgi_init__`): ours stand in for granian's handlers
+    until the worker's event loop runs. uvloop hears a signal only while its loop runs (its
+    wake-up descriptor is set then), and granian starts that loop only after its server: a stop
+    signal arriving before would be lost, and the worker would never stop. So granian's
+    handlers come back from a callback of that loop, once it runs."""
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     _starting_signals()
-    try:
-        yield
-    finally:
+
+    def restore() -> None:
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
+    try:
+        yield
+    finally:
+        loop.call_soon(restore)
+
 
 WORKERS_KILL_TIMEOUT_S = 30
-"""A worker still running this long after its main process asked it to stop is killed: a stop
-signal that reaches it in the instant its server starts can be missed, and a shutdown must not
-hang on that. Usage is journaled before answers leave, so a kill loses no answered request."""
+"""A worker still running this long after its main process asked it to stop is killed: a
+shutdown must never hang on one worker. Usage is journaled before answers leave, so a kill
+loses no answered request."""
 
 
 def _serve(
